@@ -1,0 +1,262 @@
+"""The viewmaker network (Tamkin, Wu, Goodman, ICLR 2021) as a transformers model.
+
+Self-contained on purpose: this file and `configuration_viewmaker.py` are copied next to the weights for
+`trust_remote_code=True` loading, where `hf_viewmaker` may not be installed. Module names follow the authors'
+original code (`conv1.conv2d`, `in1`, `res1`, `deconv1`, ...), so their weights load key for key.
+"""
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_viewmaker import ViewmakerConfig
+
+# The original's constant that keeps the L1 rescaling finite (REFERENCE.md §1, `get_delta`).
+_BUDGET_EPS = 1e-4
+# The first and last convolutions are 9 wide: reflection padding of 4 needs more than 4 samples per dimension.
+_MIN_SPATIAL_SIZE = 5
+_BOTTLENECK_CHANNELS = 128
+
+
+@dataclass
+class ViewmakerOutput(ModelOutput):
+    """
+    Output of [`ViewmakerModel`].
+
+    Args:
+        views (`torch.FloatTensor` of the input's shape):
+            The input plus the bounded perturbation, clamped to [0, 1] when `config.clamp` is set.
+        perturbation (`torch.FloatTensor` of the input's shape):
+            The perturbation that was added, before clamping (in the input domain, also when
+            `config.frequency_domain` bounds it in the DCT domain).
+    """
+
+    views: torch.FloatTensor | None = None
+    perturbation: torch.FloatTensor | None = None
+
+
+def _layer_types(spatial_dims: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
+    if spatial_dims == 2:
+        return nn.Conv2d, nn.ReflectionPad2d, nn.InstanceNorm2d
+    return nn.Conv1d, nn.ReflectionPad1d, nn.InstanceNorm1d
+
+
+class ViewmakerConvLayer(nn.Module):
+    """Reflection padding of `kernel_size // 2`, then a biased convolution; optionally a nearest-neighbour upsampling
+    first. The original's `ConvLayer` and `UpsampleConvLayer` are this one layer with and without `output_size`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, spatial_dims: int):
+        super().__init__()
+        conv, pad, _ = _layer_types(spatial_dims)
+        self.reflection_pad = pad(kernel_size // 2)
+        # Named `conv2d` also in 1-D, to keep the original's state-dict keys.
+        self.conv2d = conv(in_channels, out_channels, kernel_size, stride)
+
+    def forward(self, hidden_states: torch.Tensor, output_size: torch.Size | None = None) -> torch.Tensor:
+        if output_size is not None:
+            # Upsampling to the size of the matching downsampling level (instead of the original's fixed x2) equals
+            # x2 for sizes divisible by 4 and lets any other size come back to the input's shape.
+            hidden_states = F.interpolate(hidden_states, size=output_size, mode="nearest")
+        return self.conv2d(self.reflection_pad(hidden_states))
+
+
+class ViewmakerResidualBlock(nn.Module):
+    """conv3 -> InstanceNorm -> ReLU -> conv3 -> InstanceNorm, plus identity; no activation after the sum
+    (REFERENCE.md §1). Always ReLU, whatever `config.activation` says, as in the original."""
+
+    def __init__(self, channels: int, spatial_dims: int):
+        super().__init__()
+        _, _, norm = _layer_types(spatial_dims)
+        self.conv1 = ViewmakerConvLayer(channels, channels, 3, 1, spatial_dims)
+        self.in1 = norm(channels, affine=True)
+        self.conv2 = ViewmakerConvLayer(channels, channels, 3, 1, spatial_dims)
+        self.in2 = norm(channels, affine=True)
+        self.act = nn.ReLU()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.in1(self.conv1(hidden_states)))
+        return self.in2(self.conv2(out)) + hidden_states
+
+
+@functools.lru_cache(maxsize=32)
+def _dct_matrices(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unnormalised DCT-II matrix (`torch_dct.dct(norm=None)`: X_k = 2 sum_n x_n cos(pi k (2n+1) / 2N)) and its
+    exact inverse, built in float64 and cached per size and device."""
+    k = torch.arange(size, dtype=torch.float64)
+    cosines = torch.cos(math.pi * k[:, None] * (2 * k[None, :] + 1) / (2 * size))
+    forward = 2 * cosines
+    weights = torch.ones(size, dtype=torch.float64)
+    weights[0] = 0.5
+    inverse = (cosines * weights[:, None]).T / size
+    return forward.to(device, torch.float32), inverse.to(device, torch.float32)
+
+
+def _apply_dct(x: torch.Tensor, spatial_dims: int, inverse: bool) -> torch.Tensor:
+    """(Inverse) DCT-II over the last `spatial_dims` dimensions, in float32."""
+    out = x.float()
+    for dim in range(-spatial_dims, 0):
+        matrix = _dct_matrices(out.shape[dim], out.device)[1 if inverse else 0]
+        out = torch.movedim(torch.movedim(out, dim, -1) @ matrix.T, -1, dim)
+    return out
+
+
+class ViewmakerPreTrainedModel(PreTrainedModel):
+    config_class = ViewmakerConfig
+    config: ViewmakerConfig
+    base_model_prefix = "viewmaker"
+    main_input_name = "pixel_values"
+    _no_split_modules = ["ViewmakerResidualBlock"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The original uses PyTorch's default init (REFERENCE.md §1); transformers' generic normal(0, 0.02) would
+        # silently change the starting point of the adversarial game.
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.InstanceNorm1d, nn.InstanceNorm2d)):
+            module.reset_parameters()
+
+
+class ViewmakerModel(ViewmakerPreTrainedModel):
+    """
+    The viewmaker: a style-transfer-like residual network that maps an input and uniform noise to a perturbation
+    bounded by `config.distortion_budget`, and returns the input plus that perturbation as a new view
+    (REFERENCE.md §1). Every call draws fresh noise, so two calls give two different views of the same input.
+
+    The layers are those of the original: a 9-wide conv to 32 channels, two stride-2 convs to 64 and 128, one
+    residual block per `num_res_blocks` (each after concatenating one noise channel, so 129, 130, ... channels),
+    two nearest-upsampling convs back to 64 and 32 channels and a 9-wide conv to `num_channels`; reflection
+    padding and affine InstanceNorm throughout. Only the residual blocks that run are built.
+    """
+
+    def __init__(self, config: ViewmakerConfig):
+        super().__init__(config)
+        dims, channels = config.spatial_dims, config.num_channels
+        _, _, norm = _layer_types(dims)
+        self.act = nn.ReLU() if config.activation == "relu" else nn.LeakyReLU()
+        self.conv1 = ViewmakerConvLayer(channels + 1, 32, 9, 1, dims)
+        self.in1 = norm(32, affine=True)
+        self.conv2 = ViewmakerConvLayer(32, 64, 3, 2, dims)
+        self.in2 = norm(64, affine=True)
+        self.conv3 = ViewmakerConvLayer(64, _BOTTLENECK_CHANNELS, 3, 2, dims)
+        self.in3 = norm(_BOTTLENECK_CHANNELS, affine=True)
+        for i in range(1, config.num_res_blocks + 1):
+            self.add_module(f"res{i}", ViewmakerResidualBlock(_BOTTLENECK_CHANNELS + i, dims))
+        self.deconv1 = ViewmakerConvLayer(_BOTTLENECK_CHANNELS + config.num_res_blocks, 64, 3, 1, dims)
+        self.in4 = norm(64, affine=True)
+        self.deconv2 = ViewmakerConvLayer(64, 32, 3, 1, dims)
+        self.in5 = norm(32, affine=True)
+        self.deconv3 = ViewmakerConvLayer(32, channels, 9, 1, dims)
+        self.post_init()
+
+    @property
+    def residual_blocks(self) -> list[ViewmakerResidualBlock]:
+        return [getattr(self, f"res{i}") for i in range(1, self.config.num_res_blocks + 1)]
+
+    def _check_input(self, pixel_values: torch.Tensor) -> None:
+        config = self.config
+        layout = "height, width" if config.spatial_dims == 2 else "time"
+        expected = f"[batch, {config.num_channels}, {layout}]"
+        if pixel_values.ndim != config.spatial_dims + 2:
+            raise ValueError(f"pixel_values must have shape {expected}, got shape {tuple(pixel_values.shape)}.")
+        if pixel_values.shape[1] != config.num_channels:
+            raise ValueError(
+                f"pixel_values has {pixel_values.shape[1]} channels (shape {tuple(pixel_values.shape)}), but this "
+                f"viewmaker was built for num_channels={config.num_channels}."
+            )
+        net_size = config.downsample_size or tuple(pixel_values.shape[2:])
+        if min(net_size) < _MIN_SPATIAL_SIZE:
+            raise ValueError(
+                f"pixel_values of shape {tuple(pixel_values.shape)} is too small: the viewmaker network runs at "
+                f"spatial size {tuple(net_size)} and needs at least {_MIN_SPATIAL_SIZE} along every spatial dimension."
+            )
+        # A data-dependent check forces a host sync; compiled training loops skip it.
+        if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+            raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)} contains NaN or inf values.")
+
+    def _add_noise_channel(self, hidden_states: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        # Drawn in float32 whatever the compute dtype, so a seed gives the same noise as the original's `torch.rand`.
+        shape = (hidden_states.shape[0], 1, *hidden_states.shape[2:])
+        noise = torch.rand(shape, generator=generator, device=hidden_states.device, dtype=torch.float32)
+        return torch.cat((hidden_states, noise.to(hidden_states.dtype)), dim=1)
+
+    def _network(self, inputs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The unbounded network output, of the shape of `inputs`."""
+        hidden = self.act(self.in1(self.conv1(self._add_noise_channel(inputs, generator))))
+        half_resolution = self.act(self.in2(self.conv2(hidden)))
+        hidden = self.act(self.in3(self.conv3(half_resolution)))
+        for block in self.residual_blocks:
+            hidden = block(self._add_noise_channel(hidden, generator))
+        hidden = self.act(self.in4(self.deconv1(hidden, output_size=half_resolution.shape[2:])))
+        hidden = self.act(self.in5(self.deconv2(hidden, output_size=inputs.shape[2:])))
+        return self.deconv3(hidden)
+
+    def _bound(self, raw: torch.Tensor) -> torch.Tensor:
+        """Map the network output to a perturbation within the budget, per example (see `ViewmakerConfig`)."""
+        budget = self.config.distortion_budget
+        delta = torch.tanh(raw)
+        if self.config.budget_norm == "linf":
+            return budget * delta
+        dims = tuple(range(1, delta.ndim))
+        if self.config.budget_norm == "l1":
+            magnitude = delta.abs().mean(dims, keepdim=True)
+        else:
+            magnitude = delta.square().mean(dims, keepdim=True).sqrt()
+        return delta * budget / (magnitude + _BUDGET_EPS)
+
+    def _resize(self, x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        mode = "bilinear" if self.config.spatial_dims == 2 else "linear"
+        return F.interpolate(x, size=size, mode=mode)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ViewmakerOutput | tuple[torch.Tensor, torch.Tensor]:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, num_channels, height, width)`, or
+                `(batch, num_channels, time)` when `config.spatial_dims == 1`):
+                The inputs to make views of: [0, 1] pixels for images (normalise *after* the viewmaker), z-scored
+                log-mel or sensor spectrograms otherwise. Any spatial size of at least 5.
+            generator (`torch.Generator`, *optional*):
+                Source of the noise, on the input's device, for reproducible views that leave the global RNG alone.
+                Without it the noise comes from the global RNG, in the original's order: one full-resolution map,
+                then one bottleneck map per residual block.
+            return_dict (`bool`, *optional*):
+                Return a [`ViewmakerOutput`] instead of a `(views, perturbation)` tuple.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_input(pixel_values)
+        spatial_size = tuple(pixel_values.shape[2:])
+        inputs = pixel_values
+        if self.config.downsample_size is not None:
+            inputs = self._resize(inputs, self.config.downsample_size)
+        if self.config.frequency_domain:
+            inputs = _apply_dct(inputs, self.config.spatial_dims, inverse=False).to(pixel_values.dtype)
+
+        raw = self._network(inputs, generator)
+
+        # The budget is a ratio of sums over the whole example: reduced precision would make it drift.
+        with torch.autocast(device_type=raw.device.type, enabled=False):
+            perturbation = self._bound(raw.float())
+            if self.config.frequency_domain:
+                perturbation = _apply_dct(perturbation, self.config.spatial_dims, inverse=True)
+            if self.config.downsample_size is not None:
+                perturbation = self._resize(perturbation, spatial_size)
+            views = pixel_values.float() + perturbation
+            if self.config.clamp:
+                views = views.clamp(0.0, 1.0)
+        views, perturbation = views.to(pixel_values.dtype), perturbation.to(pixel_values.dtype)
+
+        if not return_dict:
+            return views, perturbation
+        return ViewmakerOutput(views=views, perturbation=perturbation)
+
+
+__all__ = ["ViewmakerModel", "ViewmakerOutput", "ViewmakerPreTrainedModel"]

@@ -1,0 +1,195 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel
+
+from hf_viewmaker import ViewmakerConfig, ViewmakerModel
+
+
+def _original_case(fixtures_dir, name):
+    folder = fixtures_dir / "original_viewmaker"
+    case = next(c for c in json.loads((folder / "cases.json").read_text())["viewmaker_cases"] if c["name"] == name)
+    tensors = load_file(folder / f"{name}.safetensors")
+    return case, tensors
+
+
+@pytest.mark.parametrize("name", ["cifar_l1_clamp", "spectrogram_dct_2blocks"])
+def test_reproduces_original_views(fixtures_dir, name):
+    case, tensors = _original_case(fixtures_dir, name)
+    config = ViewmakerConfig(
+        **{k: case[k] for k in ("num_channels", "distortion_budget", "activation", "clamp", "frequency_domain")},
+        num_res_blocks=case["num_res_blocks"],
+    )
+    model = ViewmakerModel(config).eval()
+    prefix = "state_dict."
+    state_dict = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    # The original registers all 5 residual blocks; ours builds only those that run.
+    unused = {f"res{i}." for i in range(case["num_res_blocks"] + 1, 6)}
+    state_dict = {k: v for k, v in state_dict.items() if not any(k.startswith(u) for u in unused)}
+    model.load_state_dict(state_dict, strict=True)
+
+    torch.manual_seed(case["noise_seed"])
+    views = model(tensors["input"]).views
+    torch.testing.assert_close(views, tensors["expected_views"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "channels,expected",
+    # Parameters actually used with 3 residual blocks, REFERENCE.md §1.
+    [(3, 1_120_131), (1, 1_109_761), (52, 1_374_196)],
+)
+def test_builds_only_the_residual_blocks_that_run(channels, expected):
+    model = ViewmakerModel(ViewmakerConfig(num_channels=channels))
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert not hasattr(model, "res4")
+
+
+@pytest.mark.parametrize(
+    "norm,measure",
+    [
+        ("l1", lambda d: d.abs().mean(dim=(1, 2, 3))),
+        ("l2", lambda d: d.square().mean(dim=(1, 2, 3)).sqrt()),
+    ],
+)
+def test_sphere_budgets_are_met_per_example(norm, measure):
+    model = ViewmakerModel(ViewmakerConfig(distortion_budget=0.1, budget_norm=norm, clamp=False))
+    x = torch.rand(3, 3, 16, 16)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.views, x + out.perturbation)
+    # Equality up to the original's 1e-4 stabiliser in the denominator.
+    torch.testing.assert_close(measure(out.perturbation), torch.full((3,), 0.1), rtol=2e-3, atol=0)
+
+
+def test_linf_budget_is_a_box():
+    model = ViewmakerModel(ViewmakerConfig(distortion_budget=0.03, budget_norm="linf", clamp=False))
+    delta = model(torch.rand(2, 3, 12, 12)).perturbation
+    assert delta.abs().max() < 0.03
+    assert delta.abs().max() > 0.0
+
+
+def test_clamped_views_are_valid_images():
+    model = ViewmakerModel(ViewmakerConfig(distortion_budget=0.5, num_res_blocks=1))
+    views = model(torch.rand(2, 3, 8, 8)).views
+    assert views.min() >= 0.0 and views.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "config,shape",
+    [
+        (ViewmakerConfig(num_res_blocks=1), (2, 3, 30, 17)),
+        (ViewmakerConfig(num_res_blocks=0, frequency_domain=True, clamp=False), (2, 3, 9, 14)),
+        (ViewmakerConfig(num_res_blocks=1, downsample_to=[8, 6], clamp=False), (1, 3, 21, 13)),
+        (ViewmakerConfig(num_channels=6, spatial_dims=1, clamp=False), (2, 6, 99)),
+        (ViewmakerConfig(num_channels=2, spatial_dims=1, frequency_domain=True, clamp=False), (2, 2, 37)),
+    ],
+)
+def test_views_keep_any_input_shape(config, shape):
+    out = ViewmakerModel(config)(torch.rand(shape))
+    assert out.views.shape == shape
+    assert out.perturbation.shape == shape
+
+
+def test_frequency_domain_bounds_the_dct_of_the_perturbation():
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0, frequency_domain=True, clamp=False))
+    x = torch.rand(2, 3, 8, 12, dtype=torch.float64).float()
+    delta = model(x).perturbation.double()
+    # Unnormalised DCT-II along each spatial axis (scipy's type-2 without norm), built independently of the model.
+    def dct(v, dim):
+        n = v.shape[dim]
+        k = torch.arange(n, dtype=torch.float64)
+        basis = 2 * torch.cos(torch.pi * k[:, None] * (2 * k[None, :] + 1) / (2 * n))
+        return torch.movedim(torch.movedim(v, dim, -1) @ basis.T, -1, dim)
+    spectrum = dct(dct(delta, -1), -2)
+    torch.testing.assert_close(spectrum.abs().mean(dim=(1, 2, 3)), torch.full((2,), 0.05, dtype=torch.float64), rtol=2e-3, atol=0)
+
+
+def test_generator_makes_views_reproducible_without_touching_global_rng():
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=1))
+    x = torch.rand(2, 3, 8, 8)
+    state = torch.random.get_rng_state()
+    a = model(x, generator=torch.Generator().manual_seed(7)).views
+    b = model(x, generator=torch.Generator().manual_seed(7)).views
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(model(x).views, model(x).views), "fresh noise must give a new view at every call"
+
+
+def test_budget_projection_runs_in_float32_under_autocast():
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=1, clamp=False))
+    x = torch.rand(2, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.views.dtype == torch.float32
+    # bf16 keeps ~3 significant digits; the float32 projection keeps the budget to the stabiliser's precision.
+    torch.testing.assert_close(out.perturbation.abs().mean(dim=(1, 2, 3)), torch.full((2,), 0.05), rtol=2e-3, atol=0)
+
+
+def test_gradients_reach_the_viewmaker():
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=1))
+    model(torch.rand(2, 3, 8, 8)).views.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_default_pytorch_init_is_kept():
+    model = ViewmakerModel(ViewmakerConfig())
+    weight = model.res1.conv1.conv2d.weight
+    fan_in = weight[0].numel()
+    # PyTorch's kaiming_uniform(a=sqrt(5)) has std 1/sqrt(3 fan_in); transformers' generic init would give 0.02.
+    assert weight.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.05)
+    assert model.in1.weight.eq(1).all() and model.in1.bias.eq(0).all()
+
+
+def test_save_and_load_with_auto_classes(tmp_path):
+    model = ViewmakerModel(ViewmakerConfig(num_channels=1, num_res_blocks=2, clamp=False, distortion_budget=0.1))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), ViewmakerConfig)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, ViewmakerModel)
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, q), name
+    x = torch.randn(2, 1, 16, 20)
+    torch.testing.assert_close(
+        model(x, generator=torch.Generator().manual_seed(3)).views,
+        loaded(x, generator=torch.Generator().manual_seed(3)).views,
+    )
+
+
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((2, 1, 16, 16), "1 channels"),
+        ((2, 3, 16), "shape"),
+        ((2, 3, 4, 16), "too small"),
+    ],
+)
+def test_bad_input_shapes_are_named(shape, message):
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0))
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(shape))
+
+
+def test_non_finite_input_is_rejected():
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0))
+    x = torch.rand(2, 3, 8, 8)
+    x[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"activation": "gelu"}, "activation"),
+        ({"budget_norm": "l3"}, "budget_norm"),
+        ({"num_res_blocks": 6}, "num_res_blocks"),
+        ({"distortion_budget": 0.0}, "distortion_budget"),
+        ({"spatial_dims": 3}, "spatial_dims"),
+        ({"downsample_to": [8, 8, 8]}, "downsample_to"),
+    ],
+)
+def test_invalid_config_values_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        ViewmakerConfig(**kwargs)
