@@ -1,0 +1,122 @@
+"""Image datasets through `datasets`: the Hub (e.g. `uoft-cs/cifar10`), local folders (`imagefolder`) or files."""
+
+import io
+import os
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict, Image, load_dataset
+from PIL import Image as PILImage
+
+from ..processing.image_processing_viewmaker import ViewmakerImageProcessor
+
+FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
+
+
+def load_image_splits(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_dir: str | None = None,
+    validation_dir: str | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    train_split: str = "train",
+    validation_split: str | None = None,
+    cache_dir: str | None = None,
+) -> DatasetDict:
+    """Load a training and a validation split, the way transformers' example scripts take data from the command line.
+
+    Exactly one source: `dataset_name` (a Hub id such as `uoft-cs/cifar10`, or a packaged builder such as
+    `imagefolder` / `parquet` together with `dataset_config_name`), `train_dir` (+ `validation_dir`) folders for the
+    `imagefolder` builder (class sub-folders become labels), or `train_file` (+ `validation_file`) in parquet, csv,
+    json or arrow. `validation_split` defaults to "validation" when the dataset has one, else "test".
+
+    Returns a `DatasetDict` with "train" and, when the source has one, "validation".
+    """
+    if sum(x is not None for x in (dataset_name, train_dir, train_file)) != 1:
+        raise ValueError("give exactly one data source: --dataset_name, --train_dir or --train_file")
+    if dataset_name is not None:
+        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+    elif train_dir is not None:
+        data_files = {"train": os.path.join(train_dir, "**")}
+        if validation_dir is not None:
+            data_files["validation"] = os.path.join(validation_dir, "**")
+        raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+        train_split = "train"
+    else:
+        suffix = Path(train_file).suffix
+        if suffix not in FILE_BUILDERS:
+            raise ValueError(f"--train_file {train_file}: unsupported extension {suffix!r} ({sorted(FILE_BUILDERS)})")
+        data_files = {"train": train_file}
+        if validation_file is not None:
+            data_files["validation"] = validation_file
+        raw = load_dataset(FILE_BUILDERS[suffix], data_files=data_files, cache_dir=cache_dir)
+        train_split = "train"
+    if train_split not in raw:
+        raise ValueError(f"the dataset has no split {train_split!r}; its splits are {list(raw)}")
+    if validation_split is None:
+        validation_split = next((s for s in ("validation", "test") if s in raw), None)
+    elif validation_split not in raw:
+        raise ValueError(f"the dataset has no split {validation_split!r}; its splits are {list(raw)}")
+    splits = {"train": raw[train_split]}
+    if validation_split is not None:
+        splits["validation"] = raw[validation_split]
+    return DatasetDict(splits)
+
+
+class ImageExamples(torch.utils.data.Dataset):
+    """A `datasets` image split as training examples: `{"pixel_values", "labels", "indices"}` per item.
+
+    Images are decoded here rather than by `datasets`, so that an unreadable image raises an error naming its file
+    (or its row) instead of a bare PIL error deep inside a data-loader worker.
+
+    Args:
+        dataset: a split with an image column (the `Image` feature, or paths / bytes).
+        image_processor: turns a PIL image into `[C, H, W]` pixels in [0, 1] (`do_normalize=False`).
+        image_column: the image column, e.g. "img" for `uoft-cs/cifar10`, "image" for `imagefolder`.
+        label_column: the label column, or `None` for unlabelled data (`labels` is then -1).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        image_processor: ViewmakerImageProcessor,
+        image_column: str = "image",
+        label_column: str | None = "label",
+    ):
+        for name, column in (("image_column_name", image_column), ("label_column_name", label_column)):
+            if column is not None and column not in dataset.column_names:
+                raise ValueError(f"--{name} {column!r} is not a column of the dataset ({dataset.column_names})")
+        if isinstance(dataset.features[image_column], Image):
+            dataset = dataset.cast_column(image_column, Image(decode=False))
+        self.dataset = dataset
+        self.image_processor = image_processor
+        self.image_column = image_column
+        self.label_column = label_column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _decode(self, index: int, value) -> PILImage.Image:
+        where = f"row {index}"
+        try:
+            if isinstance(value, dict):
+                where = value.get("path") or where
+                source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+            else:
+                source = where = value
+            image = PILImage.open(source)
+            image.load()
+            return image
+        except Exception as error:  # noqa: BLE001 - PIL raises many types for a broken file
+            raise ValueError(f"could not read the image at {where} (column {self.image_column!r}): {error}") from error
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        row = self.dataset[index]
+        image = self._decode(index, row[self.image_column])
+        pixel_values = self.image_processor(image, return_tensors="pt")["pixel_values"][0]
+        label = row[self.label_column] if self.label_column is not None else -1
+        return {"pixel_values": pixel_values, "labels": torch.tensor(label), "indices": torch.tensor(index)}
+
+
+__all__ = ["ImageExamples", "load_image_splits"]
