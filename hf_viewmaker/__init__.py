@@ -1,22 +1,62 @@
 """Viewmaker Networks (Tamkin, Wu, Goodman, ICLR 2021) as transformers models.
 
-Importing this package registers every model with the `Auto*` classes, and registers each class for custom-code
-saving, so that a saved or pushed checkpoint also loads with `trust_remote_code=True` where this package is not
-installed.
+Importing this package registers every model with the `Auto*` classes, and registers the viewmaker and encoder for
+custom-code saving, so that a saved or pushed checkpoint also loads with `trust_remote_code=True` where this package
+is not installed.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForPreTraining,
+)
 
+from .models.encoder import (
+    ContrastiveResNetConfig,
+    ContrastiveResNetForClassification,
+    ContrastiveResNetModel,
+    ContrastiveResNetOutput,
+    ContrastiveResNetPreTrainedModel,
+)
+from .models.pretraining import (
+    ViewmakerForContrastivePretraining,
+    ViewmakerPretrainingConfig,
+    ViewmakerPretrainingOutput,
+)
 from .models.viewmaker import ViewmakerConfig, ViewmakerModel, ViewmakerOutput, ViewmakerPreTrainedModel
+from .objectives import InstDiscLoss, SimCLRLoss
+from .processing import LogMelFeatureExtractor, ViewmakerImageProcessor
 
-AutoConfig.register(ViewmakerConfig.model_type, ViewmakerConfig)
-AutoModel.register(ViewmakerConfig, ViewmakerModel)
-ViewmakerConfig.register_for_auto_class()
-ViewmakerModel.register_for_auto_class("AutoModel")
+for _config, _model in ((ViewmakerConfig, ViewmakerModel), (ContrastiveResNetConfig, ContrastiveResNetModel)):
+    AutoConfig.register(_config.model_type, _config)
+    AutoModel.register(_config, _model)
+    AutoImageProcessor.register(_config, ViewmakerImageProcessor)
+    AutoFeatureExtractor.register(_config, LogMelFeatureExtractor)
+    _config.register_for_auto_class()
+    _model.register_for_auto_class("AutoModel")
+AutoModelForImageClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
+ContrastiveResNetForClassification.register_for_auto_class("AutoModelForImageClassification")
+AutoConfig.register(ViewmakerPretrainingConfig.model_type, ViewmakerPretrainingConfig)
+AutoModelForPreTraining.register(ViewmakerPretrainingConfig, ViewmakerForContrastivePretraining)
 
 __all__ = [
+    "ContrastiveResNetConfig",
+    "ContrastiveResNetForClassification",
+    "ContrastiveResNetModel",
+    "ContrastiveResNetOutput",
+    "ContrastiveResNetPreTrainedModel",
+    "InstDiscLoss",
+    "LogMelFeatureExtractor",
+    "SimCLRLoss",
     "ViewmakerConfig",
+    "ViewmakerForContrastivePretraining",
+    "ViewmakerImageProcessor",
     "ViewmakerModel",
     "ViewmakerOutput",
     "ViewmakerPreTrainedModel",
+    "ViewmakerPretrainingConfig",
+    "ViewmakerPretrainingOutput",
 ]

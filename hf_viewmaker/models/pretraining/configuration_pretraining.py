@@ -1,0 +1,93 @@
+"""Configuration of the adversarial contrastive pretraining model: a viewmaker, an encoder and an objective."""
+
+from typing import ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from ..encoder import ContrastiveResNetConfig
+from ..viewmaker import ViewmakerConfig
+
+
+@strict
+class ViewmakerPretrainingConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`ViewmakerForContrastivePretraining`].
+
+    Args:
+        viewmaker_config (`dict` or [`ViewmakerConfig`], *optional*):
+            The viewmaker. Used only when `view_mode` contains `"viewmaker"`.
+        encoder_config (`dict` or [`ContrastiveResNetConfig`], *optional*):
+            The encoder trained with the contrastive objective.
+        view_mode (`str`, defaults to `"viewmaker"`):
+            `"viewmaker"`: the two views are two viewmaker calls (fresh noise each) on the inputs. `"expert"`: the
+            inputs already are the two handcrafted views, encoded as they are. `"viewmaker+expert"`: the viewmaker
+            perturbs handcrafted views (the paper's robustness result, REFERENCE.md §7). Handcrafted views are made by
+            the data pipeline (`hf_viewmaker.views`), since some of them (waveform crops) act before the model's input.
+        objective (`str`, defaults to `"simclr"`):
+            `"simclr"` (two views per example) or `"instdisc"` (one view, memory-bank NCE; REFERENCE.md §3.2).
+        simclr_variant (`str`, defaults to `"nt_xent"`):
+            `"nt_xent"` (standard symmetric SimCLR) or `"original"` (the authors' asymmetric loss, REFERENCE.md §3.1).
+        temperature (`float`, defaults to 0.07):
+            Softmax temperature of both objectives (every original config, REFERENCE.md §6).
+        viewmaker_loss_weight (`float`, defaults to 1.0):
+            The viewmaker maximises `viewmaker_loss_weight` times the encoder's loss (1 in the paper, §3.3).
+        num_examples (`int`, *optional*):
+            Training-set size: rows of the InstDisc memory bank. Required for `"instdisc"`.
+        num_negatives (`int`, defaults to 4096) / bank_momentum (`float`, defaults to 0.5):
+            InstDisc's negatives per example and memory-bank momentum (§3.2).
+        normalize_mean, normalize_std (`list[float]`, *optional*):
+            Per-channel statistics applied to the views *after* the viewmaker, which works on [0, 1] pixels
+            (REFERENCE.md §4.1). `None` for inputs that arrive normalised (spectrograms, sensors).
+    """
+
+    model_type = "viewmaker_pretraining"
+    sub_configs_defaults = {"viewmaker_config": ViewmakerConfig, "encoder_config": ContrastiveResNetConfig}
+    view_modes: ClassVar[tuple[str, ...]] = ("viewmaker", "expert", "viewmaker+expert")
+    objectives: ClassVar[tuple[str, ...]] = ("simclr", "instdisc")
+
+    viewmaker_config: dict | ViewmakerConfig | None = None
+    encoder_config: dict | ContrastiveResNetConfig | None = None
+    view_mode: str = "viewmaker"
+    objective: str = "simclr"
+    simclr_variant: str = "nt_xent"
+    temperature: float = 0.07
+    viewmaker_loss_weight: float = 1.0
+    num_examples: int | None = None
+    num_negatives: int = 4096
+    bank_momentum: float = 0.5
+    normalize_mean: list[float] | None = None
+    normalize_std: list[float] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate_values()
+
+    def validate_values(self):
+        """Check every field's value; `@strict` also runs this before saving."""
+        if self.view_mode not in self.view_modes:
+            raise ValueError(f"view_mode must be one of {self.view_modes}, got {self.view_mode!r}.")
+        if self.objective not in self.objectives:
+            raise ValueError(f"objective must be one of {self.objectives}, got {self.objective!r}.")
+        if self.objective == "instdisc" and not (self.num_examples or 0) > 0:
+            raise ValueError("num_examples (the training-set size) must be a positive int for objective='instdisc'.")
+        channels = self.encoder_config.num_channels
+        if self.uses_viewmaker and self.viewmaker_config.num_channels != channels:
+            raise ValueError(
+                f"viewmaker_config.num_channels={self.viewmaker_config.num_channels} differs from "
+                f"encoder_config.num_channels={channels}."
+            )
+        if (self.normalize_mean is None) != (self.normalize_std is None):
+            raise ValueError("normalize_mean and normalize_std must be given together.")
+        if self.normalize_mean is not None and not len(self.normalize_mean) == len(self.normalize_std) == channels:
+            raise ValueError(
+                f"normalize_mean and normalize_std need one value per channel ({channels}), got "
+                f"{len(self.normalize_mean)} and {len(self.normalize_std)}."
+            )
+
+    @property
+    def uses_viewmaker(self) -> bool:
+        return "viewmaker" in self.view_mode
+
+
+__all__ = ["ViewmakerPretrainingConfig"]

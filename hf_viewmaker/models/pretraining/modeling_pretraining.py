@@ -1,0 +1,179 @@
+"""Adversarial contrastive pretraining of a viewmaker and an encoder in one forward and one backward pass."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ...objectives import InstDiscLoss, SimCLRLoss
+from ..encoder import ContrastiveResNetModel
+from ..viewmaker import ViewmakerModel
+from .configuration_pretraining import ViewmakerPretrainingConfig
+
+
+@dataclass
+class ViewmakerPretrainingOutput(ModelOutput):
+    """
+    Output of [`ViewmakerForContrastivePretraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`):
+            The contrastive loss, with its graph. One `backward()` trains both players: the encoder's parameters get
+            the gradient of the loss, the viewmaker's get `-viewmaker_loss_weight` times theirs (gradient reversal).
+        encoder_loss (`torch.FloatTensor` of shape `()`):
+            The loss the encoder minimises (detached), for logging.
+        viewmaker_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The loss the viewmaker minimises, `-viewmaker_loss_weight * encoder_loss` (detached); `None` without one.
+        views (`tuple(torch.FloatTensor)`):
+            The views the encoder saw, before normalisation, one `[batch, ...]` tensor per view (2 for SimCLR, 1 for
+            InstDisc).
+        embeddings (`tuple(torch.FloatTensor)`):
+            The encoder's projections of the views, one `[batch, embedding_dim]` tensor per view (not normalised).
+    """
+
+    loss: torch.FloatTensor | None = None
+    encoder_loss: torch.FloatTensor | None = None
+    viewmaker_loss: torch.FloatTensor | None = None
+    views: tuple[torch.FloatTensor, ...] | None = None
+    embeddings: tuple[torch.FloatTensor, ...] | None = None
+
+
+class _GradientReversal(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by `-weight` backward, so that descending on the encoder's loss
+    ascends on it for everything before this point."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return inputs.view_as(inputs)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.weight * grad_output, None
+
+
+class ViewmakerForContrastivePretraining(PreTrainedModel):
+    """
+    A viewmaker and an encoder trained against each other with a contrastive objective (REFERENCE.md §3).
+
+    The encoder minimises the objective on the views; the viewmaker maximises it, with weight
+    `config.viewmaker_loss_weight`. Both get their gradients from ONE forward and ONE backward: a gradient-reversal
+    layer sits between the viewmaker and the encoder, so a single `loss.backward()` gives the encoder the gradient of
+    the loss and the viewmaker minus that gradient, and each player's optimizer then steps on its own parameters.
+
+    How this differs from the original update (REFERENCE.md §3.4): the original ran two full passes per batch, an
+    encoder step, then a fresh forward with new noise through the *updated* encoder and a viewmaker step (alternating
+    gradient descent-ascent, about 2x the compute, BN statistics and the memory bank updated twice). Here both players
+    take a simultaneous step from the same parameters and the same views. One forward and one backward also keeps
+    DistributedDataParallel correct: two backwards through one DDP forward would desynchronise the processes' gradient
+    reductions, and stepping the encoder before the viewmaker's backward would invalidate the saved graph.
+
+    Both views of a batch go through each network in one call (concatenated along the batch), so the encoder's
+    BatchNorm sees both views together; the viewmaker's InstanceNorm is per example, so this changes nothing there.
+    """
+
+    config_class = ViewmakerPretrainingConfig
+    config: ViewmakerPretrainingConfig
+    base_model_prefix = "pretraining"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: ViewmakerPretrainingConfig):
+        super().__init__(config)
+        self.viewmaker = ViewmakerModel(config.viewmaker_config) if config.uses_viewmaker else None
+        self.encoder = ContrastiveResNetModel(config.encoder_config)
+        if config.objective == "simclr":
+            self.objective = SimCLRLoss(temperature=config.temperature, variant=config.simclr_variant)
+        else:
+            self.objective = InstDiscLoss(
+                num_examples=config.num_examples,
+                embedding_dim=config.encoder_config.embedding_dim,
+                num_negatives=config.num_negatives,
+                temperature=config.temperature,
+                momentum=config.bank_momentum,
+            )
+            # Every process applies the same gathered update to its bank, so DDP's per-step broadcast of this
+            # [num_examples, D] buffer from rank 0 would only cost bandwidth.
+            self._ddp_params_and_buffers_to_ignore = ["objective.memory_bank"]
+        if config.normalize_mean is not None:
+            self.register_buffer("normalize_mean", torch.tensor(config.normalize_mean), persistent=False)
+            self.register_buffer("normalize_std", torch.tensor(config.normalize_std), persistent=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The viewmaker and the encoder initialise themselves (both keep PyTorch's default layer init); the objective
+        # initialises its own memory bank, which transformers' generic init must not touch.
+        return
+
+    def _normalize(self, views: torch.Tensor) -> torch.Tensor:
+        if self.config.normalize_mean is None:
+            return views
+        shape = (1, -1) + (1,) * (views.ndim - 2)
+        return (views - self.normalize_mean.view(shape)) / self.normalize_std.view(shape)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_values_2: torch.Tensor | None = None,
+        indices: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ViewmakerPretrainingOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)` or `(batch, channels, time)`):
+                The inputs: [0, 1] pixels for images (normalisation happens here, after the viewmaker), normalised
+                spectrograms or sensor windows otherwise. In `"expert"` and `"viewmaker+expert"` modes, the first
+                handcrafted view.
+            pixel_values_2 (`torch.FloatTensor` of the same shape, *optional*):
+                SimCLR only: the second input (the second handcrafted view, or for speech the other crop of the same
+                clip). Defaults to `pixel_values`, whose two viewmaker calls then differ only by their noise.
+            indices (`torch.LongTensor` of shape `(batch,)`, *optional*):
+                InstDisc only (required): each example's index in the training set, its memory-bank row. In training
+                mode the bank is updated once per call.
+            generator (`torch.Generator`, *optional*):
+                Source of the viewmaker's noise (and of InstDisc's negatives), for reproducible steps.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        simclr = self.config.objective == "simclr"
+        if simclr:
+            inputs = (pixel_values, pixel_values if pixel_values_2 is None else pixel_values_2)
+            if inputs[0].shape != inputs[1].shape:
+                raise ValueError(
+                    f"pixel_values and pixel_values_2 must have one shape, got {tuple(inputs[0].shape)} and "
+                    f"{tuple(inputs[1].shape)}"
+                )
+        else:
+            if indices is None:
+                raise ValueError("objective='instdisc' needs `indices`: each example's row in the memory bank")
+            inputs = (pixel_values,)
+        batch = torch.cat(inputs)
+
+        if self.viewmaker is not None:
+            views = self.viewmaker(batch, generator=generator).views
+            encoder_inputs = _GradientReversal.apply(views, self.config.viewmaker_loss_weight)
+        else:
+            views = encoder_inputs = batch
+        embeddings = self.encoder(self._normalize(encoder_inputs)).embeddings.chunk(len(inputs))
+
+        if simclr:
+            loss = self.objective(*embeddings)
+        else:
+            loss = self.objective(embeddings[0], indices, generator=generator)
+            if self.training:
+                self.objective.update_memory(embeddings[0].detach(), indices)
+        encoder_loss = loss.detach()
+        viewmaker_loss = -self.config.viewmaker_loss_weight * encoder_loss if self.viewmaker is not None else None
+        output = ViewmakerPretrainingOutput(
+            loss=loss,
+            encoder_loss=encoder_loss,
+            viewmaker_loss=viewmaker_loss,
+            views=views.chunk(len(inputs)),
+            embeddings=embeddings,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["ViewmakerForContrastivePretraining", "ViewmakerPretrainingOutput"]

@@ -1,0 +1,111 @@
+import pytest
+import torch
+from transformers import AutoModelForPreTraining
+
+from hf_viewmaker import (
+    ContrastiveResNetConfig,
+    ViewmakerConfig,
+    ViewmakerForContrastivePretraining,
+    ViewmakerPretrainingConfig,
+)
+
+TINY_ENCODER = ContrastiveResNetConfig(
+    num_channels=1, stem_channels=8, depths=[1, 1], hidden_sizes=[8, 16], embedding_dim=8, image_size=12
+)
+TINY_VIEWMAKER = ViewmakerConfig(num_channels=1, num_res_blocks=1, distortion_budget=0.1, clamp=False)
+
+
+def _model(**kwargs) -> ViewmakerForContrastivePretraining:
+    torch.manual_seed(0)
+    config = ViewmakerPretrainingConfig(
+        viewmaker_config=TINY_VIEWMAKER, encoder_config=TINY_ENCODER, normalize_mean=[0.5], normalize_std=[0.25],
+        **kwargs,
+    )
+    return ViewmakerForContrastivePretraining(config)
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.5])
+def test_one_backward_gives_the_viewmaker_the_reversed_gradient(weight):
+    model = _model(viewmaker_loss_weight=weight)
+    x = torch.rand(6, 1, 12, 12)
+    out = model(x, generator=torch.Generator().manual_seed(3))
+    out.loss.backward()
+
+    # The same computation without the reversal, differentiated by hand.
+    vm_params, enc_params = list(model.viewmaker.parameters()), list(model.encoder.parameters())
+    views = model.viewmaker(torch.cat([x, x]), generator=torch.Generator().manual_seed(3)).views
+    z1, z2 = model.encoder((views - 0.5) / 0.25).embeddings.chunk(2)
+    loss = model.objective(z1, z2)
+    grads = torch.autograd.grad(loss, vm_params + enc_params)
+    torch.testing.assert_close(out.encoder_loss, loss.detach())
+    torch.testing.assert_close(out.viewmaker_loss, -weight * loss.detach())
+    for p, g in zip(vm_params, grads[: len(vm_params)]):
+        torch.testing.assert_close(p.grad, -weight * g, rtol=1e-4, atol=1e-6)
+    for p, g in zip(enc_params, grads[len(vm_params) :]):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_views_and_embeddings_are_returned_per_view():
+    model = _model()
+    x = torch.rand(4, 1, 12, 12)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    assert len(out.views) == 2 and out.views[0].shape == x.shape
+    assert not torch.equal(out.views[0], out.views[1]), "two viewmaker calls draw different noise"
+    assert (out.views[0] - x).abs().mean().item() == pytest.approx(0.1, rel=1e-2)
+    assert [tuple(e.shape) for e in out.embeddings] == [(4, 8), (4, 8)]
+
+
+def test_expert_mode_encodes_the_given_views_without_a_viewmaker():
+    model = _model(view_mode="expert")
+    assert model.viewmaker is None
+    x1, x2 = torch.rand(4, 1, 12, 12), torch.rand(4, 1, 12, 12)
+    out = model(x1, pixel_values_2=x2)
+    assert torch.equal(out.views[0], x1) and torch.equal(out.views[1], x2)
+    assert out.viewmaker_loss is None
+    out.loss.backward()
+
+
+def test_instdisc_updates_the_bank_once_per_training_forward():
+    model = _model(objective="instdisc", num_examples=10, num_negatives=16)
+    bank = model.objective.memory_bank.clone()
+    x, indices = torch.rand(3, 1, 12, 12), torch.tensor([1, 4, 7])
+    out = model(x, indices=indices)
+    out.loss.backward()
+    changed = (model.objective.memory_bank != bank).any(dim=1)
+    assert changed.nonzero().flatten().tolist() == [1, 4, 7]
+    assert len(out.views) == 1
+
+    model.eval()
+    bank = model.objective.memory_bank.clone()
+    with torch.no_grad():
+        model(x, indices=indices)
+    assert torch.equal(model.objective.memory_bank, bank), "evaluation must not move the bank"
+    with pytest.raises(ValueError, match="indices"):
+        model(x)
+
+
+def test_save_and_load_with_auto_class(tmp_path):
+    model = _model(objective="instdisc", num_examples=10, num_negatives=16)
+    model.objective.update_memory(torch.randn(2, 8), torch.tensor([0, 9]))
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForPreTraining.from_pretrained(tmp_path)
+    assert isinstance(loaded, ViewmakerForContrastivePretraining)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"view_mode": "both"}, "view_mode"),
+        ({"objective": "byol"}, "objective"),
+        ({"objective": "instdisc"}, "num_examples"),
+        ({"normalize_mean": [0.5, 0.5], "normalize_std": [0.2, 0.2]}, "normalize_mean"),
+        ({"normalize_mean": [0.5]}, "normalize_std"),
+        ({"viewmaker_config": ViewmakerConfig(num_channels=3)}, "num_channels"),
+    ],
+)
+def test_invalid_config_values_name_the_field(kwargs, field):
+    base = {"viewmaker_config": TINY_VIEWMAKER, "encoder_config": TINY_ENCODER}
+    with pytest.raises(ValueError, match=field):
+        ViewmakerPretrainingConfig(**{**base, **kwargs})
