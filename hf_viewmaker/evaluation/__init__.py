@@ -1,0 +1,3 @@
+from .knn import knn_accuracy, knn_predict
+
+__all__ = ["knn_accuracy", "knn_predict"]

@@ -1,0 +1,75 @@
+"""Optimisation pieces of adversarial pretraining: one optimizer object for two players, and the budget schedule."""
+
+from typing import Any
+
+import torch
+
+
+class AdversarialOptimizer(torch.optim.Optimizer):
+    """The encoder's and the viewmaker's optimizers behind one `torch.optim.Optimizer`.
+
+    The paper trains the encoder with SGD and the viewmaker with Adam (REFERENCE.md §3.4). Handing Accelerate two
+    optimizers under fp16 would make each of them call the shared `GradScaler.update()`, so the loss scale would be
+    updated twice per step (halved twice after an overflow, grown twice as fast). Behind this one object, the scaler
+    unscales every gradient once, checks them for inf/NaN once, and steps or skips both players together, which is
+    right since both gradients come from the same backward pass.
+
+    `param_groups` holds the inner optimizers' own group dicts, so learning-rate changes reach them. `state_dict()` is
+    `{"encoder": ..., "viewmaker": ..., "viewmaker_frozen": ...}`.
+
+    Args:
+        encoder_optimizer: steps the encoder's parameters.
+        viewmaker_optimizer: steps the viewmaker's parameters; `None` for runs without a viewmaker.
+    """
+
+    def __init__(self, encoder_optimizer: torch.optim.Optimizer, viewmaker_optimizer: torch.optim.Optimizer | None):
+        self.encoder_optimizer = encoder_optimizer
+        self.viewmaker_optimizer = viewmaker_optimizer
+        # After `viewmaker_freeze_epoch` the viewmaker's gradients are still computed (keeping DDP's set of
+        # gradient-receiving parameters fixed) but no longer applied.
+        self.viewmaker_frozen = False
+        params = [p for optimizer in self._optimizers() for group in optimizer.param_groups for p in group["params"]]
+        super().__init__(params, defaults={})
+        self.param_groups = [group for optimizer in self._optimizers() for group in optimizer.param_groups]
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.encoder_optimizer, self.viewmaker_optimizer) if o is not None]
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:
+        if closure is not None:
+            raise ValueError("AdversarialOptimizer.step does not take a closure")
+        self.encoder_optimizer.step()
+        if self.viewmaker_optimizer is not None and not self.viewmaker_frozen:
+            self.viewmaker_optimizer.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self._optimizers():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder_optimizer.state_dict(),
+            "viewmaker": None if self.viewmaker_optimizer is None else self.viewmaker_optimizer.state_dict(),
+            "viewmaker_frozen": self.viewmaker_frozen,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if (state_dict["viewmaker"] is None) != (self.viewmaker_optimizer is None):
+            raise ValueError("the saved optimizer state and this run disagree on whether there is a viewmaker")
+        self.encoder_optimizer.load_state_dict(state_dict["encoder"])
+        if self.viewmaker_optimizer is not None:
+            self.viewmaker_optimizer.load_state_dict(state_dict["viewmaker"])
+        self.viewmaker_frozen = state_dict["viewmaker_frozen"]
+
+
+def distortion_budget_at(epoch: float, budget: float, start_budget: float | None = None, warmup_epochs: float = 0) -> float:
+    """The distortion budget at a (fractional) epoch: `budget` throughout, or a linear ramp from `start_budget` to
+    `budget` over the first `warmup_epochs`. (The original's schedule wrote to an attribute the viewmaker never read,
+    so it did nothing; REFERENCE.md §3.4.)"""
+    if start_budget is None or warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return budget
+    return start_budget + (budget - start_budget) * max(epoch, 0.0) / warmup_epochs
+
+
+__all__ = ["AdversarialOptimizer", "distortion_budget_at"]
