@@ -1,0 +1,219 @@
+"""training/pretrain.py end to end: real runs of the script, with Accelerate, on the packaged Fashion-MNIST sample."""
+
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModel
+
+from accelerate.utils import set_seed
+
+from hf_viewmaker import ContrastiveResNetModel, ViewmakerForContrastivePretraining, ViewmakerModel
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "training" / "pretrain.py"
+CONFIGS = REPO_ROOT / "training" / "configs"
+QUICKSTART = CONFIGS / "quickstart.yaml"
+# The quickstart recipe, shrunk so a step takes a few milliseconds.
+TINY = [
+    "--config", str(QUICKSTART), "--image_size", "16", "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16",
+    "--encoder_stem_channels", "8", "--embedding_dim", "16", "--num_res_blocks", "1", "--per_device_train_batch_size",
+    "16", "--max_train_samples", "64", "--max_eval_samples", "32", "--knn_max_train_samples", "64", "--report_to",
+    "none", "--logging_steps", "2",
+]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("pretrain", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pretrain = _load_script()
+
+
+def _launch(output_dir: Path, *args: str, processes: int = 1) -> list[str]:
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no"]
+    launcher += ["--multi_gpu", "--num_processes", str(processes)] if processes > 1 else ["--num_processes", "1"]
+    return launcher + [str(SCRIPT), *TINY, "--output_dir", str(output_dir), *args]
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return {
+        f"{part}.{k}": v
+        for part in ("viewmaker", "encoder")
+        for k, v in load_file(output_dir / part / "model.safetensors").items()
+    }
+
+
+def test_quickstart_run_saves_loadable_models_and_views(tmp_path):
+    _run(_launch(tmp_path, "--max_steps", "3"))
+    viewmaker = AutoModel.from_pretrained(tmp_path / "viewmaker")
+    encoder = AutoModel.from_pretrained(tmp_path / "encoder")
+    assert isinstance(viewmaker, ViewmakerModel) and isinstance(encoder, ContrastiveResNetModel)
+    # The viewmaker works on [0, 1] pixels, the encoder on normalised ones (REFERENCE.md §4.1).
+    assert not AutoImageProcessor.from_pretrained(tmp_path / "viewmaker").do_normalize
+    encoder_processor = AutoImageProcessor.from_pretrained(tmp_path / "encoder")
+    assert encoder_processor.do_normalize and list(encoder_processor.image_mean) == [0.286]
+    assert (tmp_path / "views.png").stat().st_size > 0
+    results = json.loads((tmp_path / "train_results.json").read_text())
+    assert results["completed_steps"] == 3 and 0.0 <= results["knn_accuracy"] <= 1.0
+    assert json.loads((tmp_path / "training_args.json").read_text())["max_steps"] == 3
+    initial = ViewmakerModel(viewmaker.config)
+    assert any(not torch.equal(a, b) for a, b in zip(viewmaker.state_dict().values(), initial.state_dict().values()))
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
+    # 4 steps per epoch, so the run crosses epoch boundaries; a checkpoint after every step.
+    args = ["--max_steps", "12", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2"]
+    command = [sys.executable, str(SCRIPT), *TINY]
+    _run(command + ["--output_dir", str(tmp_path / "uninterrupted"), *args])
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command + ["--output_dir", str(killed), *args], env=ENV, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoints" / "step_5").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "encoder").exists(), "the run finished before the kill: nothing was tested"
+
+    _run(command + ["--output_dir", str(killed), *args, "--resume_from_checkpoint", "latest"])
+    expected, resumed = _weights(tmp_path / "uninterrupted"), _weights(killed)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+
+
+def test_two_processes_stay_identical_and_match_one_process_with_the_doubled_batch(tmp_path):
+    args = ["--max_steps", "1", "--logging_steps", "1"]
+    _run(_launch(tmp_path / "two", *args, "--per_device_train_batch_size", "8", processes=2))
+    _run(_launch(tmp_path / "one", *args, "--per_device_train_batch_size", "16"))
+    two = json.loads((tmp_path / "two" / "train_results.json").read_text())
+    one = json.loads((tmp_path / "one" / "train_results.json").read_text())
+    assert two["num_processes"] == 2
+    assert len(set(two["replica_parameter_checksums"])) == 1, "DDP replicas must stay bitwise identical"
+
+    # Both runs start from the same weights and take one step on the same 16 examples. They still differ in the
+    # encoder's BatchNorm statistics (computed per process) and in the viewmaker's noise (drawn per process), so
+    # they agree only approximately: the loss of the global batch within 5%, and the encoder's update in direction
+    # (cosine > 0.9) and size (10%). (The viewmaker's first Adam step is sign-like, so its direction follows the
+    # noise and is not compared.) The exact cross-process gradient algebra is tested in test_objectives_distributed.
+    (loss_one,), (loss_two,) = [loss for _, loss in one["encoder_loss_history"]], [
+        loss for _, loss in two["encoder_loss_history"]
+    ]
+    assert abs(loss_one - loss_two) < 0.05 * loss_one, (loss_one, loss_two)
+    parsed = pretrain.parse_args([*TINY, *args, "--per_device_train_batch_size", "16"])
+    set_seed(parsed.seed)
+    init = dict(ViewmakerForContrastivePretraining(pretrain.build_model_config(parsed, 64)).encoder.named_parameters())
+    one_weights, two_weights = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    update_one = torch.cat([(one_weights[f"encoder.{k}"] - v.detach()).flatten() for k, v in init.items()])
+    update_two = torch.cat([(two_weights[f"encoder.{k}"] - v.detach()).flatten() for k, v in init.items()])
+    assert torch.nn.functional.cosine_similarity(update_one, update_two, dim=0) > 0.9
+    assert abs(update_one.norm() - update_two.norm()) < 0.1 * update_one.norm()
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_recipe_parses_and_builds_its_model(recipe):
+    args = pretrain.parse_args(["--config", str(recipe)])
+    config = pretrain.build_model_config(args, num_examples=1000)
+    assert config.encoder_config.num_channels == config.viewmaker_config.num_channels == args.num_channels
+    if recipe.stem == "quickstart":
+        return
+    # REFERENCE.md §6: every paper configuration.
+    assert (args.learning_rate, args.momentum, args.weight_decay) == (0.03, 0.9, 1e-4)
+    assert (args.viewmaker_learning_rate, args.temperature, args.num_train_epochs) == (1e-3, 0.07, 200)
+    expected = {
+        "cifar10": (3, 32, 256, "resnet18_cifar"),
+        "librispeech100": (1, 64, 128, "resnet18_audio"),
+        "librispeech960": (1, 112, 128, "resnet50_audio"),
+        "pamap2": (52, 32, 128, "resnet18_cifar"),
+    }[recipe.stem.split("_")[0]]
+    assert (args.num_channels, args.image_size, args.per_device_train_batch_size, args.encoder_preset) == expected
+    assert config.encoder_config.feature_map_size == {32: (4, 4), 64: (2, 2), 112: (4, 4)}[args.image_size]
+    if "viewmaker" in args.view_mode:
+        assert args.distortion_budget in (0.05, 0.1) and args.num_res_blocks == 3
+    if "instdisc" in recipe.stem:
+        assert (config.objective, config.num_negatives, config.bank_momentum) == ("instdisc", 4096, 0.5)
+
+
+def test_unknown_recipe_keys_are_named(tmp_path):
+    (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\nlerning_rate: 0.2\n")
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--config", str(tmp_path / "bad.yaml")])
+
+
+def test_readme_documents_every_flag():
+    readme = (REPO_ROOT / "README.md").read_text()
+    flags = [a.option_strings[0] for a in pretrain.build_parser()._actions if a.option_strings and a.dest != "help"]
+    assert [f for f in flags if f"`{f}" not in readme] == []
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Run the script's `main` in this process, with a fresh Accelerate state before and after."""
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield lambda argv: pretrain.main(argv)
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _poison_losses(monkeypatch, calls_to_poison):
+    original = ViewmakerForContrastivePretraining.forward
+    calls = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls_to_poison(calls["n"]):
+            out.loss = out.loss * float("nan")
+            out.encoder_loss = out.loss.detach()
+        return out
+
+    monkeypatch.setattr(ViewmakerForContrastivePretraining, "forward", forward)
+
+
+def test_a_nonfinite_step_is_skipped_and_training_goes_on(tmp_path, monkeypatch, in_process, caplog):
+    _poison_losses(monkeypatch, lambda call: call == 2)
+    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "4"])
+    assert "non-finite loss at step 1: step skipped" in caplog.text
+    weights = _weights(tmp_path)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert json.loads((tmp_path / "train_results.json").read_text())["completed_steps"] == 4
+
+
+def test_repeated_nonfinite_steps_stop_the_run_without_writing_weights(tmp_path, monkeypatch, in_process):
+    _poison_losses(monkeypatch, lambda call: call >= 2)
+    with pytest.raises(RuntimeError, match="3 non-finite steps in a row"):
+        in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "8", "--max_nonfinite_steps", "3"])
+    assert not (tmp_path / "encoder").exists() and not (tmp_path / "viewmaker").exists()
+
+
+def test_bf16_mixed_precision_run(tmp_path, in_process):
+    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "2", "--mixed_precision", "bf16"])
+    results = json.loads((tmp_path / "train_results.json").read_text())
+    assert all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
+    # Saved weights stay float32: autocast computes in bf16 but the parameters are not converted.
+    assert all(w.dtype == torch.float32 for k, w in _weights(tmp_path).items() if w.is_floating_point())

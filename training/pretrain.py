@@ -1,0 +1,525 @@
+#!/usr/bin/env python
+"""Adversarial contrastive pretraining of a viewmaker and an encoder (Tamkin et al., ICLR 2021), with Accelerate.
+
+    accelerate launch training/pretrain.py --config training/configs/quickstart.yaml
+    accelerate launch training/pretrain.py --config training/configs/cifar10_viewmaker_simclr.yaml --output_dir runs/c10
+
+A recipe (YAML) sets defaults for every flag below; flags on the command line override it. At the end the output
+directory holds `viewmaker/` and `encoder/` (each with its processor, loadable with `AutoModel.from_pretrained`),
+`views.png` and `training_args.json`; `checkpoints/step_N/` hold resumable training states.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from hf_viewmaker import (
+    ContrastiveResNetConfig,
+    ViewmakerConfig,
+    ViewmakerForContrastivePretraining,
+    ViewmakerImageProcessor,
+    ViewmakerPretrainingConfig,
+)
+from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
+from hf_viewmaker.data import FASHION_MNIST_SAMPLE_FILES, ImageExamples, load_image_splits
+from hf_viewmaker.evaluation import knn_accuracy
+from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
+from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS
+from hf_viewmaker.views import SimCLRImageViews, SpectralMaskingViews
+from hf_viewmaker.visualization import make_view_grid
+
+logger = get_logger(__name__)
+
+ENCODER_PRESETS = ("resnet18_cifar", "resnet18_audio", "resnet50_audio")
+PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML recipe whose keys are the flags below (without dashes)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--domain", default="image", choices=["image", "audio", "sensor"])
+    data.add_argument("--packaged_dataset", choices=sorted(PACKAGED_DATASETS), help="data that ships with the package")
+    data.add_argument("--dataset_name", help="Hub dataset id (e.g. uoft-cs/cifar10) or packaged builder (imagefolder)")
+    data.add_argument("--dataset_config_name")
+    data.add_argument("--train_dir", help="imagefolder layout: one sub-folder per class")
+    data.add_argument("--validation_dir")
+    data.add_argument("--train_file", help="parquet, csv, json or arrow file")
+    data.add_argument("--validation_file")
+    data.add_argument("--train_split", default="train")
+    data.add_argument("--validation_split", help="default: 'validation' if present, else 'test'")
+    data.add_argument("--data_dir", help="a local folder in a dataset's official layout (e.g. PAMAP2_Dataset/)")
+    data.add_argument("--image_column_name", default="image")
+    data.add_argument("--audio_column_name", default="audio")
+    data.add_argument(
+        "--audio_normalization", default="librispeech", choices=sorted(DATASET_NORMALIZATION_STATS),
+        help="log-mel statistics of the speech dataset (REFERENCE.md §4.3)",
+    )
+    data.add_argument("--label_column_name", default="label", help="labels for the kNN monitor; 'none' for none")
+    data.add_argument("--max_train_samples", type=int)
+    data.add_argument("--max_eval_samples", type=int)
+    data.add_argument("--cache_dir")
+    data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument("--image_size", type=int, default=32, help="inputs are resized to image_size x image_size")
+    data.add_argument("--num_channels", type=int, default=3)
+    data.add_argument("--normalize_mean", type=float, nargs="+", help="per channel, applied after the viewmaker")
+    data.add_argument("--normalize_std", type=float, nargs="+")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--encoder_preset", default="resnet18_cifar", choices=ENCODER_PRESETS)
+    model.add_argument("--encoder_depths", type=int, nargs="+", help="blocks per stage (overrides the preset)")
+    model.add_argument("--encoder_hidden_sizes", type=int, nargs="+", help="stage widths (overrides the preset)")
+    model.add_argument("--encoder_stem_channels", type=int)
+    model.add_argument("--embedding_dim", type=int, default=128)
+    model.add_argument("--projection_head", default="linear", choices=["linear", "mlp"])
+    model.add_argument("--view_mode", default="viewmaker", choices=["viewmaker", "expert", "viewmaker+expert"])
+    model.add_argument(
+        "--expert_views", default="none", choices=["none", "simclr_image", "waveform_crop_noise", "spectral_masking"]
+    )
+    model.add_argument("--max_freq_mask", type=int, default=40, help="spectral_masking: widest frequency band")
+    model.add_argument("--max_time_mask", type=int, default=40, help="spectral_masking: widest time band")
+    model.add_argument("--spectral_noise_std", type=float, default=0.0, help="spectral_masking: noise after masking")
+    model.add_argument("--distortion_budget", type=float, default=0.05, help="epsilon (REFERENCE.md §1)")
+    model.add_argument("--budget_norm", default="l1", choices=["l1", "l2", "linf"])
+    model.add_argument("--num_res_blocks", type=int, default=3)
+    model.add_argument("--viewmaker_activation", default="relu", choices=["relu", "leaky_relu"])
+    model.add_argument("--clamp_views", type=_bool, default=True)
+    model.add_argument("--frequency_domain", type=_bool, default=False)
+
+    objective = parser.add_argument_group("objective")
+    objective.add_argument("--objective", default="simclr", choices=["simclr", "instdisc"])
+    objective.add_argument("--simclr_variant", default="nt_xent", choices=["nt_xent", "original"])
+    objective.add_argument("--temperature", type=float, default=0.07)
+    objective.add_argument("--viewmaker_loss_weight", type=float, default=1.0)
+    objective.add_argument("--num_negatives", type=int, default=4096)
+    objective.add_argument("--bank_momentum", type=float, default=0.5)
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--learning_rate", type=float, default=0.03, help="encoder SGD")
+    optim.add_argument("--momentum", type=float, default=0.9)
+    optim.add_argument("--weight_decay", type=float, default=1e-4)
+    optim.add_argument("--viewmaker_learning_rate", type=float, default=1e-3, help="viewmaker Adam")
+    optim.add_argument("--viewmaker_freeze_epoch", type=int, help="stop updating the viewmaker from this epoch on")
+    optim.add_argument("--distortion_budget_start", type=float, help="ramp the budget linearly from this value ...")
+    optim.add_argument("--distortion_budget_warmup_epochs", type=float, default=0.0, help="... over these epochs")
+    optim.add_argument("--max_grad_norm", type=float, help="clip the global gradient norm (the paper does not)")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--output_dir", required=False, default="outputs/pretrain")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--per_device_train_batch_size", type=int, default=256)
+    train.add_argument("--per_device_eval_batch_size", type=int, default=256)
+    train.add_argument("--num_train_epochs", type=int, default=200)
+    train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs")
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--cpu", type=_bool, default=False, help="train on the CPU even if an accelerator is present")
+    train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
+    train.add_argument("--checkpointing_steps", help="an integer N (every N steps) or 'epoch'")
+    train.add_argument("--checkpoints_total_limit", type=int, default=2, help="keep the newest K checkpoints")
+    train.add_argument("--resume_from_checkpoint", help="'latest' (in output_dir) or a checkpoint folder")
+    train.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all, or none")
+    train.add_argument("--logging_steps", type=int, default=10)
+    train.add_argument("--knn_k", type=int, default=200)
+    train.add_argument("--knn_temperature", type=float, default=0.07)
+    train.add_argument("--knn_max_train_samples", type=int, default=10000, help="training examples used as the kNN bank")
+    train.add_argument("--max_nonfinite_steps", type=int, default=5, help="stop after this many non-finite steps in a row")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        recipe = yaml.safe_load(Path(known.config).read_text()) or {}
+        flags = {action.dest for action in parser._actions}
+        unknown = sorted(set(recipe) - flags)
+        if unknown:
+            parser.error(f"unknown keys in {known.config}: {unknown}")
+        parser.set_defaults(**recipe)
+    args = parser.parse_args(argv)
+    if args.label_column_name == "none":
+        args.label_column_name = None
+    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
+        parser.error(f"--checkpointing_steps must be an integer or 'epoch', got {args.checkpointing_steps!r}")
+    return args
+
+
+def build_model_config(args: argparse.Namespace, num_examples: int) -> ViewmakerPretrainingConfig:
+    overrides = {
+        "embedding_dim": args.embedding_dim,
+        "projection_head": args.projection_head,
+        "image_size": args.image_size,
+        "depths": args.encoder_depths,
+        "hidden_sizes": args.encoder_hidden_sizes,
+        "stem_channels": args.encoder_stem_channels,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    encoder = getattr(ContrastiveResNetConfig, args.encoder_preset)(num_channels=args.num_channels, **overrides)
+    viewmaker = ViewmakerConfig(
+        num_channels=args.num_channels,
+        distortion_budget=args.distortion_budget,
+        budget_norm=args.budget_norm,
+        activation=args.viewmaker_activation,
+        clamp=args.clamp_views,
+        frequency_domain=args.frequency_domain,
+        num_res_blocks=args.num_res_blocks,
+    )
+    return ViewmakerPretrainingConfig(
+        viewmaker_config=viewmaker,
+        encoder_config=encoder,
+        view_mode=args.view_mode,
+        objective=args.objective,
+        simclr_variant=args.simclr_variant,
+        temperature=args.temperature,
+        viewmaker_loss_weight=args.viewmaker_loss_weight,
+        num_examples=num_examples if args.objective == "instdisc" else None,
+        num_negatives=args.num_negatives,
+        bank_momentum=args.bank_momentum,
+        normalize_mean=args.normalize_mean,
+        normalize_std=args.normalize_std,
+    )
+
+
+def build_datasets(args: argparse.Namespace, processor: ViewmakerImageProcessor) -> tuple[ImageExamples, ImageExamples | None]:
+    if args.domain != "image":
+        raise NotImplementedError(
+            f"--domain {args.domain}: its data pipeline (LibriSpeech / Pamap2 loaders) is not built yet; only image "
+            "data can be trained on so far"
+        )
+    if args.packaged_dataset:
+        files = PACKAGED_DATASETS[args.packaged_dataset]
+        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
+    else:
+        splits = load_image_splits(
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            train_dir=args.train_dir,
+            validation_dir=args.validation_dir,
+            train_file=args.train_file,
+            validation_file=args.validation_file,
+            train_split=args.train_split,
+            validation_split=args.validation_split,
+            cache_dir=args.cache_dir,
+        )
+    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
+    examples = {}
+    for split, dataset in splits.items():
+        if limits[split] is not None:
+            dataset = dataset.select(range(min(limits[split], len(dataset))))
+        examples[split] = ImageExamples(dataset, processor, args.image_column_name, args.label_column_name)
+    return examples["train"], examples.get("validation")
+
+
+def build_expert_views(args: argparse.Namespace) -> torch.nn.Module | None:
+    if "expert" not in args.view_mode:
+        return None
+    if args.expert_views == "simclr_image":
+        return SimCLRImageViews(size=args.image_size)
+    if args.expert_views == "spectral_masking":
+        return SpectralMaskingViews(args.max_freq_mask, args.max_time_mask, args.spectral_noise_std)
+    raise ValueError(
+        f"--view_mode {args.view_mode} needs --expert_views for --domain {args.domain} (simclr_image for images, "
+        f"spectral_masking for spectrograms), got {args.expert_views!r}"
+    )
+
+
+@torch.no_grad()
+def embed(accelerator: Accelerator, model, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised-input embeddings and labels of a whole (sharded) split, gathered on every process."""
+    model = accelerator.unwrap_model(model)
+    features, labels = [], []
+    for batch in loader:
+        embeddings = model.encoder(model._normalize(batch["pixel_values"])).embeddings
+        gathered = accelerator.gather_for_metrics((embeddings, batch["labels"]))
+        features.append(gathered[0].float())
+        labels.append(gathered[1])
+    return torch.cat(features), torch.cat(labels)
+
+
+def replica_checksums(accelerator: Accelerator, model) -> list[float]:
+    """One float64 checksum of all parameters per process; DDP replicas must agree bit for bit."""
+    params = [p.detach().double().flatten() for p in accelerator.unwrap_model(model).parameters()]
+    weights = torch.arange(1, sum(p.numel() for p in params) + 1, dtype=torch.float64, device=params[0].device)
+    checksum = (torch.cat(params) * weights.remainder(7).add(1)).sum().reshape(1)
+    return accelerator.gather(checksum).tolist()
+
+
+def save_final(accelerator: Accelerator, model, processor: ViewmakerImageProcessor, args, grid, results) -> None:
+    """`viewmaker/` and `encoder/` with their processors, `views.png` and `training_args.json`, published by renaming
+    a finished scratch folder so an interrupted save leaves nothing that looks complete."""
+    if not accelerator.is_main_process:
+        return
+    model = accelerator.unwrap_model(model)
+    output_dir = Path(args.output_dir)
+    scratch = output_dir / ".partial-final"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    parts = {"encoder": (model.encoder, True)}
+    if model.viewmaker is not None:
+        parts["viewmaker"] = (model.viewmaker, False)
+    for name, (part, normalizes) in parts.items():
+        part.save_pretrained(scratch / name)
+        # The viewmaker sees [0, 1] pixels; the encoder sees them normalised (REFERENCE.md §4.1).
+        part_processor = ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": normalizes})
+        part_processor.save_pretrained(scratch / name)
+    if grid is not None:
+        grid.save(scratch / "views.png")
+    (scratch / "training_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True))
+    (scratch / "train_results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    for path in scratch.iterdir():
+        target = output_dir / path.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(path, target)
+    scratch.rmdir()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    report_to = None if args.report_to == "none" else args.report_to
+    launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    accelerator = Accelerator(
+        # Several processes on a machine without accelerators (`accelerate launch --multi_gpu` or torchrun) must be
+        # told to run on the CPU, or Accelerate treats each of them as an independent single-process job.
+        cpu=args.cpu or (launched_processes > 1 and not torch.accelerator.is_available()),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=report_to,
+        project_dir=args.output_dir,
+        # Epoch-seeded shuffling: a resumed run sees the same order as an uninterrupted one.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    if accelerator.num_processes != launched_processes:
+        raise RuntimeError(
+            f"{launched_processes} processes were launched but Accelerate sees {accelerator.num_processes}: they would "
+            "train independently and overwrite each other's outputs"
+        )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+
+    processor = ViewmakerImageProcessor(
+        num_channels=args.num_channels,
+        size={"height": args.image_size, "width": args.image_size},
+        **({"image_mean": args.normalize_mean, "image_std": args.normalize_std} if args.normalize_mean else {}),
+    )
+    train_examples, eval_examples = build_datasets(args, processor)
+    train_loader = DataLoader(
+        train_examples,
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+    )
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"{len(train_examples)} training examples make no full batch of {args.per_device_train_batch_size}"
+        )
+    model = ViewmakerForContrastivePretraining(build_model_config(args, num_examples=len(train_examples)))
+    expert_views = build_expert_views(args)
+    optimizer = AdversarialOptimizer(
+        torch.optim.SGD(
+            model.encoder.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        ),
+        torch.optim.Adam(model.viewmaker.parameters(), lr=args.viewmaker_learning_rate) if model.viewmaker else None,
+    )
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
+    knn_loaders = None
+    if eval_examples is not None and args.label_column_name is not None:
+        bank = torch.utils.data.Subset(train_examples, range(min(args.knn_max_train_samples, len(train_examples))))
+        knn_loaders = accelerator.prepare(
+            DataLoader(bank, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers),
+            DataLoader(eval_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers),
+        )
+    unwrapped = accelerator.unwrap_model(model)
+
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    max_steps = args.max_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_steps / steps_per_epoch)
+
+    completed_steps = 0
+    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        completed_steps = load_training_state(checkpoint)["completed_steps"]
+        logger.info(f"resumed from {checkpoint} at step {completed_steps}")
+    start_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
+    resume_batches *= args.gradient_accumulation_steps
+
+    if report_to:
+        accelerator.init_trackers("viewmaker_pretraining", {k: str(v) for k, v in vars(args).items()})
+    total_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info(f"{len(train_examples)} examples, {num_epochs} epochs, {max_steps} steps, batch {total_batch}")
+    progress = tqdm(range(max_steps), initial=completed_steps, disable=not accelerator.is_local_main_process)
+
+    # Noise is drawn from a generator seeded by (seed, micro-step, process), so a resumed run draws what an
+    # uninterrupted one would have, without relying on the global RNG's position.
+    generator = torch.Generator(device=accelerator.device)
+    micro_step = completed_steps * args.gradient_accumulation_steps
+    nonfinite_in_a_row, window_nonfinite = 0, torch.zeros((), device=accelerator.device)
+    running = {"encoder_loss": torch.zeros((), device=accelerator.device), "batches": 0}
+    grid, started = None, time.perf_counter()
+    run_started, loss_history, knn_result = started, [], None
+    checkpoint_every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+
+    for epoch in range(start_epoch, num_epochs):
+        model.train()
+        train_loader.set_epoch(epoch)
+        optimizer.optimizer.viewmaker_frozen = args.viewmaker_freeze_epoch is not None and epoch >= args.viewmaker_freeze_epoch
+        loader = train_loader
+        if epoch == start_epoch and resume_batches:
+            loader = accelerator.skip_first_batches(train_loader, resume_batches)
+        for batch in loader:
+            with accelerator.accumulate(model):
+                if unwrapped.viewmaker is not None:
+                    unwrapped.viewmaker.config.distortion_budget = distortion_budget_at(
+                        completed_steps / steps_per_epoch,
+                        args.distortion_budget,
+                        args.distortion_budget_start,
+                        args.distortion_budget_warmup_epochs,
+                    )
+                generator.manual_seed(
+                    (args.seed * 1_000_003 + micro_step) * accelerator.num_processes + accelerator.process_index
+                )
+                micro_step += 1
+                pixel_values, pixel_values_2 = batch["pixel_values"], None
+                if expert_views is not None:
+                    pixel_values_2 = expert_views(pixel_values, generator=generator)
+                    pixel_values = expert_views(pixel_values, generator=generator)
+                out = model(
+                    pixel_values=pixel_values,
+                    pixel_values_2=pixel_values_2,
+                    indices=batch["indices"],
+                    generator=generator,
+                )
+                accelerator.backward(out.loss)
+                window_nonfinite += ~torch.isfinite(out.encoder_loss)
+                running["encoder_loss"] += out.encoder_loss
+                running["batches"] += 1
+                if accelerator.sync_gradients:
+                    # One host sync per optimizer step, after the backward pass; every process takes the same branch.
+                    if accelerator.reduce(window_nonfinite, reduction="sum").item() > 0:
+                        nonfinite_in_a_row += 1
+                        logger.warning(f"non-finite loss at step {completed_steps}: step skipped ({nonfinite_in_a_row} in a row)")
+                        if nonfinite_in_a_row >= args.max_nonfinite_steps:
+                            raise RuntimeError(
+                                f"{nonfinite_in_a_row} non-finite steps in a row: stopping without saving weights; "
+                                f"resume from the last checkpoint with a smaller learning rate or budget"
+                            )
+                    else:
+                        nonfinite_in_a_row = 0
+                        if args.max_grad_norm is not None:
+                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        optimizer.step()
+                    window_nonfinite.zero_()
+                optimizer.zero_grad()
+
+            if not accelerator.sync_gradients:
+                continue
+            completed_steps += 1
+            progress.update(1)
+            if completed_steps % args.logging_steps == 0 or completed_steps == max_steps:
+                loss = accelerator.reduce(running["encoder_loss"], reduction="mean").item() / running["batches"]
+                elapsed = time.perf_counter() - started
+                metrics = {
+                    "train/encoder_loss": loss,
+                    "train/distortion_budget": unwrapped.viewmaker.config.distortion_budget if unwrapped.viewmaker else 0.0,
+                    "train/examples_per_second": running["batches"] * args.per_device_train_batch_size
+                    * accelerator.num_processes / elapsed,
+                    "train/epoch": completed_steps / steps_per_epoch,
+                }
+                progress.set_postfix(loss=f"{loss:.4f}")
+                loss_history.append((completed_steps, loss))
+                accelerator.log(metrics, step=completed_steps)
+                running["encoder_loss"].zero_()
+                running["batches"], started = 0, time.perf_counter()
+            if checkpoint_every and completed_steps % checkpoint_every == 0:
+                save_checkpoint(
+                    accelerator, args.output_dir, completed_steps, {"completed_steps": completed_steps, "epoch": epoch},
+                    args.checkpoints_total_limit,
+                )
+            if completed_steps >= max_steps:
+                break
+
+        if knn_loaders is not None:
+            model.eval()
+            bank_features, bank_labels = embed(accelerator, model, knn_loaders[0])
+            query_features, query_labels = embed(accelerator, model, knn_loaders[1])
+            num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
+            accuracy = knn_accuracy(
+                bank_features, bank_labels, query_features, query_labels, num_classes, args.knn_k, args.knn_temperature
+            )
+            logger.info(f"epoch {epoch}: kNN accuracy {accuracy:.4f}")
+            knn_result = accuracy
+            accelerator.log({"eval/knn_accuracy": accuracy}, step=completed_steps)
+        if unwrapped.viewmaker is not None and accelerator.is_main_process:
+            shown = eval_examples if eval_examples is not None else train_examples
+            sample = torch.stack([shown[i]["pixel_values"] for i in range(min(8, len(shown)))]).to(accelerator.device)
+            with torch.no_grad():
+                views = unwrapped.viewmaker(sample, generator=torch.Generator(device=sample.device).manual_seed(0))
+            grid = make_view_grid(sample, views.views, views.perturbation)
+            for tracker in accelerator.trackers:
+                if tracker.name == "tensorboard":
+                    pixels = np.asarray(grid.convert("RGB"))[None]
+                    tracker.log_images({"views": pixels}, step=completed_steps, dataformats="NHWC")
+                elif hasattr(tracker, "log_images"):
+                    tracker.log_images({"views": [grid]}, step=completed_steps)
+        if args.checkpointing_steps == "epoch":
+            save_checkpoint(
+                accelerator, args.output_dir, completed_steps, {"completed_steps": completed_steps, "epoch": epoch + 1},
+                args.checkpoints_total_limit,
+            )
+        if completed_steps >= max_steps:
+            break
+
+    accelerator.wait_for_everyone()
+    checksums = replica_checksums(accelerator, model)
+    if len(set(checksums)) != 1:
+        raise RuntimeError(f"the processes' parameters diverged (checksums {checksums}): not saving")
+    results = {
+        "completed_steps": completed_steps,
+        "train_runtime_seconds": time.perf_counter() - run_started,
+        "encoder_loss_history": loss_history,
+        "knn_accuracy": knn_result,
+        "num_processes": accelerator.num_processes,
+        "replica_parameter_checksums": checksums,
+    }
+    save_final(accelerator, model, processor, args, grid, results)
+    # Waiting here (without the GIL) also lets gloo's worker threads release the tensors of the last collectives;
+    # tearing the process group down while one of them still waits for the GIL deadlocks at exit.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    logger.info(f"saved to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
