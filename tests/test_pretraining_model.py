@@ -109,3 +109,28 @@ def test_invalid_config_values_name_the_field(kwargs, field):
     base = {"viewmaker_config": TINY_VIEWMAKER, "encoder_config": TINY_ENCODER}
     with pytest.raises(ValueError, match=field):
         ViewmakerPretrainingConfig(**{**base, **kwargs})
+
+
+def test_two_pass_phases_train_one_player_each():
+    model = _model()
+    x = torch.rand(4, 1, 12, 12)
+    out = model(x, generator=torch.Generator().manual_seed(1), adversarial_phase="encoder")
+    out.loss.backward()
+    assert all(p.grad is None for p in model.viewmaker.parameters())
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    model.zero_grad(set_to_none=True)
+
+    out = model(x, generator=torch.Generator().manual_seed(1), adversarial_phase="viewmaker")
+    torch.testing.assert_close(out.loss, -out.encoder_loss)
+    out.loss.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.encoder.parameters()), "weights are frozen only during the pass"
+
+    # Same views and weights: the viewmaker's gradient equals the one-pass (gradient reversal) gradient.
+    two_pass = [p.grad.clone() for p in model.viewmaker.parameters()]
+    model.zero_grad(set_to_none=True)
+    model(x, generator=torch.Generator().manual_seed(1)).loss.backward()
+    for a, b in zip(two_pass, [p.grad for p in model.viewmaker.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="adversarial_phase"):
+        model(x, adversarial_phase="viewmaker_only")

@@ -23,7 +23,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--viewmaker_freeze_epoch", type=int, help="stop updating the viewmaker from this epoch on")
     optim.add_argument("--distortion_budget_start", type=float, help="ramp the budget linearly from this value ...")
     optim.add_argument("--distortion_budget_warmup_epochs", type=float, default=0.0, help="... over these epochs")
+    optim.add_argument(
+        "--adversarial_update", default="one_pass", choices=["one_pass", "two_pass"],
+        help="one_pass: one forward/backward trains both players; two_pass: the original's update (REFERENCE.md §3.4)",
+    )
     optim.add_argument("--max_grad_norm", type=float, help="clip the global gradient norm (the paper does not)")
 
     train = parser.add_argument_group("training")
@@ -151,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
+def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Flags, with a `--config` recipe's values as defaults. `parser` lets other scripts add their own flags."""
+    parser = parser or build_parser()
     known, _ = parser.parse_known_args(argv)
     if known.config:
         recipe = yaml.safe_load(Path(known.config).read_text()) or {}
@@ -164,6 +169,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.label_column_name == "none":
         args.label_column_name = None
+    if args.adversarial_update == "two_pass" and (args.view_mode == "expert" or args.gradient_accumulation_steps > 1):
+        parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         parser.error(f"--checkpointing_steps must be an integer or 'epoch', got {args.checkpointing_steps!r}")
     return args
@@ -248,6 +255,48 @@ def build_expert_views(args: argparse.Namespace) -> torch.nn.Module | None:
     )
 
 
+def build_optimizer(model: ViewmakerForContrastivePretraining, args: argparse.Namespace) -> AdversarialOptimizer:
+    """Encoder SGD and viewmaker Adam (REFERENCE.md §3.4) behind one optimizer object."""
+    return AdversarialOptimizer(
+        torch.optim.SGD(
+            model.encoder.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        ),
+        torch.optim.Adam(model.viewmaker.parameters(), lr=args.viewmaker_learning_rate) if model.viewmaker else None,
+    )
+
+
+def forward_backward(
+    accelerator: Accelerator,
+    model,
+    optimizer,
+    batch: dict[str, torch.Tensor],
+    expert_views: torch.nn.Module | None,
+    generator: torch.Generator,
+    adversarial_update: str,
+) -> torch.Tensor:
+    """The forward and backward pass(es) of one batch, leaving the gradients for the caller's `optimizer.step()`.
+    Returns the encoder's loss, detached, on the device.
+
+    `"one_pass"` runs one forward and one backward that train both players. `"two_pass"` is the original update
+    (REFERENCE.md §3.4): an encoder pass and step here, then a fresh pass, with new noise, through the updated encoder,
+    whose gradients (the viewmaker's only) the caller's step applies."""
+    pixel_values, pixel_values_2 = batch["pixel_values"], None
+    if expert_views is not None:
+        pixel_values_2 = expert_views(pixel_values, generator=generator)
+        pixel_values = expert_views(pixel_values, generator=generator)
+    inputs = {"pixel_values": pixel_values, "pixel_values_2": pixel_values_2, "indices": batch["indices"]}
+    if adversarial_update == "one_pass":
+        out = model(**inputs, generator=generator)
+        accelerator.backward(out.loss)
+        return out.encoder_loss
+    out = model(**inputs, generator=generator, adversarial_phase="encoder")
+    accelerator.backward(out.loss)
+    optimizer.step()
+    optimizer.zero_grad()
+    accelerator.backward(model(**inputs, generator=generator, adversarial_phase="viewmaker").loss)
+    return out.encoder_loss
+
+
 @torch.no_grad()
 def embed(accelerator: Accelerator, model, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised-input embeddings and labels of a whole (sharded) split, gathered on every process."""
@@ -314,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
         project_dir=args.output_dir,
         # Epoch-seeded shuffling: a resumed run sees the same order as an uninterrupted one.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # Each of the original's two passes leaves one player without gradients.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.adversarial_update == "two_pass")],
     )
     if accelerator.num_processes != launched_processes:
         raise RuntimeError(
@@ -345,12 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     model = ViewmakerForContrastivePretraining(build_model_config(args, num_examples=len(train_examples)))
     expert_views = build_expert_views(args)
-    optimizer = AdversarialOptimizer(
-        torch.optim.SGD(
-            model.encoder.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
-        ),
-        torch.optim.Adam(model.viewmaker.parameters(), lr=args.viewmaker_learning_rate) if model.viewmaker else None,
-    )
+    optimizer = build_optimizer(model, args)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
     knn_loaders = None
@@ -411,19 +457,11 @@ def main(argv: list[str] | None = None) -> None:
                     (args.seed * 1_000_003 + micro_step) * accelerator.num_processes + accelerator.process_index
                 )
                 micro_step += 1
-                pixel_values, pixel_values_2 = batch["pixel_values"], None
-                if expert_views is not None:
-                    pixel_values_2 = expert_views(pixel_values, generator=generator)
-                    pixel_values = expert_views(pixel_values, generator=generator)
-                out = model(
-                    pixel_values=pixel_values,
-                    pixel_values_2=pixel_values_2,
-                    indices=batch["indices"],
-                    generator=generator,
+                encoder_loss = forward_backward(
+                    accelerator, model, optimizer, batch, expert_views, generator, args.adversarial_update
                 )
-                accelerator.backward(out.loss)
-                window_nonfinite += ~torch.isfinite(out.encoder_loss)
-                running["encoder_loss"] += out.encoder_loss
+                window_nonfinite += ~torch.isfinite(encoder_loss)
+                running["encoder_loss"] += encoder_loss
                 running["batches"] += 1
                 if accelerator.sync_gradients:
                     # One host sync per optimizer step, after the backward pass; every process takes the same branch.

@@ -1,5 +1,6 @@
 """Adversarial contrastive pretraining of a viewmaker and an encoder in one forward and one backward pass."""
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,23 @@ class _GradientReversal(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.weight * grad_output, None
+
+
+@contextlib.contextmanager
+def _without_weight_gradients(module: nn.Module, enabled: bool):
+    """Record no gradients for `module`'s parameters (the inputs' gradients still flow through it), as the original
+    skipped the frozen player's weight gradients in each of its two passes."""
+    if not enabled:
+        yield
+        return
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 class ViewmakerForContrastivePretraining(PreTrainedModel):
@@ -118,6 +136,7 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         pixel_values_2: torch.Tensor | None = None,
         indices: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        adversarial_phase: str = "both",
         return_dict: bool | None = None,
         **kwargs,
     ) -> ViewmakerPretrainingOutput | tuple:
@@ -135,7 +154,17 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
                 mode the bank is updated once per call.
             generator (`torch.Generator`, *optional*):
                 Source of the viewmaker's noise (and of InstDisc's negatives), for reproducible steps.
+            adversarial_phase (`str`, defaults to `"both"`):
+                `"both"`: one pass trains both players (gradient reversal). `"encoder"` and `"viewmaker"` reproduce
+                the original's two passes per batch (REFERENCE.md §3.4): `"encoder"` makes the views without
+                gradients and `loss` trains the encoder only; `"viewmaker"` records no gradients for the encoder's
+                weights and `loss` is `-viewmaker_loss_weight` times the objective, so minimising it trains the
+                viewmaker to maximise the objective.
         """
+        if adversarial_phase not in ("both", "encoder", "viewmaker"):
+            raise ValueError(f"adversarial_phase must be 'both', 'encoder' or 'viewmaker', got {adversarial_phase!r}")
+        if adversarial_phase != "both" and self.viewmaker is None:
+            raise ValueError(f"adversarial_phase={adversarial_phase!r} needs a viewmaker (view_mode={self.config.view_mode!r})")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         simclr = self.config.objective == "simclr"
         if simclr:
@@ -151,12 +180,17 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             inputs = (pixel_values,)
         batch = torch.cat(inputs)
 
-        if self.viewmaker is not None:
-            views = self.viewmaker(batch, generator=generator).views
-            encoder_inputs = _GradientReversal.apply(views, self.config.viewmaker_loss_weight)
-        else:
+        if self.viewmaker is None:
             views = encoder_inputs = batch
-        embeddings = self.encoder(self._normalize(encoder_inputs)).embeddings.chunk(len(inputs))
+        elif adversarial_phase == "encoder":
+            with torch.no_grad():
+                views = encoder_inputs = self.viewmaker(batch, generator=generator).views
+        else:
+            views = self.viewmaker(batch, generator=generator).views
+            weight = self.config.viewmaker_loss_weight
+            encoder_inputs = _GradientReversal.apply(views, weight) if adversarial_phase == "both" else views
+        with _without_weight_gradients(self.encoder, adversarial_phase == "viewmaker"):
+            embeddings = self.encoder(self._normalize(encoder_inputs)).embeddings.chunk(len(inputs))
 
         if simclr:
             loss = self.objective(*embeddings)
@@ -165,6 +199,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             if self.training:
                 self.objective.update_memory(embeddings[0].detach(), indices)
         encoder_loss = loss.detach()
+        if adversarial_phase == "viewmaker":
+            loss = -self.config.viewmaker_loss_weight * loss
         viewmaker_loss = -self.config.viewmaker_loss_weight * encoder_loss if self.viewmaker is not None else None
         output = ViewmakerPretrainingOutput(
             loss=loss,

@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Throughput of the real pretraining step on synthetic inputs of a recipe's shape.
+
+    python training/benchmark.py --config training/configs/cifar10_viewmaker_simclr.yaml \
+        --per_device_train_batch_size 64 --steps 10 --device cpu --adversarial_update two_pass
+
+runs `--warmup_steps` untimed steps, then `--steps` timed steps of training/pretrain.py's own `forward_backward` and
+optimizer step, and prints one JSON object as its last line: examples_per_second, step_seconds_median, peak_memory_mb
+(CUDA: peak allocated; CPU: the process's peak resident memory), device, recipe, batch_size, adversarial_update.
+Every flag of training/pretrain.py is accepted too (mixed precision, model sizes, ...).
+"""
+
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+import pretrain
+from hf_viewmaker import ViewmakerForContrastivePretraining
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = pretrain.build_parser()
+    bench = parser.add_argument_group("benchmark")
+    bench.add_argument("--steps", type=int, default=10, help="timed steps")
+    bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    return pretrain.parse_args(argv, parser)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=args.mixed_precision)
+    set_seed(args.seed)
+    batch_size = args.per_device_train_batch_size
+    model = ViewmakerForContrastivePretraining(pretrain.build_model_config(args, num_examples=max(batch_size, 4096)))
+    optimizer = pretrain.build_optimizer(model, args)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    expert_views = pretrain.build_expert_views(args)
+    if expert_views is not None:
+        expert_views.to(accelerator.device)
+    device = accelerator.device
+    batch = {
+        "pixel_values": torch.rand(batch_size, args.num_channels, args.image_size, args.image_size, device=device),
+        "indices": torch.randint(0, max(batch_size, 4096), (batch_size,), device=device),
+    }
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    times = []
+    for step in range(args.warmup_steps + args.steps):
+        started = time.perf_counter()
+        pretrain.forward_backward(accelerator, model, optimizer, batch, expert_views, generator, args.adversarial_update)
+        optimizer.step()
+        optimizer.zero_grad()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= args.warmup_steps:
+            times.append(time.perf_counter() - started)
+
+    median = statistics.median(times)
+    result = {
+        "recipe": Path(args.config).stem if args.config else None,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "adversarial_update": args.adversarial_update,
+        "mixed_precision": accelerator.mixed_precision,
+        "batch_size": batch_size,
+        "input_shape": [args.num_channels, args.image_size, args.image_size],
+        "steps": args.steps,
+        "step_seconds_median": median,
+        "step_seconds_min": min(times),
+        "examples_per_second": batch_size / median,
+        "peak_memory_mb": peak_memory_mb(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
