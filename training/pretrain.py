@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -310,6 +311,16 @@ def embed(accelerator: Accelerator, model, loader: DataLoader) -> tuple[torch.Te
     return torch.cat(features), torch.cat(labels)
 
 
+def describe_hardware(accelerator: Accelerator) -> str:
+    """What the run trained on, for the model card."""
+    device = accelerator.device
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{device.type} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"{accelerator.num_processes} x {name}"
+
+
 def replica_checksums(accelerator: Accelerator, model) -> list[float]:
     """One float64 checksum of all parameters per process; DDP replicas must agree bit for bit."""
     params = [p.detach().double().flatten() for p in accelerator.unwrap_model(model).parameters()]
@@ -549,6 +560,8 @@ def main(argv: list[str] | None = None) -> None:
         "encoder_loss_history": loss_history,
         "knn_accuracy": knn_result,
         "num_processes": accelerator.num_processes,
+        "hardware": describe_hardware(accelerator),
+        "mixed_precision": accelerator.mixed_precision,
         "replica_parameter_checksums": checksums,
     }
     save_final(accelerator, model, processor, args, grid, results)

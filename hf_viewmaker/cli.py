@@ -1,0 +1,59 @@
+"""The `hf-viewmaker` command.
+
+    hf-viewmaker push OUTPUT_DIR --hub_model_id NAMESPACE/NAME [--private] [--revision REV] [--commit_message MSG]
+    python -m hf_viewmaker.cli push ...
+
+`push` publishes a training run (`training/pretrain.py --output_dir`) to the Hub in one commit; see
+`hf_viewmaker.hub.push_run_to_hub`. The token comes from `HF_TOKEN` or `hf auth login` (there is deliberately no
+token flag: a token on the command line ends up in shell histories and process lists). `HF_ENDPOINT` selects another
+Hub-compatible server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-viewmaker", description="Viewmaker Networks tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    push = commands.add_parser(
+        "push",
+        help="publish a training run to the Hugging Face Hub",
+        description="Upload viewmaker/, encoder/, views.png, README.md and the run's JSON files to a model "
+        "repository in one commit (never checkpoints/). Token: HF_TOKEN or `hf auth login`.",
+    )
+    push.add_argument("output_dir", metavar="OUTPUT_DIR", help="the --output_dir of training/pretrain.py")
+    push.add_argument("--hub_model_id", required=True, metavar="NAMESPACE/NAME", help="the model repository")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if needed)")
+    push.add_argument("--commit_message", default=None, help="summary of the commit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:  # run as a command: show our progress, not every HTTP request
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        logging.getLogger("hf_viewmaker").setLevel(logging.INFO)
+
+    from .hub import HubAuthenticationError, HubPushError, IncompleteRunError, push_run_to_hub
+
+    if args.command == "push":
+        kwargs = {} if args.commit_message is None else {"commit_message": args.commit_message}
+        try:
+            url = push_run_to_hub(
+                args.output_dir, args.hub_model_id, private=args.private, revision=args.revision, **kwargs
+            )
+        except (IncompleteRunError, HubAuthenticationError, HubPushError) as error:
+            print(f"hf-viewmaker push: error: {error}", file=sys.stderr)
+            return 1
+        print(url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

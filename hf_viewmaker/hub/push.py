@@ -1,0 +1,213 @@
+"""Publish the output folder of a training run (`training/pretrain.py --output_dir`) to the Hugging Face Hub.
+
+    from hf_viewmaker.hub import push_run_to_hub
+    push_run_to_hub("outputs/quickstart", "my-name/viewmaker-fashion-mnist")
+
+One commit holds `viewmaker/**` and `encoder/**` (`save_pretrained` folders with their modeling code), a copy of
+that code at the repository's root (`modeling_viewmaker.py`, `configuration_encoder.py`, ...: transformers looks for
+the remote code of `from_pretrained(repo_id, subfolder="encoder", trust_remote_code=True)` there, not in the
+subfolder, and this is what makes it load without this package), plus `views.png`, `README.md`,
+`training_args.json`, `train_results.json` and `eval_results.json`, whichever exist.
+Checkpoints (`checkpoints/`), TensorBoard logs and hidden scratch folders (`.partial-*`) are never uploaded.
+
+The token is resolved by `huggingface_hub` as usual (the `token` argument, else `HF_TOKEN`, else `hf auth login`); it
+is never logged, written or put in an error message raised here, and a file about to be uploaded that contains it
+stops the push.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import NoReturn
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+logger = logging.getLogger(__name__)
+
+MODEL_FOLDERS = ("viewmaker", "encoder")
+RUN_FILES = ("README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json")
+REQUIRED_MODEL_FILES = ("config.json", "model.safetensors")
+DEFAULT_COMMIT_MESSAGE = "Upload a Viewmaker Networks run (hf-viewmaker)"
+
+
+class IncompleteRunError(FileNotFoundError):
+    """The folder is not a complete training run; `missing` lists the paths (relative to it) that are absent."""
+
+    def __init__(self, output_dir: Path, missing: list[str], message: str | None = None):
+        self.output_dir, self.missing = output_dir, missing
+        super().__init__(message or f"{output_dir} is not a complete training run: missing {', '.join(missing)}")
+
+
+class HubAuthenticationError(PermissionError):
+    """The Hub refused the token (HTTP 401) or its rights (HTTP 403), or no token was found."""
+
+
+class HubPushError(RuntimeError):
+    """Any other failure of a push whose message had to be cleaned of the token."""
+
+
+def push_run_to_hub(
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+) -> str:
+    """Upload a training run to the model repository `repo_id` (created if needed) in one commit.
+
+    Args:
+        output_dir: the run's `--output_dir`: `viewmaker/` and/or `encoder/`, each holding at least `config.json`,
+            `model.safetensors` (or a sharded index and its shards) and the code files its `auto_map` names.
+        repo_id: `namespace/name`.
+        private: create the repository private. An existing repository keeps its visibility, but pushing with
+            `private=True` to an existing *public* repository is refused rather than publishing the run.
+        revision: a branch to commit to, created from `main` if it does not exist (default: `main`).
+        token: a Hub token; by default `huggingface_hub` finds one (`HF_TOKEN`, then `hf auth login`).
+        commit_message: the commit's summary.
+
+    Returns:
+        the URL of the commit (of the current head when nothing changed since the last push).
+
+    Raises:
+        IncompleteRunError: a required file is missing (the message names every one).
+        HubAuthenticationError: no token, a token the Hub rejects, or one without write access to the namespace.
+    """
+    output_dir = Path(output_dir)
+    files = collect_run_files(output_dir)
+    # Resolved only to keep it out of what we upload and raise; huggingface_hub resolves it the same way itself.
+    resolved_token = token if token is not None else get_token()
+    if not resolved_token:
+        raise HubAuthenticationError(
+            "No Hugging Face token found: set HF_TOKEN or run `hf auth login` (a token with write access)."
+        )
+    _refuse_files_holding(files, resolved_token)
+
+    api = HfApi(token=resolved_token)
+    branch = revision or "main"
+    logger.info("Pushing %d files from %s to %s (branch %s) on %s", len(files), output_dir, repo_id, branch, api.endpoint)
+    for path_in_repo in files:
+        logger.debug("  %s", path_in_repo)
+    try:
+        api.create_repo(repo_id, private=True if private else None, exist_ok=True)
+        if private and not api.model_info(repo_id).private:
+            raise HubPushError(
+                f"{repo_id} already exists and is public: refusing to push a run asked to be private. Make the "
+                "repository private first, or push without --private."
+            )
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        commit = api.create_commit(
+            repo_id,
+            [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for path, local in files.items()],
+            commit_message=commit_message,
+            revision=branch,
+        )
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            raise HubAuthenticationError(
+                f"The Hub at {api.endpoint} rejected the token (401 Unauthorized): nothing was uploaded to {repo_id}. "
+                "Check HF_TOKEN or run `hf auth login` with a valid token."
+            ) from None
+        if status == 403:
+            raise HubAuthenticationError(
+                f"The token may not write to {repo_id} on {api.endpoint} (403 Forbidden): nothing was uploaded. "
+                "Use a token with write access to this namespace."
+            ) from None
+        _raise_without_token(error, resolved_token)
+    except Exception as error:  # noqa: BLE001  only re-raised, cleaned of the token if need be
+        _raise_without_token(error, resolved_token)
+    logger.info("Pushed %s", commit.commit_url)
+    return commit.commit_url
+
+
+def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
+    """{path in the repository: local file} for everything of the run that is published; raises
+    IncompleteRunError if the run is incomplete."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise IncompleteRunError(output_dir, [], f"{output_dir} does not exist or is not a folder")
+    folders = [name for name in MODEL_FOLDERS if (output_dir / name).is_dir()]
+    if not folders:
+        raise IncompleteRunError(output_dir, [f"{name}/" for name in MODEL_FOLDERS])
+
+    missing = [path for name in folders for path in _missing_model_files(output_dir, name)]
+    if missing:
+        raise IncompleteRunError(output_dir, missing)
+
+    files: dict[str, Path] = {}
+    for name in folders:
+        for path in sorted((output_dir / name).rglob("*")):
+            relative = path.relative_to(output_dir)
+            if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+                files[relative.as_posix()] = path
+    # transformers fetches the code of `from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` from the
+    # repository's root, not from the subfolder (transformers 5.x): the code files go to the root as well.
+    for name in folders:
+        for file in _code_files(output_dir / name):
+            source = output_dir / name / file
+            if file in files and files[file].read_bytes() != source.read_bytes():
+                raise HubPushError(
+                    f"{files[file].relative_to(output_dir)} and {name}/{file} differ, but remote code is loaded from "
+                    f"the repository's root, where only one {file} fits."
+                )
+            files.setdefault(file, source)
+    for name in RUN_FILES:
+        if (output_dir / name).is_file():
+            files[name] = output_dir / name
+    return files
+
+
+def _missing_model_files(output_dir: Path, name: str) -> list[str]:
+    folder = output_dir / name
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append(f"{name}/config.json")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():  # a sharded checkpoint: every shard it names
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        missing += [f"{name}/{shard}" for shard in shards if not (folder / shard).is_file()]
+    elif not (folder / "model.safetensors").is_file():
+        missing.append(f"{name}/model.safetensors")
+    if (folder / "config.json").is_file():
+        missing += [f"{name}/{file}" for file in _code_files(folder) if not (folder / file).is_file()]
+    return missing
+
+
+def _code_files(folder: Path) -> list[str]:
+    """The modeling/configuration files that `trust_remote_code=True` will fetch: those `auto_map` names, and the
+    files they import relatively."""
+    from transformers.dynamic_module_utils import get_relative_imports
+
+    auto_map = json.loads((folder / "config.json").read_text()).get("auto_map", {})
+    references = [ref for value in auto_map.values() for ref in (value if isinstance(value, list) else [value])]
+    files = {f"{ref.rsplit('.', 1)[0]}.py" for ref in references if isinstance(ref, str) and "--" not in ref}
+    to_read = sorted(files)
+    while to_read:  # follow relative imports through the files that exist (a missing one is reported by the caller)
+        file = to_read.pop()
+        if (folder / file).is_file():
+            imported = {f"{name.replace('.', '/')}.py" for name in get_relative_imports(folder / file)}
+            to_read += sorted(imported - files)
+            files |= imported
+    return sorted(files)
+
+
+def _refuse_files_holding(files: dict[str, Path], token: str) -> None:
+    needle, overlap = token.encode(), len(token) - 1
+    for path_in_repo, path in files.items():
+        tail = b""
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                if needle in tail + chunk:
+                    raise HubPushError(f"{path} ({path_in_repo}) contains your Hub token: refusing to upload it.")
+                tail = chunk[-overlap:] if overlap else b""
+
+
+def _raise_without_token(error: Exception, token: str) -> NoReturn:
+    if token in str(error):
+        raise HubPushError(f"{type(error).__name__}: {str(error).replace(token, '***')}") from None
+    raise error

@@ -1,0 +1,269 @@
+"""`hf-viewmaker push` end to end, against the Hub-compatible server of tests/hub_server.py on 127.0.0.1.
+
+A real run of training/pretrain.py is pushed with the CLI, and loaded back from the server with
+`AutoModel.from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` in a fresh Python that cannot import
+hf_viewmaker; its outputs must equal the local models' exactly.
+"""
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from huggingface_hub import HfApi
+from huggingface_hub.errors import RepositoryNotFoundError
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel
+
+import hf_viewmaker  # noqa: F401  (registers the Auto classes for the local models)
+from hf_viewmaker.cli import main
+from hf_viewmaker.hub import HubPushError, IncompleteRunError, collect_run_files, push_run_to_hub
+from hub_server import HubServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "hf_alicesWriteToken0123456789abcdefXYZ"
+OTHER_TOKEN = "hf_bobsWriteToken0123456789abcdefXYZ"
+WRONG_TOKEN = "hf_notAValidToken0123456789abcdefXYZ"
+# The quickstart recipe, shrunk to seconds (as tests/test_pretrain.py).
+TINY_RUN = [
+    "--config", str(REPO_ROOT / "training" / "configs" / "quickstart.yaml"), "--max_steps", "2",
+    "--max_train_samples", "64", "--max_eval_samples", "32", "--knn_max_train_samples", "64",
+    "--per_device_train_batch_size", "16", "--image_size", "16", "--encoder_depths", "1", "1",
+    "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8", "--embedding_dim", "16",
+    "--num_res_blocks", "1", "--report_to", "none",
+]
+MODEL_CARD = """---
+library_name: transformers
+tags:
+- viewmaker
+- contrastive-learning
+---
+
+# A tiny viewmaker run
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """What training/pretrain.py writes, plus a model card, eval results and a hidden scratch folder."""
+    output_dir = tmp_path_factory.mktemp("run") / "output"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "pretrain.py"), *TINY_RUN, "--output_dir", str(output_dir)],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (output_dir / "checkpoints").is_dir()  # so that leaving it out is tested
+    (output_dir / "README.md").write_text(MODEL_CARD)
+    (output_dir / "eval_results.json").write_text(json.dumps({"knn_accuracy": 0.5}))
+    (output_dir / ".partial-encoder-123").mkdir()
+    (output_dir / ".partial-encoder-123" / "model.safetensors").write_bytes(b"half written")
+    (output_dir / "encoder" / ".DS_Store").write_bytes(b"not part of the model")
+    return output_dir
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """The server, and this process pointed at it, online, with alice's token in HF_TOKEN."""
+    with HubServer(tokens={TOKEN: "alice", OTHER_TOKEN: "bob"}) as server:
+        for name, value in {"HF_ENDPOINT": server.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+                            "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf_home")}.items():
+            monkeypatch.setenv(name, value)
+        # huggingface_hub read these environment variables when it was imported.
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
+        yield server
+
+
+def _push(run: Path, *args: str) -> int:
+    return main(["push", str(run), *args])
+
+
+def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints")))
+
+
+LOAD_FROM_HUB_WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockHfViewmaker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_viewmaker" or name.startswith("hf_viewmaker."):
+                raise ModuleNotFoundError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, BlockHfViewmaker())
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    repo_id, inputs_file, outputs_file = sys.argv[1:]
+    inputs = load_file(inputs_file)["inputs"]
+    outputs = {}
+    for subfolder in ("encoder", "viewmaker"):
+        model = AutoModel.from_pretrained(repo_id, subfolder=subfolder, trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+        kwargs = {"generator": torch.Generator().manual_seed(0)} if subfolder == "viewmaker" else {}
+        with torch.no_grad():
+            for i, tensor in enumerate(model(inputs, **kwargs).to_tuple()):
+                outputs[f"{subfolder}.{i}"] = tensor.contiguous()
+    save_file(outputs, outputs_file)
+    """
+)
+
+
+def _local_outputs(run: Path, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    outputs = {}
+    for subfolder in ("encoder", "viewmaker"):
+        model = AutoModel.from_pretrained(run / subfolder).eval()
+        assert type(model).__module__.startswith("hf_viewmaker."), type(model).__module__
+        kwargs = {"generator": torch.Generator().manual_seed(0)} if subfolder == "viewmaker" else {}
+        with torch.no_grad():
+            for i, tensor in enumerate(model(inputs, **kwargs).to_tuple()):
+                outputs[f"{subfolder}.{i}"] = tensor
+    return outputs
+
+
+def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    repo_id = "alice/tiny-viewmaker-run"
+
+    assert _push(run_dir, "--hub_model_id", repo_id) == 0
+    printed = capsys.readouterr()
+    commit_url = printed.out.strip()
+    head = HfApi().model_info(repo_id)
+    assert commit_url == f"{hub.url}/{repo_id}/commit/{head.sha}"
+    assert head.private is False
+    assert hub.commit_count(repo_id) == 2  # the repository's first commit, and one commit with the whole run
+
+    code = {"encoder": ["modeling_encoder.py", "configuration_encoder.py"],
+            "viewmaker": ["modeling_viewmaker.py", "configuration_viewmaker.py"]}
+    expected = {
+        f"{folder}/{name}"
+        for folder in ("encoder", "viewmaker")
+        for name in ["config.json", "model.safetensors", "preprocessor_config.json", *code[folder]]
+    }
+    expected |= {"README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json"}
+    expected |= {*code["encoder"], *code["viewmaker"]}  # transformers fetches remote code from the root, subfolder or not
+    remote_files = HfApi().list_repo_files(repo_id)
+    assert set(remote_files) == expected
+    assert not any(path.startswith(("checkpoints", ".partial")) for path in remote_files)
+    for path, content in hub.files(repo_id).items():
+        folder = next((folder for folder, names in code.items() if path in names), "")
+        assert content == (run_dir / folder / path).read_bytes(), path
+        assert TOKEN.encode() not in content, path
+    assert TOKEN not in printed.out + printed.err + caplog.text
+
+    # Pushing the same run again changes nothing.
+    assert push_run_to_hub(run_dir, repo_id) == commit_url
+    assert hub.commit_count(repo_id) == 2
+
+    # A fresh Python, an empty cache, no token, no hf_viewmaker: everything comes from the server.
+    inputs = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    save_file({"inputs": inputs}, tmp_path / "inputs.safetensors")
+    (tmp_path / "load.py").write_text(LOAD_FROM_HUB_WITHOUT_PACKAGE)
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HOME": str(tmp_path / "fresh_hf_home"), "PATH": "", "OMP_NUM_THREADS": "1"}
+    hub.requests.clear()
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "load.py"), repo_id, str(tmp_path / "inputs.safetensors"),
+         str(tmp_path / "outputs.safetensors")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert ("GET", f"/{repo_id}/resolve/{head.sha}/encoder/model.safetensors") in hub.requests
+    remote = load_file(tmp_path / "outputs.safetensors")
+    local = _local_outputs(run_dir, inputs)
+    assert remote.keys() == local.keys() and len(local) >= 4
+    for name in local:
+        torch.testing.assert_close(remote[name], local[name], rtol=0, atol=0, msg=name)
+
+
+def test_push_to_a_new_branch_of_a_private_repository(run_dir, hub, monkeypatch):
+    repo_id = "alice/private-run"
+    assert _push(run_dir, "--hub_model_id", repo_id, "--private", "--revision", "dev") == 0
+    assert HfApi().model_info(repo_id).private is True
+    assert "encoder/model.safetensors" in hub.files(repo_id, "dev")
+    assert hub.files(repo_id, "main") == {}
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(RepositoryNotFoundError):  # private: invisible without the token
+        HfApi().model_info(repo_id)
+
+
+def test_private_push_to_an_existing_public_repository_is_refused(run_dir, hub, capsys):
+    repo_id = "alice/public-run"
+    HfApi().create_repo(repo_id)
+    assert _push(run_dir, "--hub_model_id", repo_id, "--private") == 1
+    assert "public" in capsys.readouterr().err
+    assert hub.commit_count(repo_id) == 1
+
+
+def test_a_wrong_token_is_a_clear_error_and_uploads_nothing(run_dir, hub, monkeypatch, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("HF_TOKEN", WRONG_TOKEN)
+    assert _push(run_dir, "--hub_model_id", "alice/new-run") == 1
+    printed = capsys.readouterr()
+    assert "rejected the token (401" in printed.err
+    assert hub.repos == {}
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    HfApi().create_repo("alice/existing-run")
+    monkeypatch.setenv("HF_TOKEN", WRONG_TOKEN)
+    assert _push(run_dir, "--hub_model_id", "alice/existing-run") == 1
+    printed2 = capsys.readouterr()
+    assert "rejected the token (401" in printed2.err
+    assert hub.commit_count("alice/existing-run") == 1 and hub.files("alice/existing-run") == {}
+    assert not any("/preupload/" in path or "/commit/" in path for _, path in hub.requests)
+
+    monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)  # a valid token, but bob's
+    assert _push(run_dir, "--hub_model_id", "alice/existing-run") == 1
+    printed3 = capsys.readouterr()
+    assert "may not write to alice/existing-run" in printed3.err and "(403 Forbidden)" in printed3.err
+    assert hub.files("alice/existing-run") == {}
+
+    everything = printed.out + printed.err + printed2.out + printed2.err + printed3.out + printed3.err + caplog.text
+    for token in (WRONG_TOKEN, OTHER_TOKEN, TOKEN):
+        assert token not in everything
+
+
+def test_no_token_is_a_clear_error(run_dir, hub, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN")
+    assert _push(run_dir, "--hub_model_id", "alice/run") == 1
+    assert "No Hugging Face token found" in capsys.readouterr().err
+    assert hub.requests == []
+
+
+def test_an_incomplete_run_names_what_is_missing(run_dir, hub, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path)
+    (run / "encoder" / "model.safetensors").unlink()
+    (run / "viewmaker" / "configuration_viewmaker.py").unlink()
+    assert _push(run, "--hub_model_id", "alice/run") == 1
+    err = capsys.readouterr().err
+    assert "encoder/model.safetensors" in err and "viewmaker/configuration_viewmaker.py" in err
+    assert hub.requests == []
+
+    shutil.rmtree(run / "encoder")
+    shutil.rmtree(run / "viewmaker")
+    with pytest.raises(IncompleteRunError, match=r"viewmaker/, encoder/"):
+        push_run_to_hub(run, "alice/run")
+    with pytest.raises(IncompleteRunError, match="does not exist"):
+        collect_run_files(tmp_path / "nowhere")
+
+
+def test_a_run_holding_the_token_is_not_uploaded(run_dir, hub, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    (run / "training_args.json").write_text(json.dumps({"hub_token": TOKEN}))
+    with pytest.raises(HubPushError, match="training_args.json") as error:
+        push_run_to_hub(run, "alice/run")
+    assert TOKEN not in str(error.value)
+    assert hub.repos == {}
