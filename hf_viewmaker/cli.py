@@ -31,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repository private")
     push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if needed)")
     push.add_argument("--commit_message", default=None, help="summary of the commit")
+    push.add_argument(
+        "--eval_results", nargs="+", default=None, metavar="FILE",
+        help="eval_results.json files of training/linear_eval.py to report in the model card "
+        "(default: OUTPUT_DIR/eval_results.json if present)",
+    )
+    push.add_argument(
+        "--no_model_card", action="store_true",
+        help="upload OUTPUT_DIR/README.md as it is instead of writing the model card from the run's results",
+    )
     return parser
 
 
@@ -40,15 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("hf_viewmaker").setLevel(logging.INFO)
 
-    from .hub import HubAuthenticationError, HubPushError, IncompleteRunError, push_run_to_hub
+    from .hub import HubAuthenticationError, HubPushError, push_run_to_hub, write_model_card
 
     if args.command == "push":
         kwargs = {} if args.commit_message is None else {"commit_message": args.commit_message}
         try:
+            if not args.no_model_card:
+                write_model_card(args.output_dir, repo_id=args.hub_model_id, eval_results=args.eval_results)
             url = push_run_to_hub(
                 args.output_dir, args.hub_model_id, private=args.private, revision=args.revision, **kwargs
             )
-        except (IncompleteRunError, HubAuthenticationError, HubPushError) as error:
+        except (FileNotFoundError, HubAuthenticationError, HubPushError) as error:
             print(f"hf-viewmaker push: error: {error}", file=sys.stderr)
             return 1
         print(url)

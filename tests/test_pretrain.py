@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, AutoModel
 
 from accelerate.utils import set_seed
@@ -77,6 +78,11 @@ def test_quickstart_run_saves_loadable_models_and_views(tmp_path):
     results = json.loads((tmp_path / "train_results.json").read_text())
     assert results["completed_steps"] == 3 and 0.0 <= results["knn_accuracy"] <= 1.0
     assert json.loads((tmp_path / "training_args.json").read_text())["max_steps"] == 3
+    card = ModelCard.load(tmp_path / "README.md")
+    assert {"viewmaker", "self-supervised", "contrastive-learning", "image"} <= set(card.data.tags)
+    (measured,) = card.data.eval_results
+    assert measured.metric_value == round(results["knn_accuracy"], 4)
+    assert "![views](views.png)" in card.text and "zalando-datasets/fashion_mnist" in card.data.datasets
     initial = ViewmakerModel(viewmaker.config)
     assert any(not torch.equal(a, b) for a, b in zip(viewmaker.state_dict().values(), initial.state_dict().values()))
 

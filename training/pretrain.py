@@ -38,6 +38,7 @@ from hf_viewmaker import (
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
 from hf_viewmaker.data import FASHION_MNIST_SAMPLE_FILES, ImageExamples, load_image_splits
 from hf_viewmaker.evaluation import knn_accuracy
+from hf_viewmaker.hub import push_run_to_hub, write_model_card
 from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
 from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS
 from hf_viewmaker.views import SimCLRImageViews, SpectralMaskingViews
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--knn_k", type=int, default=200)
     train.add_argument("--knn_temperature", type=float, default=0.07)
     train.add_argument("--knn_max_train_samples", type=int, default=10000, help="training examples used as the kNN bank")
+    train.add_argument("--push_to_hub", type=_bool, default=False, help="publish the run (models, card, views)")
+    train.add_argument("--hub_model_id", help="NAMESPACE/NAME of the model repository (with --push_to_hub)")
+    train.add_argument("--hub_private", type=_bool, default=False, help="create the repository private")
     train.add_argument("--max_nonfinite_steps", type=int, default=5, help="stop after this many non-finite steps in a row")
     return parser
 
@@ -170,6 +174,8 @@ def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | 
     args = parser.parse_args(argv)
     if args.label_column_name == "none":
         args.label_column_name = None
+    if args.push_to_hub and not args.hub_model_id:
+        parser.error("--push_to_hub needs --hub_model_id NAMESPACE/NAME")
     if args.adversarial_update == "two_pass" and (args.view_mode == "expert" or args.gradient_accumulation_steps > 1):
         parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
@@ -565,6 +571,10 @@ def main(argv: list[str] | None = None) -> None:
         "replica_parameter_checksums": checksums,
     }
     save_final(accelerator, model, processor, args, grid, results)
+    if accelerator.is_main_process:
+        write_model_card(args.output_dir, repo_id=args.hub_model_id or Path(args.output_dir).name)
+        if args.push_to_hub:
+            logger.info(f"pushed to {push_run_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private)}")
     # Waiting here (without the GIL) also lets gloo's worker threads release the tensors of the last collectives;
     # tearing the process group down while one of them still waits for the GIL deadlocks at exit.
     accelerator.wait_for_everyone()

@@ -1,0 +1,164 @@
+"""Model cards generated from what a run measured: its arguments, its training results and its evaluations."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = Path(__file__).with_name("templates") / "pretraining_run.md"
+# Hub ids of the datasets the package loads under another name.
+PACKAGED_DATASET_IDS = {"fashion_mnist_sample": "zalando-datasets/fashion_mnist"}
+DOMAIN_TAGS = {"image": "image", "audio": "audio", "sensor": "time-series"}
+PIPELINE_TAGS = {"image": "image-feature-extraction", "audio": "feature-extraction", "sensor": "feature-extraction"}
+# Results worth a row in the card, with their names there.
+EVAL_METRICS = {"top1_accuracy": "top-1 accuracy", "top5_accuracy": "top-5 accuracy", "macro_f1": "macro F1"}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _dataset_id(args: dict[str, Any]) -> str | None:
+    if args.get("packaged_dataset"):
+        return PACKAGED_DATASET_IDS[args["packaged_dataset"]]
+    return args.get("dataset_name") or args.get("train_file") or args.get("train_dir") or args.get("data_dir")
+
+
+def _hyperparameters(args: dict[str, Any], train: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("training data", f"{_dataset_id(args)} (split {args.get('train_split', 'train')})"),
+        ("views", args["view_mode"] + (f" ({args['expert_views']})" if "expert" in args["view_mode"] else "")),
+        ("objective", f"{args['objective']}" + (f" ({args['simclr_variant']})" if args["objective"] == "simclr" else "")),
+        ("temperature", args["temperature"]),
+        ("input", f"{args['num_channels']} x {args['image_size']} x {args['image_size']}"),
+        ("encoder", f"{args['encoder_preset']} (embedding {args['embedding_dim']}, {args['projection_head']} head)"),
+        ("batch size per process", args["per_device_train_batch_size"]),
+        ("optimizer steps", train["completed_steps"]),
+        ("encoder optimizer", f"SGD lr {args['learning_rate']}, momentum {args['momentum']}, weight decay {args['weight_decay']}"),
+        ("adversarial update", args.get("adversarial_update", "one_pass")),
+        ("seed", args["seed"]),
+        ("mixed precision", train.get("mixed_precision", "no")),
+        ("hardware", train.get("hardware", "not recorded")),
+        ("training time", f"{train['train_runtime_seconds'] / 60:.1f} min"),
+    ]
+    if "viewmaker" in args["view_mode"]:
+        rows[5:5] = [
+            ("distortion budget", f"{args['distortion_budget']} ({args['budget_norm']})"),
+            ("viewmaker optimizer", f"Adam lr {args['viewmaker_learning_rate']}"),
+        ]
+    return [(name, str(value)) for name, value in rows]
+
+
+def _results(args: dict[str, Any], train: dict[str, Any], evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    if train.get("knn_accuracy") is not None:
+        rows.append({
+            "evaluation": f"kNN monitor (k={args['knn_k']})", "dataset": _dataset_id(args),
+            "split": args.get("validation_split") or ("test" if args.get("packaged_dataset") else "validation"),
+            "metric": "accuracy",
+            "metric_type": "accuracy", "value": train["knn_accuracy"],
+        })
+    for result in evals:
+        name = "kNN" if result.get("knn_only") else f"linear probe ({result.get('features', '')} features)"
+        for key, label in EVAL_METRICS.items():
+            if result.get(key) is not None:
+                rows.append({
+                    "evaluation": name, "dataset": result.get("dataset") or _dataset_id(args),
+                    "split": result.get("split", "test"), "metric": label,
+                    "metric_type": "f1" if key == "macro_f1" else "accuracy", "value": result[key],
+                })
+        if result.get("cifar10c"):
+            rows.append({
+                "evaluation": name, "dataset": "CIFAR-10-C", "split": "15 corruptions x 5 severities",
+                "metric": "mean accuracy", "metric_type": "accuracy", "value": result["cifar10c"]["mean_accuracy"],
+            })
+    return rows
+
+
+def build_model_card(
+    output_dir: str | Path,
+    repo_id: str = "path/to/this/run",
+    eval_results: list[str | Path] | None = None,
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """The model card of a pretraining run folder.
+
+    Args:
+        output_dir: the run's `--output_dir` (with `training_args.json` and `train_results.json`).
+        repo_id: the Hub id used in the loading example.
+        eval_results: `eval_results.json` files of evaluations of this run; default: `output_dir/eval_results.json`
+            if it exists.
+        license: the licence to declare for the weights.
+
+    Only measured numbers appear: the run's kNN monitor and the given evaluations.
+    """
+    output_dir = Path(output_dir)
+    args = _read_json(output_dir / "training_args.json")
+    train = _read_json(output_dir / "train_results.json")
+    if args is None or train is None:
+        raise FileNotFoundError(f"{output_dir} is not a finished run: training_args.json and train_results.json are needed")
+    paths = [Path(p) for p in eval_results] if eval_results is not None else [output_dir / "eval_results.json"]
+    missing = [str(p) for p in paths if eval_results is not None and not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"evaluation results not found: {missing}")
+    evals = [r for r in (_read_json(p) for p in paths) if r is not None]
+
+    domain = args.get("domain", "image")
+    has_viewmaker = (output_dir / "viewmaker").is_dir()
+    results = _results(args, train, evals)
+    model_name = repo_id.split("/")[-1]
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        license=license,
+        tags=["viewmaker", "self-supervised", "contrastive-learning", DOMAIN_TAGS[domain], "hf-viewmaker"],
+        datasets=[_dataset_id(args)] if "/" in str(_dataset_id(args)) else None,
+        metrics=sorted({row["metric_type"] for row in results}) or None,
+        pipeline_tag=PIPELINE_TAGS[domain],
+        eval_results=[
+            EvalResult(
+                task_type="image-classification" if domain == "image" else "audio-classification"
+                if domain == "audio" else "time-series-classification",
+                dataset_type=str(row["dataset"]),
+                dataset_name=str(row["dataset"]),
+                dataset_split=row["split"],
+                metric_type=row["metric_type"],
+                metric_name=f"{row['evaluation']}: {row['metric']}",
+                metric_value=round(float(row["value"]), 4),
+            )
+            for row in results
+        ] or None,
+    )
+    input_shape = f"{args['num_channels']}, {args['image_size']}, {args['image_size']}"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id,
+        objective_text="SimCLR" if args["objective"] == "simclr" else "instance-discrimination (memory bank)",
+        viewmaker_text=(
+            f"makes views: adds a perturbation within a distortion budget of {args['distortion_budget']} "
+            f"({args['budget_norm']} norm) to {args['num_channels']}-channel inputs"
+            if has_viewmaker else "not part of this run (handcrafted views)"
+        ),
+        encoder_text=(
+            f"{args['encoder_preset']} ResNet; `pooler_output` is the representation, `embeddings` the "
+            f"{args['embedding_dim']}-d contrastive projection, `last_hidden_state` the pre-pool map"
+        ),
+        has_viewmaker=has_viewmaker,
+        input_shape=input_shape,
+        hyperparameters=_hyperparameters(args, train),
+        results=[{**row, "value": f"{row['value']:.4f}"} for row in results],
+        has_views=(output_dir / "views.png").is_file(),
+    )
+
+
+def write_model_card(output_dir: str | Path, **kwargs) -> Path:
+    """Build the card (see `build_model_card`) and save it as `output_dir/README.md`."""
+    path = Path(output_dir) / "README.md"
+    build_model_card(output_dir, **kwargs).save(path)
+    return path
+
+
+__all__ = ["build_model_card", "write_model_card"]
