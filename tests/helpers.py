@@ -1,7 +1,16 @@
 """Helpers shared by several test modules."""
 
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile
 import torch
+from datasets import Audio, Features, Value
 from torch import nn
+
+SR = 16000
 
 
 def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
@@ -15,3 +24,73 @@ def randomise_batch_norms(model: nn.Module, seed: int = 0) -> None:
                 module.weight.normal_(generator=generator)
                 module.bias.normal_(generator=generator)
                 module.num_batches_tracked.fill_(7)
+
+
+# The schema of `openslr/librispeech_asr` on the Hub (its parquet files carry these features in their metadata).
+LIBRISPEECH_FEATURES = Features(
+    {
+        "file": Value("string"),
+        "audio": Audio(sampling_rate=SR),
+        "text": Value("string"),
+        "speaker_id": Value("int64"),
+        "chapter_id": Value("int64"),
+        "id": Value("string"),
+    }
+)
+
+
+def speech_clip(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * (200 + 50 * seed) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def encode_audio(array: np.ndarray, sr: int = SR, fmt: str = "FLAC") -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, array, sr, format=fmt)
+    return buffer.getvalue()
+
+
+def write_librispeech_parquet(path, speakers=(19, 3, 250), per_speaker=3, corrupt=(), wrong_rate=(), seed=0):
+    """A parquet file in the Hub LibriSpeech schema: FLAC bytes, ids "<speaker>-<chapter>-<utt>". Rows listed in
+    `corrupt` hold broken bytes, rows in `wrong_rate` are encoded at 8 kHz."""
+    rows = {name: [] for name in LIBRISPEECH_FEATURES}
+    clips = []
+    for s, speaker in enumerate(speakers):
+        for u in range(per_speaker):
+            row = len(rows["id"])
+            key = f"{speaker}-{100 + s}-{u:04d}"
+            clip = speech_clip(0.2 + 0.15 * u, seed + row)
+            clips.append(clip)
+            if row in corrupt:
+                data = b"fLaC" + bytes(range(40))  # a FLAC signature and garbage
+            elif row in wrong_rate:
+                data = encode_audio(clip[::2], 8000)
+            else:
+                data = encode_audio(clip)
+            rows["file"].append(f"{key}.flac")
+            rows["audio"].append({"bytes": data, "path": f"{key}.flac"})
+            rows["text"].append("HELLO WORLD")
+            rows["speaker_id"].append(speaker)
+            rows["chapter_id"].append(100 + s)
+            rows["id"].append(key)
+    pq.write_table(pa.Table.from_pydict(rows, schema=LIBRISPEECH_FEATURES.arrow_schema), path)
+    return clips
+
+
+def write_pamap2_subject(path, segments, seed):
+    """A subject file in the official format: 54 space-separated columns, NaN for missing values. Column 3 (the hand
+    IMU's temperature, channel 1) carries the activity id, so a window's activity can be read back from its values."""
+    rng = np.random.default_rng(seed)
+    activity = np.concatenate([np.full(n, a) for a, n in segments])
+    n = activity.size
+    table = rng.normal(size=(n, 54))
+    table[:, 0] = np.arange(n) / 100.0
+    table[:, 1] = activity
+    table[:, 2] = np.where(np.arange(n) % 9 == 0, 70 + rng.normal(size=n), np.nan)  # heart rate at ~11 Hz
+    table[:2, 2] = np.nan  # leading NaN
+    table[:, 3] = activity
+    table[100:130, 10:13] = np.nan  # an IMU drop-out
+    table[-5:, 20] = np.nan  # trailing NaN
+    lines = [" ".join("NaN" if np.isnan(v) else f"{v:.6g}" for v in row) for row in table]
+    path.write_text("\n".join(lines) + "\n")

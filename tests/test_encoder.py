@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from hf_viewmaker.models.encoder import (
     ContrastiveResNetConfig,

@@ -14,11 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from huggingface_hub import ModelCard
-from transformers import AutoImageProcessor, AutoModel
+from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from accelerate.utils import set_seed
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerForContrastivePretraining, ViewmakerModel
+from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
+from helpers import write_librispeech_parquet, write_pamap2_subject
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "training" / "pretrain.py"
@@ -226,3 +228,59 @@ def test_bf16_mixed_precision_run(tmp_path, in_process):
     assert all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
     # Saved weights stay float32: autocast computes in bf16 but the parameters are not converted.
     assert all(w.dtype == torch.float32 for k, w in _weights(tmp_path).items() if w.is_floating_point())
+
+
+ENCODER_TINY = ["--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8",
+                "--embedding_dim", "16", "--num_res_blocks", "1", "--report_to", "none", "--knn_k", "3",
+                "--per_device_train_batch_size", "4", "--max_steps", "2", "--logging_steps", "1"]
+
+
+@pytest.mark.parametrize(
+    "views", [[], ["--view_mode", "expert", "--expert_views", "waveform_crop_noise"],
+              ["--view_mode", "expert", "--expert_views", "spectral_masking", "--spectral_noise_std", "0.25"]],
+    ids=["viewmaker", "waveform", "spectral"],
+)
+def test_speech_pretraining_on_librispeech_schema_files(tmp_path, in_process, views):
+    write_librispeech_parquet(tmp_path / "train.parquet")
+    write_librispeech_parquet(tmp_path / "validation.parquet", speakers=(3, 19), per_speaker=2, seed=40)
+    out = tmp_path / "run"
+    in_process([
+        "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--validation_file",
+        str(tmp_path / "validation.parquet"), "--label_column_name", "speaker_id", "--image_size", "64",
+        "--num_channels", "1", "--encoder_preset", "resnet18_audio", "--clamp_views", "false",
+        "--output_dir", str(out), *ENCODER_TINY, *views,
+    ])
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["completed_steps"] == 2 and all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
+    # The log-mel front end is saved with the models, so they are used on the same features.
+    extractor = AutoFeatureExtractor.from_pretrained(out / "encoder")
+    assert isinstance(extractor, LogMelFeatureExtractor) and extractor.hop_length == 2360
+    assert (out / "viewmaker").is_dir() == (not views)
+
+
+@pytest.mark.parametrize("views", [[], ["--view_mode", "expert", "--expert_views", "spectral_masking",
+                                        "--max_freq_mask", "20", "--max_time_mask", "20"]], ids=["viewmaker", "masking"])
+def test_sensor_pretraining_on_pamap2_archive_layout(tmp_path, in_process, views):
+    protocol = tmp_path / "PAMAP2_Dataset" / "Protocol"
+    protocol.mkdir(parents=True)
+    for subject in range(101, 110):
+        write_pamap2_subject(protocol / f"subject{subject}.dat", [(1, 1100), (0, 20), (4, 1100)], subject)
+    out = tmp_path / "run"
+    in_process([
+        "--domain", "sensor", "--data_dir", str(tmp_path), "--num_channels", "52", "--image_size", "32",
+        "--clamp_views", "false", "--max_train_samples", "8", "--max_eval_samples", "8", "--output_dir", str(out),
+        *ENCODER_TINY, *views,
+    ])
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["completed_steps"] == 2 and 0.0 <= results["knn_accuracy"] <= 1.0
+    processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
+    assert len(processor.channel_means) == 52
+    if not views:
+        assert AutoModel.from_pretrained(out / "viewmaker").config.num_channels == 52
+
+
+def test_image_pretraining_with_expert_and_combined_views(tmp_path, in_process):
+    for mode in ("expert", "viewmaker+expert"):
+        in_process([*TINY, "--output_dir", str(tmp_path / mode), "--max_steps", "2", "--view_mode", mode,
+                    "--expert_views", "simclr_image"])
+        assert json.loads((tmp_path / mode / "train_results.json").read_text())["completed_steps"] == 2

@@ -22,6 +22,8 @@ from accelerate.utils import set_seed
 
 import pretrain
 from hf_viewmaker import ViewmakerForContrastivePretraining
+from hf_viewmaker.data import expert_views_for
+from hf_viewmaker.views import WaveformCropNoiseViews
 
 
 def parse_args(argv: list[str] | None = None):
@@ -48,9 +50,17 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = pretrain.build_optimizer(model, args)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    expert_views = pretrain.build_expert_views(args)
-    if expert_views is not None:
-        expert_views.to(accelerator.device)
+    # Synthetic inputs stand for the model's inputs; handcrafted views that act on them (image augmentations,
+    # spectrogram masking) are applied as in training, waveform views (which act before the log-mel) are not.
+    expert_views = expert_views_for(args, args.domain) if "expert" in args.view_mode else None
+    if isinstance(expert_views, WaveformCropNoiseViews):
+        expert_views = None
+
+    def make_inputs(batch, generator, augment):
+        if augment and expert_views is not None:
+            return expert_views(batch["pixel_values"], generator), expert_views(batch["pixel_values"], generator)
+        return batch["pixel_values"], None
+
     device = accelerator.device
     batch = {
         "pixel_values": torch.rand(batch_size, args.num_channels, args.image_size, args.image_size, device=device),
@@ -63,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     times = []
     for step in range(args.warmup_steps + args.steps):
         started = time.perf_counter()
-        pretrain.forward_backward(accelerator, model, optimizer, batch, expert_views, generator, args.adversarial_update)
+        pretrain.forward_backward(accelerator, model, optimizer, batch, make_inputs, generator, args.adversarial_update)
         optimizer.step()
         optimizer.zero_grad()
         if device.type == "cuda":

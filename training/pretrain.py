@@ -32,22 +32,19 @@ from hf_viewmaker import (
     ContrastiveResNetConfig,
     ViewmakerConfig,
     ViewmakerForContrastivePretraining,
-    ViewmakerImageProcessor,
     ViewmakerPretrainingConfig,
 )
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
-from hf_viewmaker.data import FASHION_MNIST_SAMPLE_FILES, ImageExamples, load_image_splits
+from hf_viewmaker.data import PACKAGED_DATASETS, build_pipeline
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
 from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
 from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS
-from hf_viewmaker.views import SimCLRImageViews, SpectralMaskingViews
 from hf_viewmaker.visualization import make_view_grid
 
 logger = get_logger(__name__)
 
 ENCODER_PRESETS = ("resnet18_cifar", "resnet18_audio", "resnet50_audio")
-PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
 
 
 def _bool(value: str | bool) -> bool:
@@ -65,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML recipe whose keys are the flags below (without dashes)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--domain", default="image", choices=["image", "audio", "sensor"])
+    data.add_argument("--domain", default="image", choices=["image", "audio", "sensor"], help="the data pipeline")
     data.add_argument("--packaged_dataset", choices=sorted(PACKAGED_DATASETS), help="data that ships with the package")
     data.add_argument("--dataset_name", help="Hub dataset id (e.g. uoft-cs/cifar10) or packaged builder (imagefolder)")
     data.add_argument("--dataset_config_name")
@@ -87,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max_eval_samples", type=int)
     data.add_argument("--cache_dir")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
+    data.add_argument(
+        "--skip_bad_examples", type=_bool, default=False,
+        help="speech: replace an unreadable clip by the next readable one, with a warning and a count",
+    )
     data.add_argument("--image_size", type=int, default=32, help="inputs are resized to image_size x image_size")
     data.add_argument("--num_channels", type=int, default=3)
     data.add_argument("--normalize_mean", type=float, nargs="+", help="per channel, applied after the viewmaker")
@@ -219,49 +220,6 @@ def build_model_config(args: argparse.Namespace, num_examples: int) -> Viewmaker
     )
 
 
-def build_datasets(args: argparse.Namespace, processor: ViewmakerImageProcessor) -> tuple[ImageExamples, ImageExamples | None]:
-    if args.domain != "image":
-        raise NotImplementedError(
-            f"--domain {args.domain}: its data pipeline (LibriSpeech / Pamap2 loaders) is not built yet; only image "
-            "data can be trained on so far"
-        )
-    if args.packaged_dataset:
-        files = PACKAGED_DATASETS[args.packaged_dataset]
-        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
-    else:
-        splits = load_image_splits(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_dir=args.train_dir,
-            validation_dir=args.validation_dir,
-            train_file=args.train_file,
-            validation_file=args.validation_file,
-            train_split=args.train_split,
-            validation_split=args.validation_split,
-            cache_dir=args.cache_dir,
-        )
-    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
-    examples = {}
-    for split, dataset in splits.items():
-        if limits[split] is not None:
-            dataset = dataset.select(range(min(limits[split], len(dataset))))
-        examples[split] = ImageExamples(dataset, processor, args.image_column_name, args.label_column_name)
-    return examples["train"], examples.get("validation")
-
-
-def build_expert_views(args: argparse.Namespace) -> torch.nn.Module | None:
-    if "expert" not in args.view_mode:
-        return None
-    if args.expert_views == "simclr_image":
-        return SimCLRImageViews(size=args.image_size)
-    if args.expert_views == "spectral_masking":
-        return SpectralMaskingViews(args.max_freq_mask, args.max_time_mask, args.spectral_noise_std)
-    raise ValueError(
-        f"--view_mode {args.view_mode} needs --expert_views for --domain {args.domain} (simclr_image for images, "
-        f"spectral_masking for spectrograms), got {args.expert_views!r}"
-    )
-
-
 def build_optimizer(model: ViewmakerForContrastivePretraining, args: argparse.Namespace) -> AdversarialOptimizer:
     """Encoder SGD and viewmaker Adam (REFERENCE.md §3.4) behind one optimizer object."""
     return AdversarialOptimizer(
@@ -277,20 +235,18 @@ def forward_backward(
     model,
     optimizer,
     batch: dict[str, torch.Tensor],
-    expert_views: torch.nn.Module | None,
+    make_inputs,
     generator: torch.Generator,
     adversarial_update: str,
 ) -> torch.Tensor:
     """The forward and backward pass(es) of one batch, leaving the gradients for the caller's `optimizer.step()`.
     Returns the encoder's loss, detached, on the device.
 
+    `make_inputs(batch, generator, augment=True)` gives the model's inputs (see `DataPipeline.make_inputs`).
     `"one_pass"` runs one forward and one backward that train both players. `"two_pass"` is the original update
     (REFERENCE.md §3.4): an encoder pass and step here, then a fresh pass, with new noise, through the updated encoder,
     whose gradients (the viewmaker's only) the caller's step applies."""
-    pixel_values, pixel_values_2 = batch["pixel_values"], None
-    if expert_views is not None:
-        pixel_values_2 = expert_views(pixel_values, generator=generator)
-        pixel_values = expert_views(pixel_values, generator=generator)
+    pixel_values, pixel_values_2 = make_inputs(batch, generator, True)
     inputs = {"pixel_values": pixel_values, "pixel_values_2": pixel_values_2, "indices": batch["indices"]}
     if adversarial_update == "one_pass":
         out = model(**inputs, generator=generator)
@@ -305,12 +261,13 @@ def forward_backward(
 
 
 @torch.no_grad()
-def embed(accelerator: Accelerator, model, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised-input embeddings and labels of a whole (sharded) split, gathered on every process."""
+def embed(accelerator: Accelerator, model, loader: DataLoader, make_inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of clean, normalised inputs and their labels for a whole (sharded) split, gathered on every
+    process."""
     model = accelerator.unwrap_model(model)
     features, labels = [], []
     for batch in loader:
-        embeddings = model.encoder(model._normalize(batch["pixel_values"])).embeddings
+        embeddings = model.encoder(model._normalize(make_inputs(batch, None, False)[0])).embeddings
         gathered = accelerator.gather_for_metrics((embeddings, batch["labels"]))
         features.append(gathered[0].float())
         labels.append(gathered[1])
@@ -335,7 +292,7 @@ def replica_checksums(accelerator: Accelerator, model) -> list[float]:
     return accelerator.gather(checksum).tolist()
 
 
-def save_final(accelerator: Accelerator, model, processor: ViewmakerImageProcessor, args, grid, results) -> None:
+def save_final(accelerator: Accelerator, model, processors: dict, args, grid, results) -> None:
     """`viewmaker/` and `encoder/` with their processors, `views.png` and `training_args.json`, published by renaming
     a finished scratch folder so an interrupted save leaves nothing that looks complete."""
     if not accelerator.is_main_process:
@@ -346,14 +303,11 @@ def save_final(accelerator: Accelerator, model, processor: ViewmakerImageProcess
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
-    parts = {"encoder": (model.encoder, True)}
-    if model.viewmaker is not None:
-        parts["viewmaker"] = (model.viewmaker, False)
-    for name, (part, normalizes) in parts.items():
-        part.save_pretrained(scratch / name)
-        # The viewmaker sees [0, 1] pixels; the encoder sees them normalised (REFERENCE.md §4.1).
-        part_processor = ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": normalizes})
-        part_processor.save_pretrained(scratch / name)
+    parts = {"encoder": model.encoder, "viewmaker": model.viewmaker}
+    for name, part in parts.items():
+        if part is not None:
+            part.save_pretrained(scratch / name)
+            processors[name].save_pretrained(scratch / name)
     if grid is not None:
         grid.save(scratch / "views.png")
     (scratch / "training_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True))
@@ -394,35 +348,34 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
 
-    processor = ViewmakerImageProcessor(
-        num_channels=args.num_channels,
-        size={"height": args.image_size, "width": args.image_size},
-        **({"image_mean": args.normalize_mean, "image_std": args.normalize_std} if args.normalize_mean else {}),
-    )
-    train_examples, eval_examples = build_datasets(args, processor)
+    pipeline = build_pipeline(args)
+    train_examples, eval_examples = pipeline.train, pipeline.validation
     train_loader = DataLoader(
         train_examples,
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
         drop_last=True,
         num_workers=args.dataloader_num_workers,
+        collate_fn=pipeline.train_collate,
     )
     if len(train_loader) == 0:
         raise ValueError(
             f"{len(train_examples)} training examples make no full batch of {args.per_device_train_batch_size}"
         )
     model = ViewmakerForContrastivePretraining(build_model_config(args, num_examples=len(train_examples)))
-    expert_views = build_expert_views(args)
     optimizer = build_optimizer(model, args)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
     knn_loaders = None
     if eval_examples is not None and args.label_column_name is not None:
         bank = torch.utils.data.Subset(train_examples, range(min(args.knn_max_train_samples, len(train_examples))))
-        knn_loaders = accelerator.prepare(
-            DataLoader(bank, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers),
-            DataLoader(eval_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers),
-        )
+        knn_loaders = accelerator.prepare(*(
+            DataLoader(
+                split, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+                collate_fn=pipeline.eval_collate,
+            )
+            for split in (bank, eval_examples)
+        ))
     unwrapped = accelerator.unwrap_model(model)
 
     steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
@@ -457,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     for epoch in range(start_epoch, num_epochs):
         model.train()
         train_loader.set_epoch(epoch)
+        if hasattr(train_examples, "set_epoch"):  # datasets that draw new random windows each epoch (Pamap2)
+            train_examples.set_epoch(epoch)
         optimizer.optimizer.viewmaker_frozen = args.viewmaker_freeze_epoch is not None and epoch >= args.viewmaker_freeze_epoch
         loader = train_loader
         if epoch == start_epoch and resume_batches:
@@ -475,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 micro_step += 1
                 encoder_loss = forward_backward(
-                    accelerator, model, optimizer, batch, expert_views, generator, args.adversarial_update
+                    accelerator, model, optimizer, batch, pipeline.make_inputs, generator, args.adversarial_update
                 )
                 window_nonfinite += ~torch.isfinite(encoder_loss)
                 running["encoder_loss"] += encoder_loss
@@ -527,8 +482,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if knn_loaders is not None:
             model.eval()
-            bank_features, bank_labels = embed(accelerator, model, knn_loaders[0])
-            query_features, query_labels = embed(accelerator, model, knn_loaders[1])
+            bank_features, bank_labels = embed(accelerator, model, knn_loaders[0], pipeline.make_inputs)
+            query_features, query_labels = embed(accelerator, model, knn_loaders[1], pipeline.make_inputs)
             num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
             accuracy = knn_accuracy(
                 bank_features, bank_labels, query_features, query_labels, num_classes, args.knn_k, args.knn_temperature
@@ -537,11 +492,10 @@ def main(argv: list[str] | None = None) -> None:
             knn_result = accuracy
             accelerator.log({"eval/knn_accuracy": accuracy}, step=completed_steps)
         if unwrapped.viewmaker is not None and accelerator.is_main_process:
-            shown = eval_examples if eval_examples is not None else train_examples
-            sample = torch.stack([shown[i]["pixel_values"] for i in range(min(8, len(shown)))]).to(accelerator.device)
             with torch.no_grad():
+                sample = pipeline.make_inputs(pipeline.eval_batch(8, accelerator.device), None, False)[0]
                 views = unwrapped.viewmaker(sample, generator=torch.Generator(device=sample.device).manual_seed(0))
-            grid = make_view_grid(sample, views.views, views.perturbation)
+            grid = make_view_grid(sample, views.views, views.perturbation, origin=pipeline.grid_origin)
             for tracker in accelerator.trackers:
                 if tracker.name == "tensorboard":
                     pixels = np.asarray(grid.convert("RGB"))[None]
@@ -570,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
         "mixed_precision": accelerator.mixed_precision,
         "replica_parameter_checksums": checksums,
     }
-    save_final(accelerator, model, processor, args, grid, results)
+    save_final(accelerator, model, pipeline.processors, args, grid, results)
     if accelerator.is_main_process:
         write_model_card(args.output_dir, repo_id=args.hub_model_id or Path(args.output_dir).name)
         if args.push_to_hub:

@@ -1,4 +1,4 @@
-"""Pre-processing saved with the models: the image processor and the paper's log-mel front end for speech."""
+"""Pre-processing saved with the models: images, the paper's log-mel front end for speech, sensor spectrograms."""
 
 from .feature_extraction_logmel import (
     DATASET_NORMALIZATION_STATS,
@@ -7,6 +7,7 @@ from .feature_extraction_logmel import (
     LogMelFeatureExtractor,
 )
 from .image_processing_viewmaker import CIFAR10_MEAN, CIFAR10_STD, ViewmakerImageProcessor
+from .sensor_processing import SensorSpectrogramProcessor
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -15,5 +16,6 @@ __all__ = [
     "HOP_LENGTH_FOR_SIZE",
     "LogMelFeatureExtractor",
     "MAX_LENGTH",
+    "SensorSpectrogramProcessor",
     "ViewmakerImageProcessor",
 ]

@@ -1,0 +1,188 @@
+"""One data pipeline per domain: datasets, batching, and the model's inputs made on the training device.
+
+Images arrive as [0, 1] pixels; speech as fitted waveforms whose log-mel spectrogram is computed batched on the device
+(REFERENCE.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4). Handcrafted
+views act where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram
+before the log (masking).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset, default_collate
+
+from ..processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
+from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
+from .images import ImageExamples, load_image_splits
+from .packaged import FASHION_MNIST_SAMPLE_FILES
+from .sensors import Pamap2Windows
+from .speech import SpeechExamples, collate_speech, load_speech_splits
+
+PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
+EXPERT_VIEWS = {
+    "image": ("simclr_image",),
+    "audio": ("waveform_crop_noise", "spectral_masking"),
+    "sensor": ("spectral_masking",),
+}
+# Windows used to fit the sensor processor's per-channel statistics.
+SENSOR_STATISTICS_WINDOWS = 2000
+
+
+@dataclass
+class DataPipeline:
+    """What a training or evaluation loop needs from a domain.
+
+    Attributes:
+        train, validation: datasets of dict items (`labels`, `indices` and the raw input).
+        train_collate, eval_collate: `DataLoader` collate functions.
+        make_inputs: `(batch on the device, generator, augment) -> (inputs, second_inputs or None)`: the model's
+            inputs, `[B, C, H, W]`; with `augment`, two handcrafted views when the run uses them.
+        processors: what to save beside each part (`"viewmaker"`, `"encoder"`), e.g. with `save_pretrained`.
+        grid_origin: how to draw the inputs (`"lower"` puts spectrograms' low frequencies at the bottom).
+    """
+
+    train: Dataset
+    validation: Dataset | None
+    train_collate: Callable
+    eval_collate: Callable
+    make_inputs: Callable[[dict[str, torch.Tensor], torch.Generator | None, bool], tuple[torch.Tensor, torch.Tensor | None]]
+    processors: dict[str, Any]
+    grid_origin: str = "upper"
+
+    def eval_batch(self, count: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """The first `count` validation (else training) items as a batch on `device`, for pictures."""
+        source = self.validation if self.validation is not None else self.train
+        batch = self.eval_collate([source[i] for i in range(min(count, len(source)))])
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _limit(dataset, limit: int | None):
+    return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+
+
+def expert_views_for(args, domain: str) -> torch.nn.Module | None:
+    """The handcrafted views a run's flags ask for (`--view_mode`, `--expert_views`), or `None`."""
+    if "expert" not in args.view_mode:
+        return None
+    if args.expert_views not in EXPERT_VIEWS[domain]:
+        raise ValueError(
+            f"--view_mode {args.view_mode} on --domain {domain} needs --expert_views in {EXPERT_VIEWS[domain]}, "
+            f"got {args.expert_views!r}"
+        )
+    if args.expert_views == "simclr_image":
+        return SimCLRImageViews(size=args.image_size)
+    if args.expert_views == "waveform_crop_noise":
+        return WaveformCropNoiseViews()
+    return SpectralMaskingViews(args.max_freq_mask, args.max_time_mask, args.spectral_noise_std)
+
+
+def image_pipeline(args) -> DataPipeline:
+    processor = ViewmakerImageProcessor(
+        num_channels=args.num_channels,
+        size={"height": args.image_size, "width": args.image_size},
+        **({"image_mean": args.normalize_mean, "image_std": args.normalize_std} if args.normalize_mean else {}),
+    )
+    if args.packaged_dataset:
+        files = PACKAGED_DATASETS[args.packaged_dataset]
+        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
+    else:
+        splits = load_image_splits(
+            dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
+            validation_dir=args.validation_dir, train_file=args.train_file, validation_file=args.validation_file,
+            train_split=args.train_split, validation_split=args.validation_split, cache_dir=args.cache_dir,
+        )
+    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
+    examples = {
+        split: ImageExamples(_limit(dataset, limits[split]), processor, args.image_column_name, args.label_column_name)
+        for split, dataset in splits.items()
+    }
+    views = expert_views_for(args, "image")
+
+    def make_inputs(batch, generator, augment):
+        pixels = batch["pixel_values"]
+        if augment and views is not None:
+            return views(pixels, generator=generator), views(pixels, generator=generator)
+        return pixels, None
+
+    # The viewmaker sees [0, 1] pixels, the encoder normalised ones (REFERENCE.md §4.1).
+    parts = {
+        part: ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": normalizes})
+        for part, normalizes in (("viewmaker", False), ("encoder", True))
+    }
+    return DataPipeline(
+        examples["train"], examples.get("validation"), default_collate, default_collate, make_inputs, parts
+    )
+
+
+def speech_pipeline(args) -> DataPipeline:
+    extractor = LogMelFeatureExtractor.for_dataset(args.audio_normalization, size=args.image_size)
+    splits = load_speech_splits(
+        dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
+        validation_dir=args.validation_dir, train_file=args.train_file, validation_file=args.validation_file,
+        train_split=args.train_split, validation_split=args.validation_split, audio_column=args.audio_column_name,
+        cache_dir=args.cache_dir,
+    )
+    common = {
+        "sampling_rate": extractor.sampling_rate, "audio_column": args.audio_column_name,
+        "label_column": args.label_column_name, "skip_bad_examples": args.skip_bad_examples,
+    }
+    train = SpeechExamples(_limit(splits["train"], args.max_train_samples), **common)
+    validation = None
+    if "validation" in splits:
+        # One label map for both splits, so that the kNN monitor compares like with like.
+        validation = SpeechExamples(_limit(splits["validation"], args.max_eval_samples), label_map=train.label_map, **common)
+    views = expert_views_for(args, "audio")
+
+    def make_inputs(batch, generator, augment):
+        waveforms = batch["input_values"]
+        if not augment or views is None:
+            return extractor.log_mel(waveforms), None
+        if isinstance(views, WaveformCropNoiseViews):
+            return tuple(extractor.log_mel(views(waveforms, generator, batch["lengths"])) for _ in range(2))
+        # Masks act on the mel power spectrogram, noise after the log (REFERENCE.md §4.2).
+        power = extractor.mel_power(waveforms)
+        return tuple(
+            views.add_noise(extractor.to_log_normalized(views.mask(power, generator)), generator) for _ in range(2)
+        )
+
+    return DataPipeline(
+        train, validation, collate_speech(extractor, training=True), collate_speech(extractor, training=False),
+        make_inputs, {"viewmaker": extractor, "encoder": extractor}, grid_origin="lower",
+    )
+
+
+def sensor_pipeline(args) -> DataPipeline:
+    if args.data_dir is None:
+        raise ValueError("--domain sensor needs --data_dir: the folder holding PAMAP2_Dataset/ (download_pamap2)")
+    train = Pamap2Windows(
+        args.data_dir, split=args.train_split, seed=args.seed, examples_per_epoch=args.max_train_samples
+    )
+    validation = Pamap2Windows(
+        args.data_dir, split=args.validation_split or "validation", seed=args.seed,
+        examples_per_epoch=args.max_eval_samples,
+    )
+    statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
+    processor = SensorSpectrogramProcessor().fit_statistics(statistics_windows)
+    views = expert_views_for(args, "sensor")
+
+    def make_inputs(batch, generator, augment):
+        spectrograms = processor.process(batch["values"])
+        if augment and views is not None:
+            return views(spectrograms, generator=generator), views(spectrograms, generator=generator)
+        return spectrograms, None
+
+    return DataPipeline(
+        train, validation, default_collate, default_collate, make_inputs,
+        {"viewmaker": processor, "encoder": processor}, grid_origin="lower",
+    )
+
+
+def build_pipeline(args) -> DataPipeline:
+    """The data pipeline of `args.domain` ("image", "audio" or "sensor") from the scripts' data flags."""
+    builders = {"image": image_pipeline, "audio": speech_pipeline, "sensor": sensor_pipeline}
+    return builders[args.domain](args)
+
+
+__all__ = ["DataPipeline", "PACKAGED_DATASETS", "build_pipeline", "expert_views_for"]

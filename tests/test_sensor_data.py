@@ -1,0 +1,243 @@
+"""Sensor data: Pamap2 from its archive layout, generic time-series windows, the sensor spectrogram processor."""
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hf_viewmaker.data.sensors import (
+    PAMAP2_ACTIVITIES,
+    PAMAP2_CHANNEL_NAMES,
+    Pamap2Windows,
+    TimeSeriesWindows,
+    download_pamap2,
+    fill_missing_values,
+    read_pamap2_subject,
+)
+from hf_viewmaker.processing.sensor_processing import SensorSpectrogramProcessor
+from helpers import write_pamap2_subject
+
+W = 200  # a short window keeps the fake recordings small; the real one is 1000
+
+# (activity id, rows) per subject: transient (0) and ironing (17) are dropped; 4 appears in two separate bouts, one too
+# short to hold a window; subject 105 lacks rope jumping (24).
+SEGMENTS = {
+    101: [(0, 50), (1, 400), (0, 30), (4, 150), (0, 20), (4, 500), (17, 300), (24, 260), (1, 220)],
+    102: [(24, 300), (0, 40), (1, 250), (4, 600), (17, 210), (0, 10)],
+    105: [(1, 300), (4, 320), (0, 30)],
+}
+
+
+@pytest.fixture(scope="module")
+def pamap2_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pamap2")
+    protocol = root / "PAMAP2_Dataset" / "Protocol"
+    protocol.mkdir(parents=True)
+    for subject, segments in SEGMENTS.items():
+        write_pamap2_subject(protocol / f"subject{subject}.dat", segments, subject)
+    return root
+
+
+def test_reading_a_subject_fills_every_missing_value(pamap2_dir):
+    values, activity = read_pamap2_subject(pamap2_dir / "PAMAP2_Dataset" / "Protocol" / "subject101.dat")
+    assert values.shape == (sum(n for _, n in SEGMENTS[101]), 52) and values.dtype == np.float32
+    assert np.isfinite(values).all()
+    assert activity.tolist()[:51] == [0] * 50 + [1]
+    assert values[0, 0] == values[9, 0]  # a leading NaN takes the first measured value
+    assert len(PAMAP2_CHANNEL_NAMES) == 52 and PAMAP2_CHANNEL_NAMES[:2] == ("heart_rate", "hand_temperature")
+
+    x = np.array([[np.nan, 1.0, np.nan], [2.0, np.nan, np.nan], [np.nan, 3.0, np.nan], [4.0, np.inf, np.nan]])
+    fill_missing_values(x)
+    np.testing.assert_array_equal(x, [[2.0, 1.0, 0.0], [2.0, 2.0, 0.0], [3.0, 3.0, 0.0], [4.0, 3.0, 0.0]])
+
+
+def test_windows_shape_labels_and_boundaries(pamap2_dir):
+    windows = Pamap2Windows(pamap2_dir, subjects=[101, 102], window_size=W, examples_per_epoch=400, seed=1)
+    assert len(windows) == 400 and windows.num_labels == 11 and windows.num_channels == 52
+    activity_ids = list(PAMAP2_ACTIVITIES)
+    seen = set()
+    for i in range(0, 400, 7):
+        item = windows[i]
+        assert item["values"].shape == (52, W) and item["values"].dtype == torch.float32
+        assert torch.isfinite(item["values"]).all() and int(item["indices"]) == i
+        # Channel 1 holds the activity id of each row: a window lies inside one run of its class.
+        assert torch.all(item["values"][1] == activity_ids[int(item["labels"])])
+        seen.add(activity_ids[int(item["labels"])])
+    assert seen == {1, 4, 24}  # never the transient 0 or the dropped 17
+    # Window starts per run: subject 101's 150-row bout of walking is too short to hold one; lying has two bouts.
+    walking, lying = activity_ids.index(4), activity_ids.index(1)
+    assert windows.recordings[0].cumulative[walking].tolist() == [500 - W + 1]
+    assert windows.recordings[0].cumulative[lying].tolist() == [400 - W + 1, 400 - W + 1 + 220 - W + 1]
+
+
+def test_windows_are_class_balanced_and_reproducible(pamap2_dir):
+    windows = Pamap2Windows(pamap2_dir, subjects=[101, 102], window_size=W, examples_per_epoch=6000, seed=5)
+    labels = np.array([windows.locate(i)[1] for i in range(6000)])
+    counts = np.bincount(labels, minlength=11)[[0, 3, 10]]  # lying, walking, rope jumping
+    assert counts.sum() == 6000 and np.all(np.abs(counts - 2000) < 150)  # 2000 +- 3.4 sigma
+    subjects = np.array([windows.locate(i)[0] for i in range(6000)])
+    assert abs((subjects == 0).mean() - 0.5) < 0.03
+
+    again = Pamap2Windows(pamap2_dir, subjects=[101, 102], window_size=W, examples_per_epoch=6000, seed=5)
+    for i in (0, 17, 5999):
+        torch.testing.assert_close(again[i]["values"], windows[i]["values"])
+    assert windows.locate(17) == again.locate(17)
+    again.set_epoch(1)
+    differs = [again.locate(i) != windows.locate(i) for i in range(100)]
+    assert sum(differs) > 90
+    windows.set_epoch(1)
+    assert [windows.locate(i) for i in range(100)] == [again.locate(i) for i in range(100)]
+    other_seed = Pamap2Windows(pamap2_dir, subjects=[101, 102], window_size=W, examples_per_epoch=10, seed=6)
+    assert [other_seed.locate(i, epoch=0) for i in range(10)] != [again.locate(i, epoch=0) for i in range(10)]
+
+    loader = torch.utils.data.DataLoader(windows, batch_size=8, num_workers=0)
+    batch = next(iter(loader))
+    assert batch["values"].shape == (8, 52, W) and batch["labels"].shape == (8,)
+
+
+def test_subject_without_a_class_and_split_errors(pamap2_dir, tmp_path):
+    windows = Pamap2Windows(pamap2_dir, subjects=[105], window_size=W, examples_per_epoch=300)
+    assert {windows.locate(i)[1] for i in range(300)} == {0, 3}  # no rope jumping for this subject
+    validation = Pamap2Windows(pamap2_dir, split="validation", window_size=W)
+    assert validation.subjects == [105] and len(validation) == 50_000
+    with pytest.raises(FileNotFoundError, match=r"PAMAP2_Dataset/Protocol/subject103\.dat"):
+        Pamap2Windows(pamap2_dir, subjects=[101, 103], window_size=W)
+    with pytest.raises(FileNotFoundError, match=r"subject103\.dat, .*subject104\.dat, .*subject109\.dat$"):
+        Pamap2Windows(pamap2_dir, split="train")  # the fake set holds 101, 102, 105 only
+    with pytest.raises(ValueError, match="unknown Pamap2 split"):
+        Pamap2Windows(pamap2_dir, split="dev")
+
+    bad = tmp_path / "PAMAP2_Dataset" / "Protocol"
+    bad.mkdir(parents=True)
+    (bad / "subject101.dat").write_text("0.01 1 NaN 1 2 3\n")
+    with pytest.raises(ValueError, match=r"subject101\.dat: expected 54 columns per row, found 6"):
+        Pamap2Windows(tmp_path, subjects=[101], window_size=W)
+
+
+def test_download_extracts_the_nested_uci_zip(pamap2_dir, tmp_path):
+    """The UCI download holds PAMAP2_Dataset.zip; `download_pamap2` unpacks both (here from a file:// URL)."""
+    inner = tmp_path / "PAMAP2_Dataset.zip"
+    with zipfile.ZipFile(inner, "w") as archive:
+        source = pamap2_dir / "PAMAP2_Dataset" / "Protocol" / "subject105.dat"
+        archive.write(source, "PAMAP2_Dataset/Protocol/subject105.dat")
+    outer = tmp_path / "pamap2+physical+activity+monitoring.zip"
+    with zipfile.ZipFile(outer, "w") as archive:
+        archive.write(inner, "PAMAP2_Dataset.zip")
+        archive.writestr("readme.pdf", b"%PDF")
+    cache = tmp_path / "cache"
+    assert download_pamap2(cache, url=outer.as_uri()) == cache
+    assert (cache / "PAMAP2_Dataset" / "Protocol" / "subject105.dat").is_file()
+    assert not (cache / "pamap2.zip").exists() and not (cache / "PAMAP2_Dataset.zip").exists()
+    assert download_pamap2(cache, url="file:///nonexistent.zip") == cache  # already there: nothing fetched
+    assert len(Pamap2Windows(cache, split="validation", window_size=W)[0]["values"]) == 52
+
+
+def test_generic_time_series_files(tmp_path):
+    rng = np.random.default_rng(0)
+    # A CSV with a subject column, a timestamp to exclude, string labels with gaps (NaN), and a missing value.
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.arange(n) / 50.0,
+            "subject": np.repeat(["a", "b"], n // 2),
+            "acc_x": rng.normal(size=n),
+            "acc_y": rng.normal(size=n),
+            "label": (["walk"] * 150 + [None] * 20 + ["sit"] * 130) * 2,
+        }
+    )
+    frame.loc[5, "acc_x"] = np.nan
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    windows = TimeSeriesWindows(
+        tmp_path / "data.csv", window_size=100, group_column="subject", exclude_columns=["timestamp"],
+        examples_per_epoch=200, seed=0,
+    )
+    assert windows.label_names == ["sit", "walk"] and windows.label_map == {"sit": 0, "walk": 1}
+    assert windows.channel_names == ["acc_x", "acc_y"] and len(windows.recordings) == 2
+    item = windows[3]
+    assert item["values"].shape == (2, 100) and torch.isfinite(item["values"]).all()
+    assert sorted({windows.locate(i)[1] for i in range(200)}) == [0, 1]
+
+    # Parquet with integer labels and an explicit class list (label 9 dropped).
+    frame = pd.DataFrame({"x": rng.normal(size=300), "label": [3] * 120 + [9] * 60 + [1] * 120})
+    frame.to_parquet(tmp_path / "data.parquet")
+    windows = TimeSeriesWindows([tmp_path / "data.parquet"], window_size=100, classes=[3, 1])
+    assert windows.label_names == [3, 1] and {windows.locate(i)[1] for i in range(50)} == {0, 1}
+
+    # .npz (values [T, C], labels [T]) and .npy ([T, C + 1], label last).
+    values = rng.normal(size=(300, 3)).astype(np.float32)
+    labels = np.repeat([0, 1], 150)
+    np.savez(tmp_path / "rec.npz", values=values, labels=labels)
+    np.save(tmp_path / "rec.npy", np.concatenate([values, labels[:, None]], axis=1))
+    for name in ("rec.npz", "rec.npy"):
+        windows = TimeSeriesWindows(tmp_path / name, window_size=120, examples_per_epoch=20, seed=2)
+        assert windows.label_names == [0, 1] and windows[0]["values"].shape == (3, 120)
+        _, label, start = windows.locate(0)  # both runs are usable, so offsets are rows of the file
+        assert labels[start] == label and labels[start + 119] == label
+        np.testing.assert_array_equal(windows[0]["values"].numpy(), values[start : start + 120].T)
+
+    with pytest.raises(ValueError, match="no label column 'activity'"):
+        TimeSeriesWindows(tmp_path / "data.parquet", window_size=10, label_column="activity")
+    with pytest.raises(ValueError, match="no recording has a single run of one class"):
+        TimeSeriesWindows(tmp_path / "data.parquet", window_size=1000)
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        TimeSeriesWindows(tmp_path / "missing.csv", window_size=10)
+
+
+# ==================================================================================================== processor
+def _numpy_spectrogram(signal: np.ndarray, n_fft: int = 63, hop: int = 32) -> np.ndarray:
+    """torchaudio.transforms.Spectrogram(n_fft, hop_length=hop, power=2) written out in numpy: centred frames of the
+    reflect-padded signal, periodic Hann window, one-sided |rfft|^2; [freq, frames]."""
+    padded = np.pad(signal, n_fft // 2, mode="reflect")
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    frames = np.stack([padded[t * hop : t * hop + n_fft] * window for t in range(1 + len(signal) // hop)])
+    return (np.abs(np.fft.rfft(frames, axis=1)) ** 2).T
+
+
+def test_spectrogram_matches_a_numpy_reference():
+    processor = SensorSpectrogramProcessor()
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 52, 1000)))  # float64
+    spec = processor.spectrogram(x)
+    assert spec.shape == (2, 52, 32, 32) and spec.dtype == torch.float64
+    assert processor.num_frequency_bins == 32 and processor.num_frames(1000) == 32
+    np.testing.assert_allclose(spec[1, 7].numpy(), _numpy_spectrogram(x[1, 7].numpy()), rtol=1e-10, atol=1e-10)
+    features = processor.features(x.float())
+    assert features.dtype == torch.float32
+    expected = np.log(_numpy_spectrogram(x[0, 0].numpy()) + 1e-6)
+    np.testing.assert_allclose(features[0, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert processor.spectrogram(torch.zeros(1, 52, 999)).shape[-1] == 1 + 999 // 32
+
+
+def test_processor_statistics_from_pamap2_windows(pamap2_dir, tmp_path):
+    windows = Pamap2Windows(pamap2_dir, subjects=[101, 102], window_size=W, examples_per_epoch=64, seed=0)
+    processor = SensorSpectrogramProcessor()
+    with pytest.raises(ValueError, match="fit_statistics"):
+        processor(windows[0]["values"])
+    processor.fit_statistics(windows, batch_size=20)
+    assert len(processor.channel_means) == 52 and all(s > 0 for s in processor.channel_stds)
+    batch = torch.stack([windows[i]["values"] for i in range(64)])
+    out = processor(batch)["input_features"]
+    assert out.shape == (64, 52, 32, 1 + W // 32)
+    per_channel = out.transpose(0, 1).reshape(52, -1)
+    torch.testing.assert_close(per_channel.mean(1), torch.zeros(52), atol=1e-4, rtol=0)
+    # Channel 1 (the activity id in these fakes) is not constant; every channel ends up with unit variance.
+    torch.testing.assert_close(per_channel.std(1, unbiased=False), torch.ones(52), atol=1e-4, rtol=0)
+
+    processor.save_pretrained(tmp_path / "processor")
+    assert (tmp_path / "processor" / "preprocessor_config.json").is_file()
+    loaded = SensorSpectrogramProcessor.from_pretrained(tmp_path / "processor")
+    assert loaded.channel_means == processor.channel_means
+    torch.testing.assert_close(loaded(batch)["input_features"], out)
+    assert isinstance(loaded(batch[0].numpy(), return_tensors="np")["input_features"], np.ndarray)
+
+    raw = SensorSpectrogramProcessor(representation="raw").fit_statistics(batch, max_windows=40)
+    out = raw(batch[:40])["input_features"]
+    assert out.shape == (40, 52, W)
+    torch.testing.assert_close(out.transpose(0, 1).reshape(52, -1).mean(1), torch.zeros(52), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match=r"\[B, 52, T\]"):
+        raw(torch.zeros(2, 3, W))
+    with pytest.raises(ValueError, match="representation"):
+        SensorSpectrogramProcessor(representation="mfcc")
+    with pytest.raises(ValueError, match="52 channel means"):
+        SensorSpectrogramProcessor(channel_means=[0.0], channel_stds=[1.0])
