@@ -17,7 +17,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
@@ -168,7 +168,12 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
     assert push_run_to_hub(run_dir, repo_id) == commit_url
     assert hub.commit_count(repo_id) == 2
 
-    # A fresh Python, an empty cache, no token, no hf_viewmaker: everything comes from the server.
+    _load_back_and_compare(hub, repo_id, head.sha, run_dir, tmp_path)
+
+
+def _load_back_and_compare(hub, repo_id: str, sha: str, run_dir: Path, tmp_path: Path) -> None:
+    """A fresh Python, an empty cache, no token, no hf_viewmaker: both models come from the server and compute what
+    the local ones compute."""
     inputs = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     save_file({"inputs": inputs}, tmp_path / "inputs.safetensors")
     (tmp_path / "load.py").write_text(LOAD_FROM_HUB_WITHOUT_PACKAGE)
@@ -181,7 +186,7 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert ("GET", f"/{repo_id}/resolve/{head.sha}/encoder/model.safetensors") in hub.requests
+    assert ("GET", f"/{repo_id}/resolve/{sha}/encoder/model.safetensors") in hub.requests
     remote = load_file(tmp_path / "outputs.safetensors")
     local = _local_outputs(run_dir, inputs)
     assert remote.keys() == local.keys() and len(local) >= 4
@@ -267,3 +272,27 @@ def test_a_run_holding_the_token_is_not_uploaded(run_dir, hub, tmp_path):
         push_run_to_hub(run, "alice/run")
     assert TOKEN not in str(error.value)
     assert hub.repos == {}
+
+
+def test_a_quickstart_model_is_evaluated_carded_pushed_and_loaded_back(run_dir, hub, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    (run / "eval_results.json").unlink()
+    probe = tmp_path / "probe"
+    evaluation = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "linear_eval.py"), "--config",
+         str(REPO_ROOT / "training" / "configs" / "eval_quickstart.yaml"), "--model_name_or_path", str(run),
+         "--output_dir", str(probe), "--num_train_epochs", "1", "--max_train_samples", "64", "--max_eval_samples",
+         "32", "--per_device_train_batch_size", "16", "--report_to", "none"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-4000:]
+    top1 = json.loads((probe / "eval_results.json").read_text())["top1_accuracy"]
+
+    repo_id = "alice/evaluated-quickstart"
+    assert _push(run, "--hub_model_id", repo_id, "--eval_results", str(probe / "eval_results.json")) == 0
+    card = ModelCard(hub.files(repo_id)["README.md"].decode())
+    reported = {result.metric_name: result.metric_value for result in card.data.eval_results}
+    assert reported["linear probe (prepool features): top-1 accuracy"] == round(top1, 4)
+    assert f'AutoModel.from_pretrained("{repo_id}", subfolder="encoder"' in card.text
+    _load_back_and_compare(hub, repo_id, HfApi().model_info(repo_id).sha, run, tmp_path)

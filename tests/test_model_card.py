@@ -59,3 +59,10 @@ def test_unfinished_runs_and_missing_evaluations_are_named(run, tmp_path):
     (run / "train_results.json").unlink()
     with pytest.raises(FileNotFoundError, match="not a finished run"):
         build_model_card(run)
+
+
+def test_card_reports_knn_evaluations(run, tmp_path):
+    evaluation = tmp_path / "knn.json"
+    evaluation.write_text(json.dumps({"knn_accuracy": 0.5, "knn_k": 20, "knn_features": "embeddings", "split": "test"}))
+    values = {r.metric_name: r.metric_value for r in build_model_card(run, eval_results=[evaluation]).data.eval_results}
+    assert values["kNN (k=20, embeddings): accuracy"] == 0.5

@@ -36,8 +36,8 @@ TINY = [
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("pretrain", SCRIPT)
+def _load_script(name: str = "pretrain"):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "training" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -174,9 +174,12 @@ def test_unknown_recipe_keys_are_named(tmp_path):
         pretrain.parse_args(["--config", str(tmp_path / "bad.yaml")])
 
 
-def test_readme_documents_every_flag():
+@pytest.mark.parametrize("script", ["pretrain", "linear_eval", "benchmark"])
+def test_readme_documents_every_flag(script, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training"))  # benchmark.py imports pretrain.py beside it
     readme = (REPO_ROOT / "README.md").read_text()
-    flags = [a.option_strings[0] for a in pretrain.build_parser()._actions if a.option_strings and a.dest != "help"]
+    parser = _load_script(script).build_parser()
+    flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"]
     assert [f for f in flags if f"`{f}" not in readme] == []
 
 
@@ -241,17 +244,19 @@ ENCODER_TINY = ["--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16
     ids=["viewmaker", "waveform", "spectral"],
 )
 def test_speech_pretraining_on_librispeech_schema_files(tmp_path, in_process, views):
-    write_librispeech_parquet(tmp_path / "train.parquet")
+    # Two broken FLAC files among the 9 training clips: replaced, counted, never NaN in a batch.
+    write_librispeech_parquet(tmp_path / "train.parquet", corrupt=(2, 5))
     write_librispeech_parquet(tmp_path / "validation.parquet", speakers=(3, 19), per_speaker=2, seed=40)
     out = tmp_path / "run"
     in_process([
         "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--validation_file",
         str(tmp_path / "validation.parquet"), "--label_column_name", "speaker_id", "--image_size", "64",
         "--num_channels", "1", "--encoder_preset", "resnet18_audio", "--clamp_views", "false",
-        "--output_dir", str(out), *ENCODER_TINY, *views,
+        "--output_dir", str(out), "--skip_bad_examples", "true", *ENCODER_TINY, *views,
     ])
     results = json.loads((out / "train_results.json").read_text())
     assert results["completed_steps"] == 2 and all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
+    assert results["skipped_examples"] >= 1
     # The log-mel front end is saved with the models, so they are used on the same features.
     extractor = AutoFeatureExtractor.from_pretrained(out / "encoder")
     assert isinstance(extractor, LogMelFeatureExtractor) and extractor.hop_length == 2360
@@ -284,3 +289,13 @@ def test_image_pretraining_with_expert_and_combined_views(tmp_path, in_process):
         in_process([*TINY, "--output_dir", str(tmp_path / mode), "--max_steps", "2", "--view_mode", mode,
                     "--expert_views", "simclr_image"])
         assert json.loads((tmp_path / mode / "train_results.json").read_text())["completed_steps"] == 2
+
+
+def test_unreadable_clip_without_skipping_is_an_error_naming_the_file(tmp_path, in_process):
+    write_librispeech_parquet(tmp_path / "train.parquet", corrupt=tuple(range(9)))
+    with pytest.raises(ValueError, match=r"\.flac"):
+        in_process([
+            "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--label_column_name",
+            "speaker_id", "--image_size", "64", "--num_channels", "1", "--encoder_preset", "resnet18_audio",
+            "--output_dir", str(tmp_path / "run"), *ENCODER_TINY,
+        ])

@@ -26,13 +26,17 @@ from hf_viewmaker.data import expert_views_for
 from hf_viewmaker.views import WaveformCropNoiseViews
 
 
-def parse_args(argv: list[str] | None = None):
+def build_parser():
     parser = pretrain.build_parser()
     bench = parser.add_argument_group("benchmark")
     bench.add_argument("--steps", type=int, default=10, help="timed steps")
     bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    return pretrain.parse_args(argv, parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None):
+    return pretrain.parse_args(argv, build_parser())
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     nonfinite_in_a_row, window_nonfinite = 0, torch.zeros((), device=accelerator.device)
     running = {"encoder_loss": torch.zeros((), device=accelerator.device), "batches": 0}
     grid, started = None, time.perf_counter()
-    run_started, loss_history, knn_result = started, [], None
+    run_started, loss_history, knn_result, skipped_examples = started, [], None, 0
     checkpoint_every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
 
     for epoch in range(start_epoch, num_epochs):
@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
                 window_nonfinite += ~torch.isfinite(encoder_loss)
                 running["encoder_loss"] += encoder_loss
                 running["batches"] += 1
+                if "num_skipped" in batch:  # unreadable examples replaced under --skip_bad_examples
+                    skipped_examples += batch["num_skipped"]
                 if accelerator.sync_gradients:
                     # One host sync per optimizer step, after the backward pass; every process takes the same branch.
                     if accelerator.reduce(window_nonfinite, reduction="sum").item() > 0:
@@ -467,6 +469,10 @@ def main(argv: list[str] | None = None) -> None:
                     * accelerator.num_processes / elapsed,
                     "train/epoch": completed_steps / steps_per_epoch,
                 }
+                if torch.is_tensor(skipped_examples):
+                    metrics["train/skipped_examples"] = accelerator.reduce(skipped_examples, reduction="sum").item()
+                    if metrics["train/skipped_examples"]:
+                        logger.warning(f"{metrics['train/skipped_examples']} unreadable examples skipped so far")
                 progress.set_postfix(loss=f"{loss:.4f}")
                 loss_history.append((completed_steps, loss))
                 accelerator.log(metrics, step=completed_steps)
@@ -518,6 +524,8 @@ def main(argv: list[str] | None = None) -> None:
         "completed_steps": completed_steps,
         "train_runtime_seconds": time.perf_counter() - run_started,
         "encoder_loss_history": loss_history,
+        "skipped_examples": int(accelerator.reduce(skipped_examples, reduction="sum").item())
+        if torch.is_tensor(skipped_examples) else 0,
         "knn_accuracy": knn_result,
         "num_processes": accelerator.num_processes,
         "hardware": describe_hardware(accelerator),

@@ -12,7 +12,12 @@ PACKAGED_DATASET_IDS = {"fashion_mnist_sample": "zalando-datasets/fashion_mnist"
 DOMAIN_TAGS = {"image": "image", "audio": "audio", "sensor": "time-series"}
 PIPELINE_TAGS = {"image": "image-feature-extraction", "audio": "feature-extraction", "sensor": "feature-extraction"}
 # Results worth a row in the card, with their names there.
-EVAL_METRICS = {"top1_accuracy": "top-1 accuracy", "top5_accuracy": "top-5 accuracy", "macro_f1": "macro F1"}
+EVAL_METRICS = {
+    "top1_accuracy": "top-1 accuracy",
+    "top5_accuracy": "top-5 accuracy",
+    "macro_f1": "macro F1",
+    "knn_accuracy": "accuracy",
+}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -60,7 +65,10 @@ def _results(args: dict[str, Any], train: dict[str, Any], evals: list[dict[str, 
             "metric_type": "accuracy", "value": train["knn_accuracy"],
         })
     for result in evals:
-        name = "kNN" if result.get("knn_only") else f"linear probe ({result.get('features', '')} features)"
+        name = (
+            f"kNN (k={result.get('knn_k')}, {result.get('knn_features')})" if "knn_accuracy" in result
+            else f"linear probe ({result.get('features', '')} features)"
+        )
         for key, label in EVAL_METRICS.items():
             if result.get(key) is not None:
                 rows.append({
