@@ -27,6 +27,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers.hf_argparser import string_to_bool
 
 from hf_viewmaker import (
     ContrastiveResNetConfig,
@@ -45,16 +46,6 @@ from hf_viewmaker.visualization import make_view_grid
 logger = get_logger(__name__)
 
 ENCODER_PRESETS = ("resnet18_cifar", "resnet18_audio", "resnet50_audio")
-
-
-def _bool(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache_dir")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
     data.add_argument(
-        "--skip_bad_examples", type=_bool, default=False,
+        "--skip_bad_examples", type=string_to_bool, default=False,
         help="speech: replace an unreadable clip by the next readable one, with a warning and a count",
     )
     data.add_argument("--image_size", type=int, default=32, help="inputs are resized to image_size x image_size")
@@ -111,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--budget_norm", default="l1", choices=["l1", "l2", "linf"])
     model.add_argument("--num_res_blocks", type=int, default=3)
     model.add_argument("--viewmaker_activation", default="relu", choices=["relu", "leaky_relu"])
-    model.add_argument("--clamp_views", type=_bool, default=True)
-    model.add_argument("--frequency_domain", type=_bool, default=False)
+    model.add_argument("--clamp_views", type=string_to_bool, default=True)
+    model.add_argument("--frequency_domain", type=string_to_bool, default=False)
 
     objective = parser.add_argument_group("objective")
     objective.add_argument("--objective", default="simclr", choices=["simclr", "instdisc"])
@@ -144,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num_train_epochs", type=int, default=200)
     train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    train.add_argument("--cpu", type=_bool, default=False, help="train on the CPU even if an accelerator is present")
+    train.add_argument("--cpu", type=string_to_bool, default=False, help="train on the CPU even if an accelerator is present")
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     train.add_argument("--checkpointing_steps", help="an integer N (every N steps) or 'epoch'")
     train.add_argument("--checkpoints_total_limit", type=int, default=2, help="keep the newest K checkpoints")
@@ -154,9 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--knn_k", type=int, default=200)
     train.add_argument("--knn_temperature", type=float, default=0.07)
     train.add_argument("--knn_max_train_samples", type=int, default=10000, help="training examples used as the kNN bank")
-    train.add_argument("--push_to_hub", type=_bool, default=False, help="publish the run (models, card, views)")
+    train.add_argument("--push_to_hub", type=string_to_bool, default=False, help="publish the run (models, card, views)")
     train.add_argument("--hub_model_id", help="NAMESPACE/NAME of the model repository (with --push_to_hub)")
-    train.add_argument("--hub_private", type=_bool, default=False, help="create the repository private")
+    train.add_argument("--hub_private", type=string_to_bool, default=False, help="create the repository private")
     train.add_argument("--max_nonfinite_steps", type=int, default=5, help="stop after this many non-finite steps in a row")
     return parser
 

@@ -41,6 +41,8 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import logging
 
+from .spectral import centered_stft
+
 
 logger = logging.get_logger(__name__)
 
@@ -256,19 +258,8 @@ class LogMelFeatureExtractor(SequenceFeatureExtractor):
             )
         dtype = torch.float64 if waveforms.dtype == torch.float64 else torch.float32
         waveforms = waveforms.to(dtype)
-        window = torch.hann_window(self.n_fft, periodic=True, dtype=dtype, device=waveforms.device)
-        spec = torch.stft(
-            waveforms,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.n_fft,
-            window=window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )  # [B, n_freq, frames]; in memory it is [B, frames, n_freq], so work in that layout (2-3x faster on CPU)
+        spec = centered_stft(waveforms, self.n_fft, self.hop_length)
+        # [B, n_freq, frames]; in memory it is [B, frames, n_freq], so work in that layout (2-3x faster on CPU)
         spec = spec.transpose(-1, -2)
         power = spec.real.square() + spec.imag.square()  # |X|^2, [B, frames, n_freq]
         mel = torch.matmul(power, self.mel_filters(waveforms.device, dtype).T)  # [B, frames, size]

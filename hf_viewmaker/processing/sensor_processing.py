@@ -29,6 +29,8 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
+from .spectral import centered_stft
+
 logger = logging.get_logger(__name__)
 
 __all__ = ["SensorSpectrogramProcessor"]
@@ -146,21 +148,7 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         ``Spectrogram`` semantics, see the module docstring), batched on the input's device, before the log."""
         x = self._as_batch(values)
         batch, channels, length = x.shape
-        if length <= self.n_fft // 2:
-            raise ValueError(f"windows of {length} samples are too short for reflect padding of {self.n_fft // 2}")
-        window = torch.hann_window(self.n_fft, periodic=True, dtype=x.dtype, device=x.device)
-        spec = torch.stft(
-            x.reshape(batch * channels, length),
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.n_fft,
-            window=window,
-            center=True,
-            pad_mode="reflect",
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
+        spec = centered_stft(x.reshape(batch * channels, length), self.n_fft, self.hop_length)
         if self.power == 2.0:
             power = spec.real.square() + spec.imag.square()
         else:
