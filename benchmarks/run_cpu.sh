@@ -12,6 +12,12 @@ for round in 1 2; do
         bench --config $CIFAR --per_device_train_batch_size 64 --steps 5 --warmup_steps 1 --adversarial_update $update
     done
 done
+# The GPU-path options on CPU: channels-last memory format and fused optimizers, alternated with the default.
+for round in 1 2; do
+    for options in "" "--channels_last true --fused_optimizers true"; do
+        bench --config $CIFAR --per_device_train_batch_size 64 --steps 3 --warmup_steps 1 $options
+    done
+done
 # Step time against batch size, and against input size.
 for batch in 32 64 128 256; do
     bench --config $CIFAR --per_device_train_batch_size $batch --steps 3 --warmup_steps 1

@@ -28,3 +28,21 @@ def test_benchmark_prints_its_measurements_as_json(update):
     assert measured["device"] == "cpu" and measured["recipe"] == "quickstart"
     assert measured["examples_per_second"] > 0 and measured["step_seconds_median"] > 0
     assert measured["peak_memory_mb"] > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--channels_last", "true", "--fused_optimizers", "true"], ["--torch_compile", "true", "--torch_compile_backend", "aot_eager"]],
+    ids=["channels_last_fused", "compiled"],
+)
+def test_gpu_path_options_run_on_cpu(options):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, *options],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    flags = dict(zip(options[::2], options[1::2]))
+    assert measured["channels_last"] == (flags.get("--channels_last") == "true")
+    assert measured["torch_compile"] == (flags.get("--torch_compile") == "true")
+    assert measured["examples_per_second"] > 0

@@ -299,3 +299,13 @@ def test_unreadable_clip_without_skipping_is_an_error_naming_the_file(tmp_path, 
             "speaker_id", "--image_size", "64", "--num_channels", "1", "--encoder_preset", "resnet18_audio",
             "--output_dir", str(tmp_path / "run"), *ENCODER_TINY,
         ])
+
+
+def test_gpu_path_options_train_and_save_plain_weights(tmp_path, in_process):
+    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "2", "--channels_last", "true",
+                "--fused_optimizers", "true", "--torch_compile", "true", "--torch_compile_backend", "aot_eager"])
+    results = json.loads((tmp_path / "train_results.json").read_text())
+    assert all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
+    # Compiled, channels-last training still saves ordinary state dicts (no `_orig_mod.` prefixes).
+    assert all(not k.startswith("_orig_mod") for k in _weights(tmp_path))
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "viewmaker"), ViewmakerModel)

@@ -47,10 +47,16 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=args.mixed_precision)
+    accelerator = Accelerator(
+        cpu=args.device == "cpu",
+        mixed_precision=args.mixed_precision,
+        dynamo_backend=args.torch_compile_backend if args.torch_compile else "no",
+    )
     set_seed(args.seed)
     batch_size = args.per_device_train_batch_size
     model = ViewmakerForContrastivePretraining(pretrain.build_model_config(args, num_examples=max(batch_size, 4096)))
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = pretrain.build_optimizer(model, args)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
@@ -64,6 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
         if augment and expert_views is not None:
             return expert_views(batch["pixel_values"], generator), expert_views(batch["pixel_values"], generator)
         return batch["pixel_values"], None
+
+    if args.channels_last:
+        make_inputs = pretrain.in_channels_last(make_inputs)
 
     device = accelerator.device
     batch = {
@@ -99,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
         "examples_per_second": batch_size / median,
         "peak_memory_mb": peak_memory_mb(device),
         "torch_threads": torch.get_num_threads(),
+        "channels_last": args.channels_last,
+        "fused_optimizers": args.fused_optimizers,
+        "torch_compile": args.torch_compile,
     }
     print(json.dumps(result))
     return result

@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--adversarial_update", default="one_pass", choices=["one_pass", "two_pass"],
         help="one_pass: one forward/backward trains both players; two_pass: the original's update (REFERENCE.md §3.4)",
     )
+    optim.add_argument("--fused_optimizers", type=string_to_bool, default=False, help="fused SGD and Adam kernels")
     optim.add_argument("--max_grad_norm", type=float, help="clip the global gradient norm (the paper does not)")
 
     train = parser.add_argument_group("training")
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num_train_epochs", type=int, default=200)
     train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--channels_last", type=string_to_bool, default=False, help="NHWC memory format (faster convs on GPUs)")
+    train.add_argument("--torch_compile", type=string_to_bool, default=False, help="compile the model with torch.compile")
+    train.add_argument("--torch_compile_backend", default="inductor", help="torch.compile backend (e.g. inductor)")
     train.add_argument("--cpu", type=string_to_bool, default=False, help="train on the CPU even if an accelerator is present")
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     train.add_argument("--checkpointing_steps", help="an integer N (every N steps) or 'epoch'")
@@ -213,12 +217,25 @@ def build_model_config(args: argparse.Namespace, num_examples: int) -> Viewmaker
 
 def build_optimizer(model: ViewmakerForContrastivePretraining, args: argparse.Namespace) -> AdversarialOptimizer:
     """Encoder SGD and viewmaker Adam (REFERENCE.md §3.4) behind one optimizer object."""
+    fused = {"fused": True} if args.fused_optimizers else {}
     return AdversarialOptimizer(
         torch.optim.SGD(
-            model.encoder.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+            model.encoder.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay,
+            **fused,
         ),
-        torch.optim.Adam(model.viewmaker.parameters(), lr=args.viewmaker_learning_rate) if model.viewmaker else None,
+        torch.optim.Adam(model.viewmaker.parameters(), lr=args.viewmaker_learning_rate, **fused)
+        if model.viewmaker
+        else None,
     )
+
+
+def in_channels_last(make_inputs):
+    """`make_inputs` whose 4-D outputs are in the channels-last memory format, to match a channels-last model."""
+
+    def convert(tensor):
+        return tensor.contiguous(memory_format=torch.channels_last) if tensor is not None and tensor.ndim == 4 else tensor
+
+    return lambda batch, generator, augment: tuple(convert(t) for t in make_inputs(batch, generator, augment))
 
 
 def forward_backward(
@@ -327,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         # Each of the original's two passes leaves one player without gradients.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.adversarial_update == "two_pass")],
+        dynamo_backend=args.torch_compile_backend if args.torch_compile else "no",
     )
     if accelerator.num_processes != launched_processes:
         raise RuntimeError(
@@ -354,6 +372,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(train_examples)} training examples make no full batch of {args.per_device_train_batch_size}"
         )
     model = ViewmakerForContrastivePretraining(build_model_config(args, num_examples=len(train_examples)))
+    make_inputs = pipeline.make_inputs
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+        make_inputs = in_channels_last(make_inputs)
     optimizer = build_optimizer(model, args)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
@@ -421,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 micro_step += 1
                 encoder_loss = forward_backward(
-                    accelerator, model, optimizer, batch, pipeline.make_inputs, generator, args.adversarial_update
+                    accelerator, model, optimizer, batch, make_inputs, generator, args.adversarial_update
                 )
                 window_nonfinite += ~torch.isfinite(encoder_loss)
                 running["encoder_loss"] += encoder_loss
@@ -479,8 +501,8 @@ def main(argv: list[str] | None = None) -> None:
 
         if knn_loaders is not None:
             model.eval()
-            bank_features, bank_labels = embed(accelerator, model, knn_loaders[0], pipeline.make_inputs)
-            query_features, query_labels = embed(accelerator, model, knn_loaders[1], pipeline.make_inputs)
+            bank_features, bank_labels = embed(accelerator, model, knn_loaders[0], make_inputs)
+            query_features, query_labels = embed(accelerator, model, knn_loaders[1], make_inputs)
             num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
             accuracy = knn_accuracy(
                 bank_features, bank_labels, query_features, query_labels, num_classes, args.knn_k, args.knn_temperature
