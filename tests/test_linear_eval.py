@@ -1,4 +1,5 @@
-"""training/linear_eval.py and hf_viewmaker.evaluation.linear_probe: linear evaluation of a tiny pretrained run."""
+"""training/linear_eval.py and hf_viewmaker.evaluation.linear_probe: linear evaluation of tiny pretrained runs (images,
+speech on LibriSpeech-schema files and a dev-clean folder, Pamap2 in its archive layout)."""
 
 import importlib.util
 import json
@@ -13,7 +14,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Image
 from PIL import Image as PILImage
 from safetensors.torch import load_file
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModelForImageClassification
 
 from hf_viewmaker import (
     ContrastiveResNetConfig,
@@ -23,7 +24,7 @@ from hf_viewmaker import (
     ViewmakerImageProcessor,
     ViewmakerModel,
 )
-from hf_viewmaker.data import FASHION_MNIST_SAMPLE_FILES
+from hf_viewmaker.data import FASHION_MNIST_SAMPLE_FILES, Pamap2Windows
 from hf_viewmaker.evaluation.corruptions import evaluate_cifar10c
 from hf_viewmaker.evaluation.linear_probe import (
     build_linear_probe,
@@ -32,8 +33,11 @@ from hf_viewmaker.evaluation.linear_probe import (
     resolve_subfolder,
     step_schedule,
 )
+from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
 
+from helpers import encode_audio, speech_clip, write_librispeech_parquet, write_pamap2_subject
 from test_corruptions import make_fake_cifar10c
+from test_pretrain import ENCODER_TINY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAINING = REPO_ROOT / "training"
@@ -275,15 +279,212 @@ def test_flag_checks_and_recipes(tmp_path):
     (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\nlerning_rate: 0.2\n")
     with pytest.raises(SystemExit):
         linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(tmp_path / "bad.yaml")])
+    for bad in (["--domain", "sensor", "--image_size", "32"], ["--transfer_dataset", "audio_mnist"],
+                ["--domain", "audio", "--transfer_dataset", "fluent_speech_commands"]):
+        with pytest.raises(SystemExit):
+            linear_eval.parse_args(["--model_name_or_path", "x", *bad])
     recipes = {p.stem: linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(p)])
                for p in CONFIGS.glob("eval_*.yaml")}
-    assert set(recipes) == {"eval_quickstart", "eval_cifar10", "eval_pamap2"}
+    assert set(recipes) == {"eval_quickstart", "eval_cifar10", "eval_pamap2", "eval_librispeech_speaker_id"}
     cifar = recipes["eval_cifar10"]
     assert (cifar.features, cifar.learning_rate, cifar.momentum, cifar.weight_decay) == ("prepool", 0.01, 0.9, 0.0)
     assert (cifar.per_device_train_batch_size, cifar.num_train_epochs, cifar.lr_scheduler_type) == (128, 100, "step")
     assert cifar.lr_milestones == [0.6, 0.8] and cifar.lr_gamma == 0.1
+    # REFERENCE.md §5: Pamap2 on the pooled vector with weight decay; 11 classes unless --num_labels 12 is given.
     pamap2 = recipes["eval_pamap2"]
-    assert (pamap2.features, pamap2.weight_decay, pamap2.per_device_train_batch_size) == ("pooled", 1e-4, 256)
-    assert (pamap2.lr_scheduler_type, pamap2.num_labels) == ("constant", 12)
-    with pytest.raises(NotImplementedError, match="sensor"):
-        _in_process(linear_eval.main, ["--model_name_or_path", "x", "--config", str(CONFIGS / "eval_pamap2.yaml")])
+    assert (pamap2.domain, pamap2.features, pamap2.weight_decay, pamap2.per_device_train_batch_size) == (
+        "sensor", "pooled", 1e-4, 256)
+    assert (pamap2.lr_scheduler_type, pamap2.num_labels, pamap2.num_train_epochs) == ("constant", None, 100)
+    assert (pamap2.learning_rate, pamap2.momentum, pamap2.validation_split) == (0.01, 0.9, "validation")
+    # Audio: the pre-pool map, SGD 0.01 / 0.9, no weight decay, batch 256, 100 epochs, no schedule.
+    speech = recipes["eval_librispeech_speaker_id"]
+    assert (speech.domain, speech.transfer_dataset, speech.features) == ("audio", "librispeech_speaker_id", "prepool")
+    assert (speech.learning_rate, speech.momentum, speech.weight_decay) == (0.01, 0.9, 0.0)
+    assert (speech.per_device_train_batch_size, speech.num_train_epochs, speech.lr_scheduler_type) == (
+        256, 100, "constant")
+
+
+# ---------------------------------------------------------------------------------------------------- speech, sensors
+def _encoder_map_size(run: Path, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The flattened pre-pool size and the pooled size of a run's encoder for inputs of `shape`."""
+    encoder = ContrastiveResNetModel.from_pretrained(run / "encoder").eval()
+    with torch.no_grad():
+        out = encoder(torch.zeros(1, *shape))
+    return out.last_hidden_state[0].numel(), out.pooler_output.shape[1]
+
+
+@pytest.fixture(scope="module")
+def speech_run(tmp_path_factory) -> Path:
+    """A 2-step viewmaker run on LibriSpeech-schema parquet files (1x64x64 log-mels, VoxCeleb1 statistics so that the
+    encoder's front end differs from the default one)."""
+    root = tmp_path_factory.mktemp("speech")
+    write_librispeech_parquet(root / "train.parquet", per_speaker=4)
+    write_librispeech_parquet(root / "validation.parquet", speakers=(3, 19, 250), per_speaker=2, seed=40)
+    _in_process(_load_script("pretrain").main, [
+        "--domain", "audio", "--train_file", str(root / "train.parquet"), "--validation_file",
+        str(root / "validation.parquet"), "--label_column_name", "speaker_id", "--image_size", "64",
+        "--num_channels", "1", "--encoder_preset", "resnet18_audio", "--clamp_views", "false",
+        "--audio_normalization", "voxceleb1", "--output_dir", str(root / "run"), *ENCODER_TINY,
+    ])
+    return root
+
+
+def test_speech_linear_eval_on_librispeech_schema_files(speech_run, tmp_path):
+    run, output_dir = speech_run / "run", tmp_path / "eval"
+    _in_process(linear_eval.main, [
+        "--model_name_or_path", str(run), "--domain", "audio", "--train_file", str(speech_run / "train.parquet"),
+        "--validation_file", str(speech_run / "validation.parquet"), "--label_column_name", "speaker_id",
+        "--lr_scheduler_type", "constant", "--num_train_epochs", "2", "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "4", "--report_to", "none", "--output_dir", str(output_dir),
+    ])
+    results = _results(output_dir)
+    assert (results["domain"], results["train_views"]) == ("audio", "viewmaker")
+    assert results["viewmaker"] == str(run / "viewmaker")
+    assert results["dataset"] == str(speech_run / "train.parquet") and results["split"] == "validation"
+    assert (results["num_train_examples"], results["num_eval_examples"], results["num_labels"]) == (12, 6, 3)
+    # Pre-pool features of the 1x64x64 log-mel (16 channels x 8 x 8 for this 2-stage encoder; 512x2x2 = 2,048 for
+    # the paper's ResNet-18, see test_paper_feature_sizes).
+    assert results["input_shape"] == [1, 64, 64] and results["features"] == "prepool"
+    assert results["feature_dim"] == _encoder_map_size(run, (1, 64, 64))[0] == 16 * 8 * 8
+    # The encoder's own log-mel front end (its VoxCeleb1 statistics), saved beside the probe.
+    assert results["audio_normalization"] == {"mean": -37.075, "std": 19.776}
+    saved = AutoFeatureExtractor.from_pretrained(output_dir)
+    assert isinstance(saved, LogMelFeatureExtractor)
+    assert saved.to_dict() == LogMelFeatureExtractor.from_pretrained(run / "encoder").to_dict()
+    # The saved probe and extractor reproduce the accuracy on the validation clips; the labels are the training
+    # split's speaker map (sorted speaker ids).
+    model = AutoModelForImageClassification.from_pretrained(output_dir).eval()
+    assert [model.config.id2label[i] for i in range(3)] == ["3", "19", "250"]
+    clips = write_librispeech_parquet(tmp_path / "again.parquet", speakers=(3, 19, 250), per_speaker=2, seed=40)
+    with torch.no_grad():
+        logits = model(saved(clips, sampling_rate=16000)["input_features"]).logits
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    assert (logits.argmax(1) == labels).float().mean().item() == pytest.approx(results["top1_accuracy"])
+
+
+def _write_dev_clean(root: Path, speakers=(84, 174, 251), per_speaker=5) -> Path:
+    """LibriSpeech/dev-clean in the archive layout: <speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac."""
+    for s, speaker in enumerate(speakers):
+        chapter = root / "LibriSpeech" / "dev-clean" / str(speaker) / str(1000 + s)
+        chapter.mkdir(parents=True)
+        lines = []
+        for u in range(per_speaker):
+            key = f"{speaker}-{1000 + s}-{u:04d}"
+            (chapter / f"{key}.flac").write_bytes(encode_audio(speech_clip(0.2 + 0.1 * u, 7 * s + u)))
+            lines.append(f"{key} HELLO")
+        (chapter / f"{speaker}-{1000 + s}.trans.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_speech_transfer_recipe_with_expert_views_and_knn(speech_run, tmp_path):
+    data_dir = _write_dev_clean(tmp_path / "data")
+    base = [
+        "--config", str(CONFIGS / "eval_librispeech_speaker_id.yaml"), "--model_name_or_path", str(speech_run / "run"),
+        "--data_dir", str(data_dir), "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+        "--report_to", "none",
+    ]
+    _in_process(linear_eval.main, [
+        *base, "--num_train_epochs", "2", "--eval_every_epochs", "1", "--train_views", "expert", "--expert_views",
+        "waveform_crop_noise", "--output_dir", str(tmp_path / "probe"),
+    ])
+    results = _results(tmp_path / "probe")
+    assert (results["dataset"], results["train_split"], results["split"]) == ("librispeech_speaker_id", "train", "test")
+    # Per speaker, int(0.8 * 5) = 4 training utterances and 1 test utterance.
+    assert (results["num_train_examples"], results["num_eval_examples"], results["num_labels"]) == (12, 3, 3)
+    assert results["train_views"] == "expert" and results["expert_views"] == "waveform_crop_noise"
+    assert results["viewmaker"] is None and results["feature_dim"] == 16 * 8 * 8
+    # A transfer set is normalised with its own statistics (REFERENCE.md §4.3), on the encoder's front end.
+    assert results["audio_normalization"] == {"mean": -22.924, "std": 12.587}
+    assert [h["epoch"] for h in results["history"] if "top1_accuracy" in h] == [1, 2]
+    _in_process(linear_eval.main, [*base, "--knn_only", "true", "--knn_k", "3", "--output_dir", str(tmp_path / "knn")])
+    knn = _results(tmp_path / "knn")
+    assert 0.0 <= knn["knn_accuracy"] <= 1.0 and (knn["num_train_examples"], knn["num_eval_examples"]) == (12, 3)
+
+
+@pytest.fixture(scope="module")
+def pamap2_run(tmp_path_factory) -> Path:
+    """A 2-step viewmaker run on Pamap2 files in the archive layout (two activities per subject)."""
+    root = tmp_path_factory.mktemp("pamap2")
+    protocol = root / "PAMAP2_Dataset" / "Protocol"
+    protocol.mkdir(parents=True)
+    for subject in range(101, 110):
+        write_pamap2_subject(protocol / f"subject{subject}.dat", [(1, 1100), (0, 20), (4, 1100)], subject)
+    _in_process(_load_script("pretrain").main, [
+        "--domain", "sensor", "--data_dir", str(root), "--num_channels", "52", "--image_size", "32",
+        "--clamp_views", "false", "--max_train_samples", "8", "--max_eval_samples", "8",
+        "--output_dir", str(root / "run"), *ENCODER_TINY,
+    ])
+    return root
+
+
+PAMAP2_TINY = ["--max_train_samples", "16", "--max_eval_samples", "8", "--per_device_train_batch_size", "8",
+               "--per_device_eval_batch_size", "8", "--report_to", "none"]
+
+
+def test_pamap2_linear_eval_uses_the_pretraining_statistics(pamap2_run, tmp_path, monkeypatch):
+    run, output_dir = pamap2_run / "run", tmp_path / "eval"
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the evaluation refitted the sensor statistics")
+
+    monkeypatch.setattr(SensorSpectrogramProcessor, "fit_statistics", refit)
+    _in_process(linear_eval.main, [
+        "--config", str(CONFIGS / "eval_pamap2.yaml"), "--model_name_or_path", str(run), "--data_dir",
+        str(pamap2_run), *PAMAP2_TINY, "--num_train_epochs", "2", "--output_dir", str(output_dir),
+    ])
+    monkeypatch.undo()
+    results = _results(output_dir)
+    assert (results["domain"], results["dataset"], results["split"]) == ("sensor", "pamap2", "validation")
+    assert results["train_subjects"] == [101, 102, 103, 104, 107, 108, 109] and results["eval_subjects"] == [105]
+    assert (results["num_train_examples"], results["num_eval_examples"], results["num_labels"]) == (16, 8, 11)
+    # The pooled vector (16 channels here; 512 for the paper's ResNet-18) of 52x32x32 spectrograms.
+    assert results["features"] == "pooled" and results["input_shape"] == [52, 32, 32]
+    assert results["feature_dim"] == _encoder_map_size(run, (52, 32, 32))[1] == 16
+    assert [h["learning_rate"] for h in results["history"]] == pytest.approx([0.01, 0.01])
+    model = AutoModelForImageClassification.from_pretrained(output_dir)
+    assert model.config.id2label[0] == "lying" and model.config.num_labels == 11
+    # The processor beside the probe is the pretraining one, statistics included, not one refitted on the windows
+    # the evaluation drew.
+    pretrained = SensorSpectrogramProcessor.from_pretrained(run / "encoder")
+    saved = SensorSpectrogramProcessor.from_pretrained(output_dir)
+    assert saved.to_dict() == pretrained.to_dict()
+    refitted = SensorSpectrogramProcessor().fit_statistics(
+        Pamap2Windows(pamap2_run, "train", seed=1337, examples_per_epoch=16)
+    )
+    assert not np.allclose(refitted.channel_means, saved.channel_means)
+
+
+def test_pamap2_evaluation_windows_are_fixed_and_training_windows_are_redrawn(pamap2_run, tmp_path):
+    # A learning rate of 0 keeps the head fixed: the evaluation loss must then repeat exactly, while the training
+    # loss changes with each epoch's windows. The original's 12-output head with --num_labels 12.
+    _in_process(linear_eval.main, [
+        "--config", str(CONFIGS / "eval_pamap2.yaml"), "--model_name_or_path", str(pamap2_run / "run"),
+        "--data_dir", str(pamap2_run), *PAMAP2_TINY, "--num_train_epochs", "3", "--eval_every_epochs", "1",
+        "--learning_rate", "0", "--train_views", "none", "--num_labels", "12", "--output_dir", str(tmp_path),
+    ])
+    history = _results(tmp_path)["history"]
+    assert len({h["eval_loss"] for h in history}) == 1
+    assert len({h["train_loss"] for h in history}) == 3
+    model = AutoModelForImageClassification.from_pretrained(tmp_path)
+    assert model.config.num_labels == 12 and model.config.id2label[11] == "LABEL_11"
+
+
+def test_a_processor_of_another_domain_is_refused(pamap2_run, tmp_path):
+    with pytest.raises(ValueError, match="SensorSpectrogramProcessor"):
+        _in_process(linear_eval.main, [
+            "--model_name_or_path", str(pamap2_run / "run"), "--domain", "audio", "--train_file", "unused.parquet",
+            "--output_dir", str(tmp_path),
+        ])
+
+
+def test_paper_feature_sizes(tmp_path):
+    """REFERENCE.md §5: 512x2x2 = 2,048 pre-pool features for the 64x64 speech ResNet-18, 512 pooled for Pamap2."""
+    sizes = {}
+    for name, config in (
+        ("audio", ContrastiveResNetConfig.resnet18_audio(num_channels=1)),
+        ("sensor", ContrastiveResNetConfig.resnet18_cifar(num_channels=52, image_size=32)),
+    ):
+        ContrastiveResNetModel(config).save_pretrained(tmp_path / name)
+    sizes["audio"] = build_linear_probe(str(tmp_path / "audio"), 40, "prepool", image_size=64).classifier.in_features
+    sizes["sensor"] = build_linear_probe(str(tmp_path / "sensor"), 11, "pooled").classifier.in_features
+    assert sizes == {"audio": 2048, "sensor": 512}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Linear evaluation of a pretrained encoder (REFERENCE.md §5), with Accelerate.
+"""Linear evaluation of a pretrained encoder (REFERENCE.md §5), with Accelerate, for images, speech and sensors.
 
     accelerate launch training/linear_eval.py --config training/configs/eval_quickstart.yaml \
         --model_name_or_path outputs/quickstart
@@ -7,14 +7,22 @@
         --model_name_or_path runs/c10 --cifar10c_dir data/CIFAR-10-C
     accelerate launch training/linear_eval.py --config training/configs/eval_cifar10.yaml \
         --model_name_or_path runs/c10 --knn_only true
+    accelerate launch training/linear_eval.py --config training/configs/eval_librispeech_speaker_id.yaml \
+        --model_name_or_path runs/librispeech100 --data_dir LibriSpeech
+    accelerate launch training/linear_eval.py --config training/configs/eval_pamap2.yaml \
+        --model_name_or_path runs/pamap2 --data_dir PAMAP2_Dataset
 
 `--model_name_or_path` is a pretraining run folder (with `encoder/` and `viewmaker/`), or an encoder folder or Hub
-repo. The encoder is frozen and in eval mode; a linear head is trained on its pre-pool or pooled features, with
-training inputs passed through the frozen viewmaker (fresh noise every time), the expert views, or nothing; evaluation
-uses clean inputs. At the end the output directory holds `eval_results.json` (top-1, top-5, macro F1, and CIFAR-10-C
-with `--cifar10c_dir`), `eval_args.json`, and the probe itself (encoder + head) as a
-`ContrastiveResNetForClassification` with its image processor, loadable with `AutoModelForImageClassification`.
-A recipe (YAML) sets defaults for every flag below; flags on the command line override it.
+repo. The data come through the same pipelines as pretraining (`hf_viewmaker.data.build_pipeline`), fed by the
+processor saved with the encoder (`encoder/preprocessor_config.json`: the image processor's size and statistics, the
+log-mel front end, or the sensor processor with its fitted per-channel statistics, never refitted), so the encoder
+sees the inputs it was trained on. The encoder is frozen and in eval mode; a linear head is trained on its pre-pool or
+pooled features, with training inputs passed through the frozen viewmaker (fresh noise every time), the expert views,
+or nothing; evaluation uses clean inputs. At the end the output directory holds `eval_results.json` (top-1, top-5,
+macro F1, and CIFAR-10-C with `--cifar10c_dir`), `eval_args.json`, and the probe itself (encoder + head) as a
+`ContrastiveResNetForClassification` with the processor that makes its inputs, loadable with
+`AutoModelForImageClassification`. A recipe (YAML) sets defaults for every flag below; flags on the command line
+override it.
 """
 
 import argparse
@@ -33,9 +41,18 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import ClassLabel
 from torch.utils.data import DataLoader, Subset
 from transformers import AutoConfig
+from transformers.utils import cached_file
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
-from hf_viewmaker.data import FASHION_MNIST_SAMPLE_FILES, ImageExamples, load_image_splits
+from hf_viewmaker.data import (
+    PACKAGED_DATASETS,
+    SPEECH_TRANSFER_DATASETS,
+    DataPipeline,
+    ImageExamples,
+    SpeechExamples,
+    build_pipeline,
+)
+from hf_viewmaker.data.pipelines import EXPERT_VIEWS
 from hf_viewmaker.evaluation.corruptions import CIFAR10C_IMAGES_PER_SEVERITY, evaluate_cifar10c
 from hf_viewmaker.evaluation.knn import knn_accuracy
 from hf_viewmaker.evaluation.linear_probe import (
@@ -52,12 +69,19 @@ from hf_viewmaker.evaluation.linear_probe import (
     train_epoch,
 )
 from hf_viewmaker.evaluation.metrics import classification_metrics
-from hf_viewmaker.views import SimCLRImageViews
+from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS, LogMelFeatureExtractor, SensorSpectrogramProcessor
 
 logger = get_logger(__name__)
 
-PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
 AUTO = "auto"
+#: The processor class each domain's encoder is saved with (`preprocessor_config.json`).
+PROCESSOR_CLASSES = {
+    "image": ViewmakerImageProcessor,
+    "audio": LogMelFeatureExtractor,
+    "sensor": SensorSpectrogramProcessor,
+}
+# Pretraining's defaults for the spectral-masking views (training/pretrain.py).
+MASKING_DEFAULTS = {"max_freq_mask": 40, "max_time_mask": 40, "spectral_noise_std": 0.0}
 
 
 def _bool(value: str | bool) -> bool:
@@ -89,11 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the flattened pre-pool map (CIFAR-10, audio) or the pooled vector (Pamap2)")
     model.add_argument("--num_labels", type=int, help="classes of the head (default: from the dataset)")
     model.add_argument("--train_views", default="viewmaker", choices=["viewmaker", "expert", "none"],
-                       help="train-time views: the frozen viewmaker, the expert (SimCLR) views, or clean inputs")
+                       help="train-time views: the frozen viewmaker, the expert views, or clean inputs")
+    model.add_argument(
+        "--expert_views", default=AUTO, choices=[AUTO, "simclr_image", "waveform_crop_noise", "spectral_masking"],
+        help="--train_views expert: which views; 'auto': the pretraining run's (training_args.json), else simclr_image "
+        "for images",
+    )
+    model.add_argument("--max_freq_mask", type=int, help="spectral_masking: widest frequency band (default: the run's, "
+                       "else 40)")
+    model.add_argument("--max_time_mask", type=int,
+                       help="spectral_masking: widest time band (default: the run's, else 40)")
+    model.add_argument("--spectral_noise_std", type=float,
+                       help="spectral_masking: noise after masking (default: the run's, else 0)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--domain", default="image", choices=["image", "audio", "sensor"])
+    data.add_argument("--domain", default="image", choices=["image", "audio", "sensor"],
+                      help="the data pipeline: image, audio (log-mel spectrograms) or sensor (Pamap2 spectrograms)")
     data.add_argument("--packaged_dataset", choices=sorted(PACKAGED_DATASETS), help="data that ships with the package")
+    data.add_argument("--transfer_dataset", choices=sorted(SPEECH_TRANSFER_DATASETS),
+                      help="audio: a speech transfer set (REFERENCE.md §4.3) read from --data_dir: train on its train "
+                      "split, evaluate on its test split")
+    data.add_argument("--caller_intent", choices=["action", "object", "location"],
+                      help="fluent_speech_commands: which label")
     data.add_argument("--dataset_name", help="Hub dataset id (e.g. uoft-cs/cifar10) or packaged builder (imagefolder)")
     data.add_argument("--dataset_config_name")
     data.add_argument("--train_dir", help="imagefolder layout: one sub-folder per class")
@@ -102,14 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--validation_file")
     data.add_argument("--train_split", default="train")
     data.add_argument("--validation_split", help="default: 'validation' if present, else 'test'")
-    data.add_argument("--data_dir", help="a local folder in a dataset's official layout (e.g. PAMAP2_Dataset/)")
+    data.add_argument("--data_dir", help="a local folder in a dataset's official layout: the folder holding "
+                      "PAMAP2_Dataset/ (sensor), or a --transfer_dataset's folder ('' for LibriSpeech from the Hub)")
     data.add_argument("--image_column_name", default="image")
+    data.add_argument("--audio_column_name", default="audio")
+    data.add_argument(
+        "--audio_normalization", default=AUTO, choices=[AUTO, "encoder", *sorted(DATASET_NORMALIZATION_STATS)],
+        help="log-mel statistics: 'auto' (the encoder's, or a --transfer_dataset's own, REFERENCE.md §4.3), "
+        "'encoder', or a dataset's",
+    )
     data.add_argument("--label_column_name", default="label")
     data.add_argument("--max_train_samples", type=int)
     data.add_argument("--max_eval_samples", type=int)
     data.add_argument("--cache_dir")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
-    data.add_argument("--image_size", type=int, help="default: the encoder processor's size")
+    data.add_argument("--skip_bad_examples", type=_bool, default=False,
+                      help="speech: replace an unreadable clip by the next readable one, with a warning")
+    data.add_argument("--image_size", type=int, help="images: default the encoder processor's size")
     data.add_argument("--normalize_mean", type=float, nargs="+", help="default: the encoder processor's statistics")
     data.add_argument("--normalize_std", type=float, nargs="+")
 
@@ -172,14 +222,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if (args.normalize_mean is None) != (args.normalize_std is None):
         parser.error("give --normalize_mean and --normalize_std together")
+    if args.domain != "image":
+        given = [f"--{k}" for k in ("image_size", "normalize_mean", "cifar10c_dir") if getattr(args, k) is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: images only (--domain {args.domain} inputs come from the encoder's "
+                         "processor)")
+    if args.transfer_dataset and args.domain != "audio":
+        parser.error("--transfer_dataset is a speech transfer set: it needs --domain audio")
+    if args.transfer_dataset == "fluent_speech_commands" and not args.caller_intent:
+        parser.error("--transfer_dataset fluent_speech_commands needs --caller_intent action, object or location")
+    if args.data_dir == "":
+        args.data_dir = None
     return args
 
 
+def _hub_kwargs(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in {"revision": args.revision, "cache_dir": args.cache_dir}.items() if v is not None}
+
+
+def _read_json(name_or_path: str, filename: str, subfolder: str = "", **hub) -> dict | None:
+    """A JSON file of a local folder or Hub repo, or `None` when it has none."""
+    try:
+        found = cached_file(
+            name_or_path, filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False, **hub,
+        )
+    except OSError:
+        found = None
+    return json.loads(Path(found).read_text()) if found is not None else None
+
+
 def load_models(args: argparse.Namespace):
-    """Where the encoder is (its `subfolder`), the frozen viewmaker (or `None`) and where it came from, and the
-    encoder's image processor (or `None`): resolved in a run folder, an encoder folder, or Hub repos."""
-    hub = {"revision": args.revision, "cache_dir": args.cache_dir}
-    hub = {k: v for k, v in hub.items() if v is not None}
+    """Where the encoder is (its `subfolder`), the frozen viewmaker (or `None`) and where it came from: resolved in a
+    run folder, an encoder folder, or Hub repos."""
+    hub = _hub_kwargs(args)
     encoder_subfolder = args.encoder_subfolder
     if encoder_subfolder == AUTO:
         encoder_subfolder = resolve_subfolder(args.model_name_or_path, "encoder", **hub)
@@ -204,80 +280,145 @@ def load_models(args: argparse.Namespace):
             raise ValueError(f"{path} (subfolder {subfolder!r}) is not a viewmaker")
         viewmaker.requires_grad_(False).eval()
         viewmaker_where = os.path.join(path, subfolder) if subfolder else path
-    try:
-        processor = ViewmakerImageProcessor.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
-    except OSError:
-        processor = None
-    return encoder_subfolder, viewmaker, viewmaker_where, processor
+    return encoder_subfolder, viewmaker, viewmaker_where
 
 
-def build_processor(args, encoder_processor: ViewmakerImageProcessor | None, num_channels: int, image_size: int):
-    """The data processor ([0, 1] pixels, no normalisation) and the normalisation applied after the views: the flags
-    when given, else the encoder processor's statistics (REFERENCE.md §4.1)."""
+def load_encoder_processor(args: argparse.Namespace, encoder_subfolder: str):
+    """The processor saved with the encoder (`preprocessor_config.json`), loaded with the class of `--domain`
+    (`ViewmakerImageProcessor`, `LogMelFeatureExtractor` or `SensorSpectrogramProcessor`), or `None` when the
+    encoder has none. A processor of another domain is an error: the encoder was trained on other inputs."""
+    hub = _hub_kwargs(args)
+    saved = _read_json(args.model_name_or_path, "preprocessor_config.json", encoder_subfolder, **hub)
+    if saved is None:
+        return None
+    expected = PROCESSOR_CLASSES[args.domain]
+    kind = saved.get("image_processor_type") or saved.get("feature_extractor_type")
+    if kind != expected.__name__:
+        domains = {cls.__name__: domain for domain, cls in PROCESSOR_CLASSES.items()}
+        raise ValueError(
+            f"--domain {args.domain} needs an encoder saved with a {expected.__name__}, but the encoder's "
+            f"preprocessor_config.json holds a {kind}" + (f" (--domain {domains[kind]})" if kind in domains else "")
+        )
+    return expected.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
+
+
+def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None, encoder_config):
+    """The image processor the data go through: the encoder's (size, channels, and the statistics that normalise
+    after the views), with `--image_size` / `--normalize_mean` / `--normalize_std` when given (REFERENCE.md §4.1)."""
     if args.normalize_mean is not None:
         mean, std = args.normalize_mean, args.normalize_std
     elif encoder_processor is not None:
         mean, std = list(encoder_processor.image_mean), list(encoder_processor.image_std)
-    elif num_channels == 3:
+    elif encoder_config.num_channels == 3:
         logger.warning("the encoder has no image processor: normalising with the CIFAR-10 statistics")
         mean, std = list(ViewmakerImageProcessor.image_mean), list(ViewmakerImageProcessor.image_std)
     else:
         raise ValueError("the encoder has no image processor: give --normalize_mean and --normalize_std")
-    processor = ViewmakerImageProcessor(
-        num_channels=num_channels,
-        size={"height": image_size, "width": image_size},
-        do_normalize=False,
-        image_mean=mean,
-        image_std=std,
+    image_size = args.image_size
+    if image_size is None:
+        if encoder_processor is not None:
+            image_size = encoder_processor.size["height"]
+        else:
+            size = encoder_config.image_size
+            image_size = size if isinstance(size, int) else size[0]
+    fields = encoder_processor.to_dict() if encoder_processor is not None else {}
+    fields.update(
+        num_channels=encoder_config.num_channels, size={"height": image_size, "width": image_size},
+        image_mean=list(mean), image_std=list(std), do_normalize=False,
     )
-    return processor, mean, std
+    return ViewmakerImageProcessor.from_dict(fields)
 
 
-def build_datasets(args: argparse.Namespace, processor: ViewmakerImageProcessor):
-    """The training and evaluation splits as `ImageExamples`, and a description of where they came from."""
-    if args.packaged_dataset:
-        files = PACKAGED_DATASETS[args.packaged_dataset]
-        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
-        source = {"dataset": args.packaged_dataset, "train_split": "train", "split": "test"}
-    else:
-        splits = load_image_splits(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_dir=args.train_dir,
-            validation_dir=args.validation_dir,
-            train_file=args.train_file,
-            validation_file=args.validation_file,
-            train_split=args.train_split,
-            validation_split=args.validation_split,
-            cache_dir=args.cache_dir,
+def speech_processor_for(args, encoder_processor: LogMelFeatureExtractor | None, encoder_config):
+    """The log-mel front end saved with the encoder, with a transfer set's own statistics and sampling rate under
+    `--audio_normalization auto` (REFERENCE.md §4.3: every set shares the recipe, each has its statistics), or the
+    ones `--audio_normalization` names."""
+    statistics = args.audio_normalization
+    if statistics == AUTO:
+        statistics = SPEECH_TRANSFER_DATASETS[args.transfer_dataset][1] if args.transfer_dataset else "encoder"
+    if encoder_processor is None:
+        size = encoder_config.image_size if isinstance(encoder_config.image_size, int) else encoder_config.image_size[0]
+        fallback = "librispeech" if statistics == "encoder" else statistics
+        logger.warning(
+            f"the encoder has no preprocessor_config.json: using the paper's log-mel recipe at size {size} with the "
+            f"{fallback} statistics"
         )
-        eval_split = getattr(splits.get("validation"), "split", None)
-        source = {
-            "dataset": args.dataset_name or args.train_dir or args.train_file,
-            "dataset_config_name": args.dataset_config_name,
-            "train_split": args.train_split if args.dataset_name else "train",
-            "split": str(eval_split) if eval_split is not None else None,
+        return LogMelFeatureExtractor.for_dataset(fallback, size=size)
+    if statistics == "encoder":
+        return encoder_processor
+    stats = DATASET_NORMALIZATION_STATS[statistics]
+    return LogMelFeatureExtractor.from_dict({
+        **encoder_processor.to_dict(), "normalize_mean": stats["mean"], "normalize_std": stats["std"],
+        "sampling_rate": int(stats["sampling_rate"]),
+    })
+
+
+def expert_view_settings(args, run_args: dict | None) -> dict:
+    """The flags of `hf_viewmaker.data.expert_views_for`: `--expert_views` (or, with 'auto', the pretraining run's,
+    else simclr_image for images) and the masking sizes (the flags, else the run's, else pretraining's defaults)."""
+    if args.train_views != "expert":
+        return {"view_mode": "viewmaker", "expert_views": "none", **MASKING_DEFAULTS}
+    run_args = run_args or {}
+    name = args.expert_views
+    if name == AUTO:
+        name = run_args.get("expert_views") if run_args.get("expert_views") not in (None, "none") else None
+        if name is None and args.domain == "image":
+            name = "simclr_image"
+        if name is None:
+            raise ValueError(
+                f"--train_views expert on --domain {args.domain}: name the views with --expert_views "
+                f"{' or '.join(EXPERT_VIEWS[args.domain])} (the run has no training_args.json that says)"
+            )
+    if name not in EXPERT_VIEWS[args.domain]:
+        raise ValueError(
+            f"--expert_views {name} does not apply to --domain {args.domain} ({EXPERT_VIEWS[args.domain]})"
+        )
+    masking = {
+        key: getattr(args, key) if getattr(args, key) is not None else run_args.get(key, default)
+        for key, default in MASKING_DEFAULTS.items()
+    }
+    return {"view_mode": "expert", "expert_views": name, **masking}
+
+
+def describe_source(args, pipeline: DataPipeline) -> dict:
+    """Where the training and evaluation data came from, for eval_results.json."""
+    if args.domain == "sensor":
+        train, validation = pipeline.train, pipeline.validation
+        return {
+            "dataset": "pamap2", "data_dir": args.data_dir, "train_split": train.split, "split": validation.split,
+            "train_subjects": train.subjects, "eval_subjects": validation.subjects,
         }
-    if "validation" not in splits:
-        raise ValueError("linear evaluation needs an evaluation split (--validation_split, --validation_dir, ...)")
-    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
-    examples = {}
-    for split, dataset in splits.items():
-        if limits[split] is not None:
-            dataset = dataset.select(range(min(limits[split], len(dataset))))
-        examples[split] = ImageExamples(dataset, processor, args.image_column_name, args.label_column_name)
-    return examples["train"], examples["validation"], source
+    if args.transfer_dataset:
+        source = {"dataset": args.transfer_dataset, "data_dir": args.data_dir, "train_split": "train", "split": "test"}
+        return source | ({"caller_intent": args.caller_intent} if args.caller_intent else {})
+    if args.packaged_dataset:
+        return {"dataset": args.packaged_dataset, "train_split": "train", "split": "test"}
+    eval_split = getattr(pipeline.validation.dataset, "split", None)
+    return {
+        "dataset": args.dataset_name or args.train_dir or args.train_file,
+        "dataset_config_name": args.dataset_config_name,
+        "train_split": args.train_split if args.dataset_name else "train",
+        "split": str(eval_split) if eval_split is not None else None,
+    }
 
 
-def label_names(args, train_examples: ImageExamples, eval_examples: ImageExamples) -> tuple[int, dict | None]:
-    """The number of classes (a `ClassLabel`'s names, else the largest label + 1) and their names when known."""
-    feature = train_examples.dataset.features[args.label_column_name]
-    if isinstance(feature, ClassLabel):
-        names = dict(enumerate(feature.names))
+def label_names(args, train, validation) -> tuple[int, dict | None]:
+    """The number of classes and their names when known: an image dataset's `ClassLabel` (else the largest label + 1),
+    the speech training split's label map (which the evaluation split shares), the sensor activities."""
+    if isinstance(train, ImageExamples):
+        feature = train.dataset.features[args.label_column_name]
+        if isinstance(feature, ClassLabel):
+            names = dict(enumerate(feature.names))
+            num_labels = len(names)
+        else:
+            labels = train.dataset[args.label_column_name] + validation.dataset[args.label_column_name]
+            num_labels, names = int(max(labels)) + 1, None
+    elif isinstance(train, SpeechExamples):
+        names = {i: str(name) for i, name in enumerate(train.label_names)}
         num_labels = len(names)
     else:
-        labels = train_examples.dataset[args.label_column_name] + eval_examples.dataset[args.label_column_name]
-        num_labels, names = int(max(labels)) + 1, None
+        names = {i: str(name) for i, name in enumerate(train.label_names)}
+        num_labels = len(names)
     if args.num_labels is not None:
         if args.num_labels < num_labels:
             raise ValueError(f"--num_labels {args.num_labels}, but the dataset has {num_labels} classes")
@@ -287,30 +428,21 @@ def label_names(args, train_examples: ImageExamples, eval_examples: ImageExample
     return num_labels, names
 
 
-def build_train_views(args, viewmaker: ViewmakerModel | None, num_channels: int, image_size: int):
-    """`views(pixel_values, generator)` for training inputs in [0, 1]: the frozen viewmaker, the SimCLR expert views,
-    or `None` (clean inputs)."""
-    if args.train_views == "viewmaker":
-        return lambda pixel_values, generator: viewmaker(pixel_values, generator=generator).views
-    if args.train_views == "expert":
-        if num_channels not in (1, 3):
-            raise ValueError("--train_views expert: the SimCLR views need 1- or 3-channel images")
-        return SimCLRImageViews(size=image_size)
-    return None
-
-
-def run_knn(args, accelerator, encoder, normalize, train_examples, eval_examples, source, num_labels) -> dict:
+def run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels) -> dict:
     """kNN accuracy (cosine, temperature-weighted votes) of clean-input features: no training."""
-    bank = train_examples
+    bank = pipeline.train
     if args.knn_max_train_samples is not None:
-        bank = Subset(train_examples, range(min(args.knn_max_train_samples, len(train_examples))))
-    loaders = accelerator.prepare(
-        DataLoader(bank, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers),
-        DataLoader(eval_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers),
-    )
+        bank = Subset(bank, range(min(args.knn_max_train_samples, len(bank))))
+    loaders = accelerator.prepare(*(
+        DataLoader(
+            split, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+            collate_fn=pipeline.eval_collate,
+        )
+        for split in (bank, pipeline.validation)
+    ))
 
     def features(batch, index):
-        return extract_features(encoder, normalize(batch["pixel_values"]), args.knn_features)
+        return extract_features(encoder, normalize(clean_inputs(batch)), args.knn_features)
 
     bank_features, bank_labels = gather_features(accelerator, loaders[0], features, accelerator.device)
     query_features, query_labels = gather_features(accelerator, loaders[1], features, accelerator.device)
@@ -332,11 +464,6 @@ def run_knn(args, accelerator, encoder, normalize, train_examples, eval_examples
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.domain != "image":
-        raise NotImplementedError(
-            f"--domain {args.domain}: its data pipeline (LibriSpeech / Pamap2 loaders) is not built yet; only image "
-            "data can be evaluated so far"
-        )
     report_to = None if args.report_to == "none" or args.knn_only else args.report_to
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
@@ -357,27 +484,55 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
-    # Models: the encoder (frozen, eval mode) and, for viewmaker views, the frozen viewmaker.
-    encoder_subfolder, viewmaker, viewmaker_where, encoder_processor = load_models(args)
+    # Models: the encoder (frozen, eval mode), its processor and, for viewmaker views, the frozen viewmaker.
+    encoder_subfolder, viewmaker, viewmaker_where = load_models(args)
     encoder_where = args.model_name_or_path
     if encoder_subfolder:
         encoder_where = os.path.join(encoder_where, encoder_subfolder)
-    hub = {k: v for k, v in {"revision": args.revision, "cache_dir": args.cache_dir}.items() if v is not None}
+    hub = _hub_kwargs(args)
     encoder_config = AutoConfig.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
-    image_size = args.image_size
-    if image_size is None:
-        image_size = encoder_processor.size["height"] if encoder_processor is not None else encoder_config.image_size
-    processor, image_mean, image_std = build_processor(args, encoder_processor, encoder_config.num_channels, image_size)
-    normalize = normalizer(image_mean, image_std)
+    encoder_processor = load_encoder_processor(args, encoder_subfolder)
+    # The run's pretraining flags (beside encoder/), for the expert views it used.
+    run_args = _read_json(args.model_name_or_path, "training_args.json", **hub) if encoder_subfolder else None
 
-    train_examples, eval_examples, source = build_datasets(args, processor)
+    # Data: the pretraining pipeline of the domain, fed by the encoder's processor.
+    if args.domain == "image":
+        processor = image_processor_for(args, encoder_processor, encoder_config)
+        normalize = normalizer(processor.image_mean, processor.image_std)  # after the views (REFERENCE.md §4.1)
+    elif args.domain == "audio":
+        processor = speech_processor_for(args, encoder_processor, encoder_config)
+        normalize = torch.nn.Identity()  # log-mels arrive normalised
+    else:
+        processor = encoder_processor
+        if processor is None:
+            logger.warning(
+                "the encoder has no preprocessor_config.json: fitting the sensor statistics on training windows (the "
+                "pretraining statistics are unknown, so the encoder may see other inputs than it was trained on)"
+            )
+        normalize = torch.nn.Identity()  # spectrograms arrive normalised
+    view_settings = expert_view_settings(args, run_args)
+    pipeline_args = argparse.Namespace(**{
+        **vars(args), **view_settings, "num_channels": encoder_config.num_channels,
+        "image_size": processor.size["height"] if args.domain == "image" else None,
+    })
+    pipeline = build_pipeline(pipeline_args, processor=processor)
+    if pipeline.validation is None:
+        raise ValueError("linear evaluation needs an evaluation split (--validation_split, --validation_dir, ...)")
+    train_examples, eval_examples = pipeline.train, pipeline.validation
     num_labels, id2label = label_names(args, train_examples, eval_examples)
-    source = {**source, "model_name_or_path": args.model_name_or_path, "encoder": encoder_where}
+    source = {
+        **describe_source(args, pipeline), "model_name_or_path": args.model_name_or_path, "encoder": encoder_where
+    }
+
+    def clean_inputs(batch):
+        # The processor's front end runs in float32 whatever the mixed precision (squared mel powers overflow fp16).
+        with torch.autocast(accelerator.device.type, enabled=False):
+            return pipeline.make_inputs(batch, None, False)[0]
 
     if args.knn_only:
         encoder = ContrastiveResNetModel.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
         encoder.requires_grad_(False).eval().to(accelerator.device)
-        results = run_knn(args, accelerator, encoder, normalize, train_examples, eval_examples, source, num_labels)
+        results = run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels)
         results["runtime_seconds"] = time.perf_counter() - started
         if accelerator.is_main_process:
             (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
@@ -385,18 +540,19 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.end_training()
         return
 
-    # The probe: the frozen encoder (eval mode, no gradients) with a fresh linear head.
+    # The probe: the frozen encoder (eval mode, no gradients) with a fresh linear head, sized for the inputs the
+    # pipeline makes (e.g. 1x64x64 log-mels, 52x32x32 sensor spectrograms).
+    with torch.no_grad():
+        input_shape = list(clean_inputs(pipeline.eval_batch(1, "cpu")).shape[1:])
+    height, width = input_shape[1:]
     classifier = build_linear_probe(
-        args.model_name_or_path, num_labels, args.features, subfolder=encoder_subfolder, image_size=image_size,
-        id2label=id2label, **hub,
+        args.model_name_or_path, num_labels, args.features, subfolder=encoder_subfolder,
+        image_size=height if height == width else [height, width], id2label=id2label, **hub,
     )
     classifier.to(accelerator.device)
     encoder = classifier.resnet
     if viewmaker is not None:
         viewmaker.to(accelerator.device)
-
-    # Train-time views; evaluation always sees clean inputs. Normalisation comes after the views.
-    views = build_train_views(args, viewmaker, encoder_config.num_channels, image_size)
 
     head = classifier.classifier
     optimizer = torch.optim.SGD(
@@ -407,46 +563,65 @@ def main(argv: list[str] | None = None) -> None:
         scheduler = step_schedule(optimizer, args.num_train_epochs, args.lr_milestones, args.lr_gamma)
     else:
         scheduler = constant_schedule(optimizer)
+    # The evaluation split is never re-drawn: every evaluation sees the same inputs (for Pamap2, the windows of
+    # epoch 0 of the validation subject). Accelerate's loaders call a dataset's `set_epoch` with their pass count,
+    # so a dataset that has one is seen through a `Subset`, which has none.
+    fixed_eval = eval_examples
+    if hasattr(eval_examples, "set_epoch"):
+        fixed_eval = Subset(eval_examples, range(len(eval_examples)))
     eval_loader = DataLoader(
-        eval_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers
+        fixed_eval, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+        collate_fn=pipeline.eval_collate,
     )
     head, optimizer, eval_loader = accelerator.prepare(head, optimizer, eval_loader)
 
     def clean_features(batch, index):
-        return extract_features(encoder, normalize(batch["pixel_values"]), args.features)
+        return extract_features(encoder, normalize(clean_inputs(batch)), args.features)
 
     generator = torch.Generator(device=accelerator.device)
     epoch_state = {"epoch": 0, "steps_per_epoch": 0}
+    redraws = hasattr(train_examples, "set_epoch")  # Pamap2: new random windows every epoch
     if args.cache_features:
         # One pass over the clean training set; the head then trains on the cached features (same batches, order
         # and initialisation as without the cache).
+        if redraws:
+            logger.warning("--cache_features: the training windows of epoch 0 are used in every epoch")
         extraction_loader = accelerator.prepare(
             DataLoader(
-                train_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers
+                train_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+                collate_fn=pipeline.eval_collate,
             )
         )
         cached = FeatureDataset(*gather_features(accelerator, extraction_loader, clean_features))
         logger.info(f"cached {tuple(cached.features.shape)} training features")
         train_loader = DataLoader(cached, batch_size=args.per_device_train_batch_size, shuffle=True)
+        redraws = False
 
         def train_features(batch, index):
             return batch["features"]
     else:
+        # Clean inputs (--train_views none) are made as for evaluation; views start from the training collate (for
+        # speech, the first-or-last crop of long clips, REFERENCE.md §4.2).
         train_loader = DataLoader(
             train_examples, batch_size=args.per_device_train_batch_size, shuffle=True,
             num_workers=args.dataloader_num_workers,
+            collate_fn=pipeline.eval_collate if args.train_views == "none" else pipeline.train_collate,
         )
 
         def train_features(batch, index):
-            pixel_values = batch["pixel_values"]
-            if views is not None:
-                # Fresh noise for every batch of every epoch, reproducible from (seed, step, process).
-                step = epoch_state["epoch"] * epoch_state["steps_per_epoch"] + index
-                seed = (args.seed * 1_000_003 + step) * accelerator.num_processes + accelerator.process_index
-                generator.manual_seed(seed)
-                with torch.no_grad():
-                    pixel_values = views(pixel_values, generator=generator)
-            return extract_features(encoder, normalize(pixel_values), args.features)
+            if args.train_views == "none":
+                return clean_features(batch, index)
+            # Fresh noise for every batch of every epoch, reproducible from (seed, step, process).
+            step = epoch_state["epoch"] * epoch_state["steps_per_epoch"] + index
+            seed = (args.seed * 1_000_003 + step) * accelerator.num_processes + accelerator.process_index
+            generator.manual_seed(seed)
+            with torch.no_grad():
+                if args.train_views == "expert":
+                    with torch.autocast(accelerator.device.type, enabled=False):
+                        inputs = pipeline.make_inputs(batch, generator, True, pair=False)[0]
+                else:
+                    inputs = viewmaker(clean_inputs(batch), generator=generator).views
+            return extract_features(encoder, normalize(inputs), args.features)
 
     train_loader = accelerator.prepare(train_loader)
     epoch_state["steps_per_epoch"] = len(train_loader)
@@ -454,7 +629,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.init_trackers("linear_eval", {k: str(v) for k, v in vars(args).items()})
     logger.info(
         f"{len(train_examples)} training / {len(eval_examples)} evaluation examples, {num_labels} classes, "
-        f"{args.features} features, {args.train_views} views, {args.num_train_epochs} epochs"
+        f"{args.features} features of {input_shape} inputs, {args.train_views} views, {args.num_train_epochs} epochs"
     )
 
     def evaluate_head() -> dict:
@@ -469,6 +644,8 @@ def main(argv: list[str] | None = None) -> None:
     for epoch in range(args.num_train_epochs):
         epoch_state["epoch"] = epoch
         train_loader.set_epoch(epoch)
+        if redraws:
+            train_examples.set_epoch(epoch)
         learning_rate = optimizer.param_groups[0]["lr"]
         loss = train_epoch(accelerator, head, optimizer, train_loader, train_features, args.max_grad_norm)
         scheduler.step()
@@ -487,12 +664,14 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         **source,
         **metrics,
+        "domain": args.domain,
         "num_train_examples": len(train_examples),
         "num_eval_examples": len(eval_examples),
         "num_labels": num_labels,
         "epochs": args.num_train_epochs,
         "features": args.features,
         "feature_dim": classifier.classifier.in_features,
+        "input_shape": input_shape,
         "train_views": args.train_views,
         "viewmaker": viewmaker_where,
         "cache_features": args.cache_features,
@@ -500,13 +679,20 @@ def main(argv: list[str] | None = None) -> None:
         "num_processes": accelerator.num_processes,
         "history": history,
     }
+    if args.train_views == "expert":
+        results["expert_views"] = view_settings["expert_views"]
+        if view_settings["expert_views"] == "spectral_masking":
+            results.update({key: view_settings[key] for key in MASKING_DEFAULTS})
+    if args.domain == "audio":
+        extractor = pipeline.processors["encoder"]
+        results["audio_normalization"] = {"mean": extractor.normalize_mean, "std": extractor.normalize_std}
     if args.cifar10c_dir:
         with accelerator.autocast():
             results["cifar10c"] = evaluate_cifar10c(
                 classifier,
                 args.cifar10c_dir,
-                image_mean,
-                image_std,
+                processor.image_mean,
+                processor.image_std,
                 batch_size=args.per_device_eval_batch_size,
                 images_per_severity=args.cifar10c_images_per_severity,
                 max_images_per_severity=args.cifar10c_max_images_per_severity,
@@ -517,10 +703,11 @@ def main(argv: list[str] | None = None) -> None:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        # The probe (encoder + trained head) with a processor that normalises, ready for the image-classification
-        # pipeline and `AutoModelForImageClassification`.
+        # The probe (encoder + trained head) with the processor that makes its inputs: for images one that
+        # normalises (the image-classification pipeline, `AutoModelForImageClassification`), for speech and sensors
+        # the encoder's log-mel / spectrogram processor.
         classifier.save_pretrained(output_dir)
-        ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": True}).save_pretrained(output_dir)
+        pipeline.processors["encoder"].save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
         (output_dir / "eval_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True))
     accelerator.wait_for_everyone()

@@ -4,6 +4,10 @@ Images arrive as [0, 1] pixels; speech as fitted waveforms whose log-mel spectro
 (REFERENCE.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4). Handcrafted
 views act where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram
 before the log (masking).
+
+Pretraining builds each domain's processor from the flags (and fits the sensor statistics on training windows);
+evaluation passes the processor saved with the pretrained encoder instead (`build_pipeline(args, processor=...)`),
+so the encoder sees exactly the inputs it was trained on.
 """
 
 from collections.abc import Callable
@@ -18,7 +22,7 @@ from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseVie
 from .images import ImageExamples, load_image_splits
 from .packaged import FASHION_MNIST_SAMPLE_FILES
 from .sensors import Pamap2Windows
-from .speech import SpeechExamples, collate_speech, load_speech_splits
+from .speech import SpeechExamples, collate_speech, load_speech_splits, load_speech_transfer_split
 
 PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
 EXPERT_VIEWS = {
@@ -37,8 +41,10 @@ class DataPipeline:
     Attributes:
         train, validation: datasets of dict items (`labels`, `indices` and the raw input).
         train_collate, eval_collate: `DataLoader` collate functions.
-        make_inputs: `(batch on the device, generator, augment) -> (inputs, second_inputs or None)`: the model's
-            inputs, `[B, C, H, W]`; with `augment`, two handcrafted views when the run uses them.
+        make_inputs: `(batch on the device, generator, augment, pair=True) -> (inputs, second_inputs or None)`: the
+            model's inputs, `[B, C, H, W]`; with `augment`, two handcrafted views when the run uses them (one, and
+            `None`, with `pair=False`). Without `augment`, the clean inputs (images in [0, 1], to be normalised after
+            any viewmaker; log-mels and sensor spectrograms already normalised by their processor).
         processors: what to save beside each part (`"viewmaker"`, `"encoder"`), e.g. with `save_pretrained`.
         grid_origin: how to draw the inputs (`"lower"` puts spectrograms' low frequencies at the bottom).
     """
@@ -47,7 +53,7 @@ class DataPipeline:
     validation: Dataset | None
     train_collate: Callable
     eval_collate: Callable
-    make_inputs: Callable[[dict[str, torch.Tensor], torch.Generator | None, bool], tuple[torch.Tensor, torch.Tensor | None]]
+    make_inputs: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
     processors: dict[str, Any]
     grid_origin: str = "upper"
 
@@ -62,8 +68,9 @@ def _limit(dataset, limit: int | None):
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
-def expert_views_for(args, domain: str) -> torch.nn.Module | None:
-    """The handcrafted views a run's flags ask for (`--view_mode`, `--expert_views`), or `None`."""
+def expert_views_for(args, domain: str, image_size: int | None = None) -> torch.nn.Module | None:
+    """The handcrafted views a run's flags ask for (`--view_mode`, `--expert_views`), or `None`. `image_size` (for
+    the SimCLR crops) defaults to `args.image_size`."""
     if "expert" not in args.view_mode:
         return None
     if args.expert_views not in EXPERT_VIEWS[domain]:
@@ -72,18 +79,29 @@ def expert_views_for(args, domain: str) -> torch.nn.Module | None:
             f"got {args.expert_views!r}"
         )
     if args.expert_views == "simclr_image":
-        return SimCLRImageViews(size=args.image_size)
+        return SimCLRImageViews(size=image_size or args.image_size)
     if args.expert_views == "waveform_crop_noise":
         return WaveformCropNoiseViews()
     return SpectralMaskingViews(args.max_freq_mask, args.max_time_mask, args.spectral_noise_std)
 
 
-def image_pipeline(args) -> DataPipeline:
-    processor = ViewmakerImageProcessor(
-        num_channels=args.num_channels,
-        size={"height": args.image_size, "width": args.image_size},
-        **({"image_mean": args.normalize_mean, "image_std": args.normalize_std} if args.normalize_mean else {}),
-    )
+def _two_or_one(view, pair: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Two independent draws of `view()`, or one and `None`."""
+    return (view(), view()) if pair else (view(), None)
+
+
+def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> DataPipeline:
+    if processor is None:
+        processor = ViewmakerImageProcessor(
+            num_channels=args.num_channels,
+            size={"height": args.image_size, "width": args.image_size},
+            **({"image_mean": args.normalize_mean, "image_std": args.normalize_std} if args.normalize_mean else {}),
+        )
+    else:
+        if not isinstance(processor, ViewmakerImageProcessor):
+            raise TypeError(f"--domain image needs a ViewmakerImageProcessor, got {type(processor).__name__}")
+        # The data are [0, 1] pixels: the statistics are applied after the views.
+        processor = ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": False})
     if args.packaged_dataset:
         files = PACKAGED_DATASETS[args.packaged_dataset]
         splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
@@ -98,12 +116,12 @@ def image_pipeline(args) -> DataPipeline:
         split: ImageExamples(_limit(dataset, limits[split]), processor, args.image_column_name, args.label_column_name)
         for split, dataset in splits.items()
     }
-    views = expert_views_for(args, "image")
+    views = expert_views_for(args, "image", image_size=processor.size["height"])
 
-    def make_inputs(batch, generator, augment):
+    def make_inputs(batch, generator, augment, pair=True):
         pixels = batch["pixel_values"]
         if augment and views is not None:
-            return views(pixels, generator=generator), views(pixels, generator=generator)
+            return _two_or_one(lambda: views(pixels, generator=generator), pair)
         return pixels, None
 
     # The viewmaker sees [0, 1] pixels, the encoder normalised ones (REFERENCE.md §4.1).
@@ -116,17 +134,36 @@ def image_pipeline(args) -> DataPipeline:
     )
 
 
-def speech_pipeline(args) -> DataPipeline:
-    extractor = LogMelFeatureExtractor.for_dataset(args.audio_normalization, size=args.image_size)
-    splits = load_speech_splits(
-        dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
-        validation_dir=args.validation_dir, train_file=args.train_file, validation_file=args.validation_file,
-        train_split=args.train_split, validation_split=args.validation_split, audio_column=args.audio_column_name,
-        cache_dir=args.cache_dir,
-    )
+def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> DataPipeline:
+    if processor is None:
+        extractor = LogMelFeatureExtractor.for_dataset(args.audio_normalization, size=args.image_size)
+    elif not isinstance(processor, LogMelFeatureExtractor):
+        raise TypeError(f"--domain audio needs a LogMelFeatureExtractor, got {type(processor).__name__}")
+    else:
+        extractor = processor
+    transfer = getattr(args, "transfer_dataset", None)
+    audio_column, label_column = args.audio_column_name, args.label_column_name
+    if transfer:
+        # A transfer set of REFERENCE.md §4.3 from its official layout: "train" and "test" splits, columns audio and
+        # label (a ClassLabel shared by both splits).
+        options = {"caller_intent": args.caller_intent} if getattr(args, "caller_intent", None) else {}
+        if transfer == "librispeech_speaker_id" and args.cache_dir and not args.data_dir:
+            options["cache_dir"] = args.cache_dir
+        splits = {
+            split: load_speech_transfer_split(transfer, args.data_dir or None, source, **options)
+            for split, source in (("train", "train"), ("validation", "test"))
+        }
+        audio_column, label_column = "audio", "label"
+    else:
+        splits = load_speech_splits(
+            dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
+            validation_dir=args.validation_dir, train_file=args.train_file, validation_file=args.validation_file,
+            train_split=args.train_split, validation_split=args.validation_split, audio_column=audio_column,
+            cache_dir=args.cache_dir,
+        )
     common = {
-        "sampling_rate": extractor.sampling_rate, "audio_column": args.audio_column_name,
-        "label_column": args.label_column_name, "skip_bad_examples": args.skip_bad_examples,
+        "sampling_rate": extractor.sampling_rate, "audio_column": audio_column,
+        "label_column": label_column, "skip_bad_examples": args.skip_bad_examples,
     }
     train = SpeechExamples(_limit(splits["train"], args.max_train_samples), **common)
     validation = None
@@ -135,16 +172,16 @@ def speech_pipeline(args) -> DataPipeline:
         validation = SpeechExamples(_limit(splits["validation"], args.max_eval_samples), label_map=train.label_map, **common)
     views = expert_views_for(args, "audio")
 
-    def make_inputs(batch, generator, augment):
+    def make_inputs(batch, generator, augment, pair=True):
         waveforms = batch["input_values"]
         if not augment or views is None:
             return extractor.log_mel(waveforms), None
         if isinstance(views, WaveformCropNoiseViews):
-            return tuple(extractor.log_mel(views(waveforms, generator, batch["lengths"])) for _ in range(2))
+            return _two_or_one(lambda: extractor.log_mel(views(waveforms, generator, batch["lengths"])), pair)
         # Masks act on the mel power spectrogram, noise after the log (REFERENCE.md §4.2).
         power = extractor.mel_power(waveforms)
-        return tuple(
-            views.add_noise(extractor.to_log_normalized(views.mask(power, generator)), generator) for _ in range(2)
+        return _two_or_one(
+            lambda: views.add_noise(extractor.to_log_normalized(views.mask(power, generator)), generator), pair
         )
 
     return DataPipeline(
@@ -153,7 +190,7 @@ def speech_pipeline(args) -> DataPipeline:
     )
 
 
-def sensor_pipeline(args) -> DataPipeline:
+def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -> DataPipeline:
     if args.data_dir is None:
         raise ValueError("--domain sensor needs --data_dir: the folder holding PAMAP2_Dataset/ (download_pamap2)")
     train = Pamap2Windows(
@@ -163,14 +200,21 @@ def sensor_pipeline(args) -> DataPipeline:
         args.data_dir, split=args.validation_split or "validation", seed=args.seed,
         examples_per_epoch=args.max_eval_samples,
     )
-    statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
-    processor = SensorSpectrogramProcessor().fit_statistics(statistics_windows)
+    if processor is None:
+        statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
+        processor = SensorSpectrogramProcessor().fit_statistics(statistics_windows)
+    elif not isinstance(processor, SensorSpectrogramProcessor):
+        raise TypeError(f"--domain sensor needs a SensorSpectrogramProcessor, got {type(processor).__name__}")
+    elif processor.do_normalize and processor.channel_means is None:
+        raise ValueError("the given SensorSpectrogramProcessor has no channel statistics (it is never refitted here)")
+    elif processor.num_channels != train.num_channels:
+        raise ValueError(f"the processor expects {processor.num_channels} channels, the data have {train.num_channels}")
     views = expert_views_for(args, "sensor")
 
-    def make_inputs(batch, generator, augment):
+    def make_inputs(batch, generator, augment, pair=True):
         spectrograms = processor.process(batch["values"])
         if augment and views is not None:
-            return views(spectrograms, generator=generator), views(spectrograms, generator=generator)
+            return _two_or_one(lambda: views(spectrograms, generator=generator), pair)
         return spectrograms, None
 
     return DataPipeline(
@@ -179,10 +223,23 @@ def sensor_pipeline(args) -> DataPipeline:
     )
 
 
-def build_pipeline(args) -> DataPipeline:
-    """The data pipeline of `args.domain` ("image", "audio" or "sensor") from the scripts' data flags."""
+def build_pipeline(args, processor: Any | None = None) -> DataPipeline:
+    """The data pipeline of `args.domain` ("image", "audio" or "sensor") from the scripts' data flags.
+
+    `processor`: use this data processor instead of building one from the flags, e.g. the one saved with a
+    pretrained encoder (`encoder/preprocessor_config.json`), so evaluation feeds the encoder what it was trained on:
+
+    * image: a `ViewmakerImageProcessor`; its size and channels are used, and its statistics are what the
+      `"encoder"` processor normalises with (the data stay [0, 1] pixels: normalise after any views);
+    * audio: a `LogMelFeatureExtractor` (size, hop, sampling rate and dB statistics);
+    * sensor: a `SensorSpectrogramProcessor` with its fitted per-channel statistics, used as is: never refitted.
+
+    Speech args may also name a transfer set (`args.transfer_dataset`, read from `args.data_dir` with
+    `load_speech_transfer_split`: its "train" split trains, its "test" split is the validation split, both with the
+    `label` column).
+    """
     builders = {"image": image_pipeline, "audio": speech_pipeline, "sensor": sensor_pipeline}
-    return builders[args.domain](args)
+    return builders[args.domain](args, processor)
 
 
 __all__ = ["DataPipeline", "PACKAGED_DATASETS", "build_pipeline", "expert_views_for"]

@@ -3,8 +3,9 @@
 The protocol of the paper: the pretrained encoder is frozen and in eval mode; a single linear layer is trained with
 cross-entropy on its pre-pool map (CIFAR-10, audio) or its pooled vector (Pamap2) by SGD (lr 0.01, momentum 0.9),
 with the MoCo step schedule for CIFAR-10 (x0.1 at 60 % and 80 % of the epochs). Training inputs pass through the
-frozen viewmaker (fresh noise every time) or the expert views first; evaluation uses clean inputs. Inputs are [0, 1]
-pixels that are normalised *after* the views, with the encoder processor's statistics.
+frozen viewmaker (fresh noise every time) or the expert views first; evaluation uses clean inputs. Images are [0, 1]
+pixels that are normalised *after* the views, with the encoder processor's statistics; log-mel spectrograms (speech)
+and sensor spectrograms (Pamap2) come already normalised from the processor saved with the encoder.
 """
 
 import math
