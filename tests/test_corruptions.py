@@ -15,13 +15,7 @@ from hf_viewmaker.evaluation.corruptions import (
 N = 4  # images per severity in the fake release
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run fastest on one thread, and many times slower on two when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _marker(corruption_index: int, severity: int) -> int:

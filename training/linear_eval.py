@@ -34,7 +34,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -44,6 +43,9 @@ from transformers import AutoConfig
 from transformers.utils import cached_file
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
+from transformers.hf_argparser import string_to_bool
+
+from hf_viewmaker.recipes import parse_args_with_recipe
 from hf_viewmaker.data import (
     PACKAGED_DATASETS,
     SPEECH_TRANSFER_DATASETS,
@@ -82,16 +84,6 @@ PROCESSOR_CLASSES = {
 }
 # Pretraining's defaults for the spectral-masking views (training/pretrain.py).
 MASKING_DEFAULTS = {"max_freq_mask": 40, "max_time_mask": 40, "spectral_noise_std": 0.0}
-
-
-def _bool(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max_eval_samples", type=int)
     data.add_argument("--cache_dir")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
-    data.add_argument("--skip_bad_examples", type=_bool, default=False,
+    data.add_argument("--skip_bad_examples", type=string_to_bool, default=False,
                       help="speech: replace an unreadable clip by the next readable one, with a warning")
     data.add_argument("--image_size", type=int, help="images: default the encoder processor's size")
     data.add_argument("--normalize_mean", type=float, nargs="+", help="default: the encoder processor's statistics")
@@ -181,14 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num_train_epochs", type=int, default=100)
     train.add_argument("--eval_every_epochs", type=int, default=0,
                        help="also evaluate every N epochs (0: only at the end)")
-    train.add_argument("--cache_features", type=_bool, default=False,
+    train.add_argument("--cache_features", type=string_to_bool, default=False,
                        help="extract features once, then train on them (only with --train_views none)")
-    train.add_argument("--cpu", type=_bool, default=False, help="run on the CPU even if an accelerator is present")
+    train.add_argument("--cpu", type=string_to_bool, default=False, help="run on the CPU even if an accelerator is present")
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     train.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all, or none")
 
     knn = parser.add_argument_group("kNN")
-    knn.add_argument("--knn_only", type=_bool, default=False, help="only report the kNN accuracy; train no head")
+    knn.add_argument("--knn_only", type=string_to_bool, default=False, help="only report the kNN accuracy; train no head")
     knn.add_argument("--knn_k", type=int, default=200)
     knn.add_argument("--knn_temperature", type=float, default=0.07)
     knn.add_argument("--knn_features", default="embeddings", choices=["embeddings", "pooled", "prepool"])
@@ -205,15 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    known, _ = parser.parse_known_args(argv)
-    if known.config:
-        recipe = yaml.safe_load(Path(known.config).read_text()) or {}
-        flags = {action.dest for action in parser._actions}
-        unknown = sorted(set(recipe) - flags)
-        if unknown:
-            parser.error(f"unknown keys in {known.config}: {unknown}")
-        parser.set_defaults(**recipe)
-    args = parser.parse_args(argv)
+    args = parse_args_with_recipe(parser, argv)
     if not args.model_name_or_path:
         parser.error("--model_name_or_path is required (a run folder, or an encoder folder or Hub repo)")
     if args.cache_features and args.train_views != "none":

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
@@ -36,6 +35,7 @@ from hf_viewmaker import (
     ViewmakerPretrainingConfig,
 )
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
+from hf_viewmaker.recipes import parse_args_with_recipe
 from hf_viewmaker.data import PACKAGED_DATASETS, build_pipeline
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
@@ -159,15 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
     """Flags, with a `--config` recipe's values as defaults. `parser` lets other scripts add their own flags."""
     parser = parser or build_parser()
-    known, _ = parser.parse_known_args(argv)
-    if known.config:
-        recipe = yaml.safe_load(Path(known.config).read_text()) or {}
-        flags = {action.dest for action in parser._actions}
-        unknown = sorted(set(recipe) - flags)
-        if unknown:
-            parser.error(f"unknown keys in {known.config}: {unknown}")
-        parser.set_defaults(**recipe)
-    args = parser.parse_args(argv)
+    args = parse_args_with_recipe(parser, argv)
     if args.label_column_name == "none":
         args.label_column_name = None
     if args.push_to_hub and not args.hub_model_id:
