@@ -234,6 +234,27 @@ def test_dataset_statistics():
         LogMelFeatureExtractor.for_dataset("timit")
 
 
+def test_fitted_statistics_normalise_the_training_clips():
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(n).astype(np.float32) * scale for n, scale in ((9000, 0.1), (20000, 0.5), (4000, 1.0))]
+    fe = LogMelFeatureExtractor(sampling_rate=8000, size=32, n_fft=512, hop_length=516, max_length=16000)
+    # Items of a speech dataset, in batches smaller than the data, give the statistics of all the dB images at once.
+    fitted = fe.fit_statistics(({"waveform": torch.from_numpy(c)} for c in clips), batch_size=2)
+    assert fitted is fe
+    db = fe.power_to_db(fe.mel_power(fe.fit_length(clips)))
+    assert fe.normalize_mean == pytest.approx(float(db.double().mean()), abs=1e-3)
+    assert fe.normalize_std == pytest.approx(float(db.double().std(unbiased=False)), abs=1e-3)
+    normalised = fe(clips)["input_features"]
+    assert float(normalised.mean()) == pytest.approx(0.0, abs=1e-4) and float(normalised.std()) == pytest.approx(1, abs=1e-3)
+    # They are saved like any other field; at most `max_clips` are used; no clip is an error.
+    assert LogMelFeatureExtractor.from_dict(fe.to_dict()).normalize_mean == fe.normalize_mean
+    first_only = LogMelFeatureExtractor(sampling_rate=8000, size=32, n_fft=512, hop_length=516, max_length=16000)
+    first_only.fit_statistics(clips, max_clips=1)
+    assert first_only.normalize_mean != pytest.approx(fe.normalize_mean)
+    with pytest.raises(ValueError, match="empty"):
+        first_only.fit_statistics([])
+
+
 # ------------------------------------------------------------------------------------------------ errors
 def test_sampling_rate_mismatch_raises():
     fe = LogMelFeatureExtractor()

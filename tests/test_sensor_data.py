@@ -1,4 +1,5 @@
-"""Sensor data: Pamap2 from its archive layout, generic time-series windows, the sensor spectrogram processor."""
+"""Sensor data: Pamap2 from its archive layout, generic time-series windows, whole series from .ts files, the sensor
+spectrogram processor."""
 
 import zipfile
 
@@ -11,13 +12,15 @@ from hf_viewmaker.data.sensors import (
     PAMAP2_ACTIVITIES,
     PAMAP2_CHANNEL_NAMES,
     Pamap2Windows,
+    SeriesExamples,
     TimeSeriesWindows,
     download_pamap2,
     fill_missing_values,
     read_pamap2_subject,
+    read_ts_file,
 )
 from hf_viewmaker.processing.sensor_processing import SensorSpectrogramProcessor
-from helpers import write_pamap2_subject
+from helpers import write_pamap2_subject, write_ts_file
 
 W = 200  # a short window keeps the fake recordings small; the real one is 1000
 
@@ -241,3 +244,54 @@ def test_processor_statistics_from_pamap2_windows(pamap2_dir, tmp_path):
         SensorSpectrogramProcessor(representation="mfcc")
     with pytest.raises(ValueError, match="52 channel means"):
         SensorSpectrogramProcessor(channel_means=[0.0], channel_stds=[1.0])
+
+
+# ---------------------------------------------------------------------------------------------- whole series (.ts)
+def test_ts_file_round_trip_and_missing_values(tmp_path):
+    values, labels = write_ts_file(tmp_path / "x.ts", missing={(1, 2, 5), (0, 0, 0)})
+    read, read_labels, names = read_ts_file(tmp_path / "x.ts")
+    assert read.shape == (12, 3, 64) and read.dtype == np.float32 and read_labels == labels
+    assert names == ["Walk", "Rest", "Run"]
+    assert np.isfinite(read).all()
+    # An inner gap is interpolated between its neighbours; an edge gap takes the nearest value.
+    assert read[1, 2, 5] == pytest.approx((read[1, 2, 4] + read[1, 2, 6]) / 2, abs=1e-5)
+    assert read[0, 0, 0] == pytest.approx(read[0, 0, 1])
+    untouched = np.ones(read.shape, bool)
+    untouched[1, 2, 5] = untouched[0, 0, 0] = False
+    np.testing.assert_allclose(read[untouched], values[untouched], atol=1e-6)
+
+
+def test_series_examples_share_the_training_label_map(tmp_path):
+    write_ts_file(tmp_path / "train.ts")
+    write_ts_file(tmp_path / "test.ts", classes=("Run", "Walk"), seed=1)
+    train = SeriesExamples(tmp_path / "train.ts", max_examples=5)
+    test = SeriesExamples(tmp_path / "test.ts", train.label_names)
+    assert len(train) == 5 and train.num_channels == 3 and train.num_labels == 3
+    item = test[0]
+    assert item["values"].shape == (3, 64) and int(item["labels"]) == train.label_map["Run"]
+    with pytest.raises(ValueError, match="not among the label names"):
+        SeriesExamples(tmp_path / "test.ts", ["Walk"])
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda text: text.replace("@classLabel true Walk Rest Run", "@classLabel false"), "not a classification"),
+        (lambda text: text.replace("@timeStamps false", "@timeStamps true"), "timestamps"),
+        (lambda text: text.replace(":Rest\n", ":Jump\n", 1), "Jump"),
+        (lambda text: text + "1,2,3:Walk\n", r"x\.ts:23: series of unequal length"),
+        (lambda text: text.replace("@data\n", "@data\n" + ",".join(["a"] * 64) + ":Walk\n", 1), r"x\.ts:11"),
+    ],
+    ids=["no-labels", "timestamps", "unknown-label", "ragged", "not-a-number"],
+)
+def test_malformed_ts_files_name_the_problem(tmp_path, edit, message):
+    write_ts_file(tmp_path / "x.ts", channels=1)
+    path = tmp_path / "x.ts"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(ValueError, match=message):
+        read_ts_file(path)
+
+
+def test_series_files_must_be_ts(tmp_path):
+    with pytest.raises(ValueError, match=r"\.ts format"):
+        SeriesExamples(tmp_path / "x.csv")

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset_config_name")
     data.add_argument("--train_dir", help="imagefolder layout: one sub-folder per class")
     data.add_argument("--validation_dir")
-    data.add_argument("--train_file", help="parquet, csv, json or arrow file")
+    data.add_argument("--train_file", help="parquet, csv, json or arrow file; sensor: a .ts series file")
     data.add_argument("--validation_file")
     data.add_argument("--train_split", default="train")
     data.add_argument("--validation_split", help="default: 'validation' if present, else 'test'")
@@ -368,6 +368,8 @@ def describe_source(args, pipeline: DataPipeline) -> dict:
     """Where the training and evaluation data came from, for eval_results.json."""
     if args.domain == "sensor":
         train, validation = pipeline.train, pipeline.validation
+        if args.train_file:
+            return {"dataset": args.train_file, "train_split": "train", "split": str(validation.path)}
         return {
             "dataset": "pamap2", "data_dir": args.data_dir, "train_split": train.split, "split": validation.split,
             "train_subjects": train.subjects, "eval_subjects": validation.subjects,

@@ -21,7 +21,7 @@ from ..processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, Vie
 from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
 from .images import ImageExamples, load_image_splits
 from .packaged import FASHION_MNIST_SAMPLE_FILES
-from .sensors import Pamap2Windows
+from .sensors import Pamap2Windows, SeriesExamples
 from .speech import SpeechExamples, collate_speech, load_speech_splits, load_speech_transfer_split
 
 PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
@@ -30,8 +30,9 @@ EXPERT_VIEWS = {
     "audio": ("waveform_crop_noise", "spectral_masking"),
     "sensor": ("spectral_masking",),
 }
-# Windows used to fit the sensor processor's per-channel statistics.
+# Windows used to fit the sensor processor's per-channel statistics, and clips for `--audio_normalization fit`.
 SENSOR_STATISTICS_WINDOWS = 2000
+AUDIO_STATISTICS_CLIPS = 500
 
 
 @dataclass
@@ -134,9 +135,20 @@ def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> Da
     )
 
 
+def _extractor_from_flags(args) -> LogMelFeatureExtractor:
+    """The paper's log-mel recipe for `--audio_normalization`'s dataset (REFERENCE.md §4.2-4.3), with any STFT,
+    length or rate the flags set instead; `fit` leaves the statistics to be fitted on the training clips."""
+    fields = {key: value for key in ("sampling_rate", "n_fft", "hop_length") if (value := getattr(args, key, None))}
+    if getattr(args, "audio_max_length", None):
+        fields["max_length"] = args.audio_max_length
+    if args.audio_normalization == "fit":
+        return LogMelFeatureExtractor(size=args.image_size, **fields)
+    return LogMelFeatureExtractor.for_dataset(args.audio_normalization, size=args.image_size, **fields)
+
+
 def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> DataPipeline:
     if processor is None:
-        extractor = LogMelFeatureExtractor.for_dataset(args.audio_normalization, size=args.image_size)
+        extractor = _extractor_from_flags(args)
     elif not isinstance(processor, LogMelFeatureExtractor):
         raise TypeError(f"--domain audio needs a LogMelFeatureExtractor, got {type(processor).__name__}")
     else:
@@ -170,6 +182,10 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
     if "validation" in splits:
         # One label map for both splits, so that the kNN monitor compares like with like.
         validation = SpeechExamples(_limit(splits["validation"], args.max_eval_samples), label_map=train.label_map, **common)
+    if processor is None and args.audio_normalization == "fit":
+        # Clips spread over the whole split: files are often sorted by speaker or class.
+        step = max(1, len(train) // AUDIO_STATISTICS_CLIPS)
+        extractor.fit_statistics(Subset(train, range(0, len(train), step)), max_clips=AUDIO_STATISTICS_CLIPS)
     views = expert_views_for(args, "audio")
 
     def make_inputs(batch, generator, augment, pair=True):
@@ -190,9 +206,19 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
     )
 
 
-def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -> DataPipeline:
+def _sensor_splits(args) -> tuple[Dataset, Dataset | None]:
+    """Pamap2 windows from `--data_dir`, or whole series from `.ts` files (`--train_file`, `--validation_file`)."""
+    if getattr(args, "train_file", None):
+        train = SeriesExamples(args.train_file, max_examples=args.max_train_samples)
+        validation = None
+        if args.validation_file:
+            validation = SeriesExamples(args.validation_file, train.label_names, max_examples=args.max_eval_samples)
+        return train, validation
     if args.data_dir is None:
-        raise ValueError("--domain sensor needs --data_dir: the folder holding PAMAP2_Dataset/ (download_pamap2)")
+        raise ValueError(
+            "--domain sensor needs --data_dir (the folder holding PAMAP2_Dataset/, see download_pamap2) or "
+            "--train_file (a .ts series file)"
+        )
     train = Pamap2Windows(
         args.data_dir, split=args.train_split, seed=args.seed, examples_per_epoch=args.max_train_samples
     )
@@ -200,15 +226,23 @@ def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -
         args.data_dir, split=args.validation_split or "validation", seed=args.seed,
         examples_per_epoch=args.max_eval_samples,
     )
+    return train, validation
+
+
+def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -> DataPipeline:
+    train, validation = _sensor_splits(args)
+    num_channels = train.num_channels
     if processor is None:
+        # The paper's STFT (REFERENCE.md §4.4) unless the flags set another, e.g. for series shorter than 1,000.
+        stft = {k: v for k in ("n_fft", "hop_length") if (v := getattr(args, k, None)) is not None}
         statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
-        processor = SensorSpectrogramProcessor().fit_statistics(statistics_windows)
+        processor = SensorSpectrogramProcessor(num_channels=num_channels, **stft).fit_statistics(statistics_windows)
     elif not isinstance(processor, SensorSpectrogramProcessor):
         raise TypeError(f"--domain sensor needs a SensorSpectrogramProcessor, got {type(processor).__name__}")
     elif processor.do_normalize and processor.channel_means is None:
         raise ValueError("the given SensorSpectrogramProcessor has no channel statistics (it is never refitted here)")
-    elif processor.num_channels != train.num_channels:
-        raise ValueError(f"the processor expects {processor.num_channels} channels, the data have {train.num_channels}")
+    elif processor.num_channels != num_channels:
+        raise ValueError(f"the processor expects {processor.num_channels} channels, the data have {num_channels}")
     views = expert_views_for(args, "sensor")
 
     def make_inputs(batch, generator, augment, pair=True):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -287,6 +287,44 @@ class LogMelFeatureExtractor(SequenceFeatureExtractor):
         """The whole recipe on fitted, same-length waveforms ``[B, T]`` on any device: ``[B, 1, size, num_frames]``.
         Does not check for NaN/inf (``fit_length`` and ``__call__`` do) so it never synchronises the device."""
         return self.to_log_normalized(self.mel_power(waveforms))
+
+    def fit_statistics(self, clips: Iterable, batch_size: int = 64, max_clips: int | None = None) -> LogMelFeatureExtractor:
+        """Set ``normalize_mean`` / ``normalize_std`` to the mean and (population) standard deviation of the dB image
+        (:meth:`power_to_db` of the fitted clips) over ``clips``, and return ``self``: for a dataset that
+        ``DATASET_NORMALIZATION_STATS`` does not list.
+
+        ``clips``: an iterable of 1-D waveforms, or of items ``{"waveform": [T]}`` (e.g. :class:`SpeechExamples` of
+        the training split); at most ``max_clips`` are used, each fitted with :meth:`fit_length` (its first
+        ``max_length`` samples, zero-padded). Sums are accumulated in float64.
+        """
+        batch_size = _positive_int("batch_size", batch_size)
+        total = total_sq = 0.0
+        count = 0
+        pending: list = []
+
+        def flush():
+            nonlocal total, total_sq, count
+            db = self.power_to_db(self.mel_power(self.fit_length(pending, device="cpu"))).double()
+            total += float(db.sum())
+            total_sq += float(db.square().sum())
+            count += db.numel()
+            pending.clear()
+
+        source = (clips[i] for i in range(len(clips))) if isinstance(clips, torch.utils.data.Dataset) else clips
+        for used, item in enumerate(source):
+            if max_clips is not None and used >= max_clips:
+                break
+            pending.append(item["waveform"] if isinstance(item, Mapping) else item)
+            if len(pending) == batch_size:
+                flush()
+        if pending:
+            flush()
+        if count == 0:
+            raise ValueError("`clips` is empty: cannot fit the log-mel statistics")
+        mean = total / count
+        self.normalize_mean = mean
+        self.normalize_std = _finite_float("normalize_std", math.sqrt(max(total_sq / count - mean * mean, 0.0)), True)
+        return self
 
     # ------------------------------------------------------------------------------------------------ input fitting
     def _as_clips(self, raw_speech) -> torch.Tensor | list[torch.Tensor]:
