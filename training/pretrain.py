@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset_config_name")
     data.add_argument("--train_dir", help="imagefolder layout: one sub-folder per class")
     data.add_argument("--validation_dir")
-    data.add_argument("--train_file", help="parquet, csv, json or arrow file")
+    data.add_argument("--train_file", help="parquet, csv, json or arrow file; sensor: a .ts series file")
     data.add_argument("--validation_file")
     data.add_argument("--train_split", default="train")
     data.add_argument("--validation_split", help="default: 'validation' if present, else 'test'")
@@ -67,9 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--image_column_name", default="image")
     data.add_argument("--audio_column_name", default="audio")
     data.add_argument(
-        "--audio_normalization", default="librispeech", choices=sorted(DATASET_NORMALIZATION_STATS),
-        help="log-mel statistics of the speech dataset (REFERENCE.md §4.3)",
+        "--audio_normalization", default="librispeech", choices=[*sorted(DATASET_NORMALIZATION_STATS), "fit"],
+        help="log-mel statistics and sampling rate of the speech dataset (REFERENCE.md §4.3); 'fit': measured on "
+        "training clips",
     )
+    data.add_argument("--sampling_rate", type=int, help="speech: the clips' rate (default: --audio_normalization's)")
+    data.add_argument("--audio_max_length", type=int, help="speech: samples per clip (default 150,526, §4.2)")
+    data.add_argument("--n_fft", type=int, help="speech / sensor STFT size (default: the paper's, 2048 / 63)")
+    data.add_argument("--hop_length", type=int, help="speech / sensor STFT hop (default: the paper's for the size)")
     data.add_argument("--label_column_name", default="label", help="labels for the kNN monitor; 'none' for none")
     data.add_argument("--max_train_samples", type=int)
     data.add_argument("--max_eval_samples", type=int)
@@ -134,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--per_device_train_batch_size", type=int, default=256)
     train.add_argument("--per_device_eval_batch_size", type=int, default=256)
     train.add_argument("--num_train_epochs", type=int, default=200)
-    train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs")
+    train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs (0: save untrained)")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--channels_last", type=string_to_bool, default=False, help="NHWC memory format (faster convs on GPUs)")
     train.add_argument("--torch_compile", type=string_to_bool, default=False, help="compile the model with torch.compile")
@@ -166,6 +171,8 @@ def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | 
         parser.error("--push_to_hub needs --hub_model_id NAMESPACE/NAME")
     if args.adversarial_update == "two_pass" and (args.view_mode == "expert" or args.gradient_accumulation_steps > 1):
         parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
+    if args.max_steps is not None and args.max_steps < 0:
+        parser.error(f"--max_steps must be >= 0, got {args.max_steps}")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         parser.error(f"--checkpointing_steps must be an integer or 'epoch', got {args.checkpointing_steps!r}")
     return args
@@ -384,7 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     unwrapped = accelerator.unwrap_model(model)
 
     steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
-    max_steps = args.max_steps or args.num_train_epochs * steps_per_epoch
+    # --max_steps 0 saves the untrained models (with the run's fitted processors): the random-initialised baseline.
+    max_steps = args.max_steps if args.max_steps is not None else args.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
 
     completed_steps = 0
