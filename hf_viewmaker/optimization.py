@@ -1,5 +1,7 @@
 """Optimisation pieces of adversarial pretraining: one optimizer object for two players, and the budget schedule."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -15,7 +17,8 @@ class AdversarialOptimizer(torch.optim.Optimizer):
     right since both gradients come from the same backward pass.
 
     `param_groups` holds the inner optimizers' own group dicts, so learning-rate changes reach them. `state_dict()` is
-    `{"encoder": ..., "viewmaker": ..., "viewmaker_frozen": ...}`.
+    `{"encoder": ..., "viewmaker": ..., "viewmaker_frozen": ...}`. `skipping_if` makes a step conditional on a flag
+    that stays on the device.
 
     Args:
         encoder_optimizer: steps the encoder's parameters.
@@ -28,6 +31,7 @@ class AdversarialOptimizer(torch.optim.Optimizer):
         # After `viewmaker_freeze_epoch` the viewmaker's gradients are still computed (keeping DDP's set of
         # gradient-receiving parameters fixed) but no longer applied.
         self.viewmaker_frozen = False
+        self._skip_flag: torch.Tensor | None = None
         params = [p for optimizer in self._optimizers() for group in optimizer.param_groups for p in group["params"]]
         super().__init__(params, defaults={})
         self.param_groups = [group for optimizer in self._optimizers() for group in optimizer.param_groups]
@@ -35,13 +39,42 @@ class AdversarialOptimizer(torch.optim.Optimizer):
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         return [o for o in (self.encoder_optimizer, self.viewmaker_optimizer) if o is not None]
 
+    @contextmanager
+    def skipping_if(self, flag: torch.Tensor) -> Iterator[None]:
+        """Within the block, `step()` leaves every parameter and optimizer state unchanged where `flag` (a 0-d bool
+        tensor, e.g. "this step's loss was not finite") is true.
+
+        Fused optimizers apply the flag inside their kernels (as for a gradient scaler's `found_inf`), so the decision
+        never leaves the device and the step needs no host sync. Other optimizers, and a fused optimizer's first step,
+        read it on the host: torch's fused SGD leaves its momentum buffers uninitialised when its first step is skipped.
+        """
+        self._skip_flag = flag
+        try:
+            yield
+        finally:
+            self._skip_flag = None
+
+    @staticmethod
+    def _skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+        return bool(optimizer.defaults.get("fused")) and len(optimizer.state) > 0
+
     @torch.no_grad()
     def step(self, closure=None) -> None:
         if closure is not None:
             raise ValueError("AdversarialOptimizer.step does not take a closure")
-        self.encoder_optimizer.step()
+        skip = self._skip_flag
+        stepping = [self.encoder_optimizer]
         if self.viewmaker_optimizer is not None and not self.viewmaker_frozen:
-            self.viewmaker_optimizer.step()
+            stepping.append(self.viewmaker_optimizer)
+        for optimizer in stepping:
+            if skip is None:
+                optimizer.step()
+            elif self._skips_on_device(optimizer):
+                optimizer.found_inf = skip.float()
+                optimizer.step()
+                del optimizer.found_inf
+            elif not skip.item():
+                optimizer.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self._optimizers():

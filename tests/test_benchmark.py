@@ -1,6 +1,8 @@
 """training/benchmark.py in its seconds-long smoke mode, so that it cannot rot."""
 
+import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,50 @@ def test_gpu_path_options_run_on_cpu(options):
     assert measured["channels_last"] == (flags.get("--channels_last") == "true")
     assert measured["torch_compile"] == (flags.get("--torch_compile") == "true")
     assert measured["examples_per_second"] > 0
+
+
+def test_data_on_device_and_model_flops_utilisation_run_on_cpu():
+    # The GPU path's code on a CPU: batches gathered from uint8 images held on the device, SimCLR views made there,
+    # fused optimizers, and the FLOP count and matmul rate behind the MFU.
+    options = ["--data_on_device", "true", "--max_train_samples", "64", "--channels_last", "true",
+               "--fused_optimizers", "true", "--view_mode", "viewmaker+expert", "--expert_views", "simclr_image"]
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, *options],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["data_on_device"] is True and measured["examples_per_second"] > 0
+    assert measured["flops_per_step"] > 0 and measured["matmul_tflops"] > 0 and measured["matmul_dtype"] == "float32"
+    assert measured["achieved_tflops"] == pytest.approx(measured["flops_per_step"] / measured["step_seconds_median"] / 1e12)
+    assert measured["mfu"] == pytest.approx(measured["achieved_tflops"] / measured["matmul_tflops"])
+    assert measured["host_syncs_per_step"] is None  # counted on CUDA only
+
+
+def test_the_gpu_script_runs_only_commands_that_parse(tmp_path, monkeypatch):
+    # benchmarks/run_gpu.sh with stand-ins for python and nvidia-smi, so that the first session with a GPU does not
+    # lose its minutes to a mistyped flag.
+    calls = tmp_path / "calls.jsonl"
+    (tmp_path / "python").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\nprint('{{}}')\n"
+    )
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho name\necho 'NVIDIA H100 80GB HBM3'\n")
+    for stub in ("python", "nvidia-smi"):
+        (tmp_path / stub).chmod(0o755)
+    env = {**os.environ, "PYTHON": str(tmp_path / "python"), "RESULTS": str(tmp_path / "results.jsonl"),
+           "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "benchmarks/run_gpu.sh"], env=env, capture_output=True, text=True, timeout=60,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("name\nNVIDIA H100")
+    commands = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(commands)
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "training"))
+    benchmark = importlib.import_module("benchmark")
+    runs = [benchmark.parse_args(command[1:]) for command in commands if command[0] == "training/benchmark.py"]
+    assert all(run.device == "cuda" for run in runs)
+    assert any(run.per_device_train_batch_size == 256 and run.data_on_device and run.mixed_precision == "bf16"
+               and run.channels_last and run.fused_optimizers and run.torch_compile for run in runs)
+    assert ["benchmarks/logmel_vs_librosa.py", "--clips", "64", "--repeats", "5", "--device", "cuda"] in commands

@@ -76,6 +76,31 @@ def test_frozen_viewmaker_keeps_its_weights_and_state_round_trips():
         AdversarialOptimizer(torch.optim.SGD(encoder.parameters(), lr=0.1), None).load_state_dict(state)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["host_check", "fused_kernels"])
+def test_a_flagged_step_changes_neither_weights_nor_optimizer_states(fused):
+    def train(flags: list[bool]) -> list[torch.Tensor]:
+        model, encoder, viewmaker = _players()
+        optimizer = AdversarialOptimizer(
+            torch.optim.SGD(encoder.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, fused=fused),
+            torch.optim.Adam(viewmaker.parameters(), fused=fused),
+        )
+        taken = 0
+        for flag in flags:
+            torch.manual_seed(taken)  # the data of the next step taken
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            (loss * float("nan") if flag else loss).backward()
+            with optimizer.skipping_if(torch.tensor(flag)):
+                optimizer.step()
+            optimizer.zero_grad()
+            taken += not flag
+        return [p.detach() for p in model.parameters()]
+
+    # A flagged first step (where torch's fused SGD would leave its momentum buffers uninitialised) and a flagged
+    # later step (which fused kernels skip on the device) leave the run exactly as if they had never happened.
+    for skipped, plain in zip(train([True, False, True, False]), train([False, False])):
+        assert torch.equal(skipped, plain)
+
+
 def test_distortion_budget_schedule_really_changes_the_budget():
     assert distortion_budget_at(5.0, 0.05) == 0.05
     assert distortion_budget_at(0.0, 0.05, start_budget=0.01, warmup_epochs=4) == 0.01

@@ -1,29 +1,44 @@
 #!/usr/bin/env python
-"""Throughput of the real pretraining step on synthetic inputs of a recipe's shape.
+"""Throughput and model FLOPs utilisation of the real pretraining step on synthetic inputs of a recipe's shape.
 
     python training/benchmark.py --config training/configs/cifar10_viewmaker_simclr.yaml \
         --per_device_train_batch_size 64 --steps 10 --device cpu --adversarial_update two_pass
 
 runs `--warmup_steps` untimed steps, then `--steps` timed steps of training/pretrain.py's own `forward_backward` and
-optimizer step, and prints one JSON object as its last line: examples_per_second, step_seconds_median, peak_memory_mb
-(CUDA: peak allocated; CPU: the process's peak resident memory), device, recipe, batch_size, adversarial_update.
-Every flag of training/pretrain.py is accepted too (mixed precision, model sizes, ...).
+`optimizer_step`, and prints one JSON object as its last line: examples_per_second, step_seconds_median,
+peak_memory_mb (CUDA: peak allocated; CPU: the process's peak resident memory), device, recipe, batch_size,
+adversarial_update, ..., and the model FLOPs utilisation: flops_per_step (counted over one step by
+`torch.utils.flop_counter.FlopCounterMode`), achieved_tflops, matmul_tflops (the device's measured dense matmul rate
+in the run's compute dtype) and mfu (their ratio); on CUDA also host_syncs_per_step (counted by the profiler).
+
+Batches are one synthetic tensor on the device, or with `--data_on_device true` drawn every step by a
+`DeviceImageLoader` from a synthetic uint8 image set held on the device (`--max_train_samples` images, by default
+CIFAR-10's 50,000). Every flag of training/pretrain.py is accepted too (mixed precision, model sizes, ...).
 """
 
+import itertools
 import json
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 import pretrain
-from hf_viewmaker import ViewmakerForContrastivePretraining
 from hf_viewmaker.data import expert_views_for
+from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.views import WaveformCropNoiseViews
+
+# The timed matmul (size, repeats) per device: large enough for the device's dense rate, small enough on CPUs for CI.
+MATMUL = {"cuda": (8192, 50), "cpu": (512, 10)}
+# CIFAR-10's training set: the default size of the synthetic set held on the device.
+SYNTHETIC_EXAMPLES = 50_000
 
 
 def build_parser():
@@ -45,6 +60,56 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """The device's dense matmul rate in `dtype`, in TFLOP/s: timed products of two square matrices."""
+    size, repeats = MATMUL[device.type]
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    out = a @ b  # warm-up: library handles and kernel choice
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b, out=out)
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """FLOPs of the matmuls and convolutions of `step()`, forward and backward."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def count_host_syncs(step: Callable[[], None]) -> int:
+    """CUDA synchronisations the host waits on during `step()`, from the profiler's runtime calls (less those of
+    an empty profile, for the profiler's own)."""
+
+    def syncs(function: Callable[[], None]) -> int:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+            function()
+        return sum("Synchronize" in event.name for event in profiler.events())
+
+    return syncs(step) - syncs(lambda: None)
+
+
+def synthetic_device_images(args, device: torch.device) -> DeviceImageDataset:
+    """Random uint8 images of the recipe's shape, held on `device`."""
+    shape = (args.max_train_samples or SYNTHETIC_EXAMPLES, args.num_channels, args.image_size, args.image_size)
+    pixels = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    return DeviceImageDataset(pixels, torch.zeros(shape[0], dtype=torch.long, device=device))
+
+
+def endless(loader: DeviceImageLoader) -> Iterator[dict[str, torch.Tensor]]:
+    for epoch in itertools.count():
+        loader.set_epoch(epoch)
+        yield from loader
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     accelerator = Accelerator(
@@ -53,15 +118,23 @@ def main(argv: list[str] | None = None) -> dict:
         dynamo_backend=args.torch_compile_backend if args.torch_compile else "no",
     )
     set_seed(args.seed)
+    device = accelerator.device
     batch_size = args.per_device_train_batch_size
-    model = ViewmakerForContrastivePretraining(pretrain.build_model_config(args, num_examples=max(batch_size, 4096)))
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
+    if args.data_on_device:
+        images = synthetic_device_images(args, device)
+        num_examples, batches = len(images), endless(DeviceImageLoader(images, batch_size, seed=args.seed))
+    else:
+        num_examples = max(batch_size, 4096)
+        batches = itertools.repeat({
+            "pixel_values": torch.rand(batch_size, args.num_channels, args.image_size, args.image_size, device=device),
+            "indices": torch.randint(0, num_examples, (batch_size,), device=device),
+        })
+    model = pretrain.build_model(args, num_examples)
     optimizer = pretrain.build_optimizer(model, args)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    # Synthetic inputs stand for the model's inputs; handcrafted views that act on them (image augmentations,
-    # spectrogram masking) are applied as in training, waveform views (which act before the log-mel) are not.
+    # Handcrafted views that act on the model's inputs (image augmentations, spectrogram masking) are applied as in
+    # training; waveform views (which act before the log-mel) are not.
     expert_views = expert_views_for(args, args.domain) if "expert" in args.view_mode else None
     if isinstance(expert_views, WaveformCropNoiseViews):
         expert_views = None
@@ -73,28 +146,33 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.channels_last:
         make_inputs = pretrain.in_channels_last(make_inputs)
-
-    device = accelerator.device
-    batch = {
-        "pixel_values": torch.rand(batch_size, args.num_channels, args.image_size, args.image_size, device=device),
-        "indices": torch.randint(0, max(batch_size, 4096), (batch_size,), device=device),
-    }
     generator = torch.Generator(device=device).manual_seed(args.seed)
+    no_nonfinite_losses = torch.zeros((), device=device)
+
+    def step(model=model) -> None:
+        """One training step as training/pretrain.py takes it, from drawing the batch to the optimizer step."""
+        batch = next(batches)
+        pretrain.forward_backward(accelerator, model, optimizer, batch, make_inputs, generator, args.adversarial_update)
+        pretrain.optimizer_step(accelerator, model, optimizer, no_nonfinite_losses, args.max_grad_norm)
+        optimizer.zero_grad()
+
+    # Counted on the eager model: the FLOPs are the same compiled, and the counter cannot see inside compiled graphs.
+    flops_per_step = count_flops(lambda: step(accelerator.unwrap_model(model, keep_torch_compile=False)))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
     times = []
-    for step in range(args.warmup_steps + args.steps):
+    for index in range(args.warmup_steps + args.steps):
         started = time.perf_counter()
-        pretrain.forward_backward(accelerator, model, optimizer, batch, make_inputs, generator, args.adversarial_update)
-        optimizer.step()
-        optimizer.zero_grad()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step >= args.warmup_steps:
+        step()
+        synchronize(device)
+        if index >= args.warmup_steps:
             times.append(time.perf_counter() - started)
+    host_syncs = count_host_syncs(step) if device.type == "cuda" else None
 
     median = statistics.median(times)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
+    achieved_tflops = flops_per_step / median / 1e12
+    peak_tflops = matmul_tflops(device, dtype)
     result = {
         "recipe": Path(args.config).stem if args.config else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -111,6 +189,13 @@ def main(argv: list[str] | None = None) -> dict:
         "channels_last": args.channels_last,
         "fused_optimizers": args.fused_optimizers,
         "torch_compile": args.torch_compile,
+        "data_on_device": args.data_on_device,
+        "flops_per_step": flops_per_step,
+        "achieved_tflops": achieved_tflops,
+        "matmul_tflops": peak_tflops,
+        "matmul_dtype": str(dtype).removeprefix("torch."),
+        "mfu": achieved_tflops / peak_tflops,
+        "host_syncs_per_step": host_syncs,
     }
     print(json.dumps(result))
     return result

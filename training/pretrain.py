@@ -37,6 +37,7 @@ from hf_viewmaker import (
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
 from hf_viewmaker.recipes import parse_args_with_recipe
 from hf_viewmaker.data import PACKAGED_DATASETS, build_pipeline
+from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
 from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
@@ -144,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--channels_last", type=string_to_bool, default=False, help="NHWC memory format (faster convs on GPUs)")
     train.add_argument("--torch_compile", type=string_to_bool, default=False, help="compile the model with torch.compile")
     train.add_argument("--torch_compile_backend", default="inductor", help="torch.compile backend (e.g. inductor)")
+    train.add_argument(
+        "--data_on_device", type=string_to_bool, default=False,
+        help="images: hold the training set on the device as uint8 and make every batch there",
+    )
     train.add_argument("--cpu", type=string_to_bool, default=False, help="train on the CPU even if an accelerator is present")
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     train.add_argument("--checkpointing_steps", help="an integer N (every N steps) or 'epoch'")
@@ -173,6 +178,8 @@ def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | 
         parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
     if args.max_steps is not None and args.max_steps < 0:
         parser.error(f"--max_steps must be >= 0, got {args.max_steps}")
+    if args.data_on_device and args.domain != "image":
+        parser.error(f"--data_on_device holds images: it needs --domain image, got --domain {args.domain}")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         parser.error(f"--checkpointing_steps must be an integer or 'epoch', got {args.checkpointing_steps!r}")
     return args
@@ -228,6 +235,36 @@ def build_optimizer(model: ViewmakerForContrastivePretraining, args: argparse.Na
     )
 
 
+def build_model(args: argparse.Namespace, num_examples: int) -> ViewmakerForContrastivePretraining:
+    """The model of the flags, in the channels-last memory format with `--channels_last`."""
+    model = ViewmakerForContrastivePretraining(build_model_config(args, num_examples))
+    # The step's guard skips any step whose loss is not finite, non-finite inputs included, so the parts' own input
+    # checks (a host sync per call) are dropped.
+    for part in (model.viewmaker, model.encoder):
+        if part is not None:
+            part.check_input_values = False
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_train_loader(args: argparse.Namespace, train_examples, collate_fn, accelerator: Accelerator):
+    """Shuffled training batches: a `DataLoader` (for `accelerator.prepare`) or, with `--data_on_device`, a
+    `DeviceImageLoader` whose images are decoded once and held on the device, sharded over the processes."""
+    if not args.data_on_device:
+        return DataLoader(
+            train_examples, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
+            num_workers=args.dataloader_num_workers, collate_fn=collate_fn,
+        )
+    images = DeviceImageDataset.from_examples(
+        train_examples, accelerator.device, num_workers=args.dataloader_num_workers
+    )
+    return DeviceImageLoader(
+        images, args.per_device_train_batch_size, seed=args.seed, num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
+    )
+
+
 def in_channels_last(make_inputs):
     """`make_inputs` whose 4-D outputs are in the channels-last memory format, to match a channels-last model."""
 
@@ -265,6 +302,44 @@ def forward_backward(
     optimizer.zero_grad()
     accelerator.backward(model(**inputs, generator=generator, adversarial_phase="viewmaker").loss)
     return out.encoder_loss
+
+
+def optimizer_step(
+    accelerator: Accelerator, model, optimizer, nonfinite_losses: torch.Tensor, max_grad_norm: float | None
+) -> torch.Tensor:
+    """Clip and step both players, unless a loss of this step was not finite on some process: then the step is
+    skipped, leaving the weights and the optimizers' states as they were.
+
+    The decision stays on the device (fused optimizers apply it in their kernels; see
+    `AdversarialOptimizer.skipping_if`), so the step does not wait for the device.
+
+    Args:
+        nonfinite_losses: 0-d count of this process's non-finite losses over the step's micro-batches.
+
+    Returns:
+        0-d bool tensor on the device: whether the step was skipped. Read it at logging steps only.
+    """
+    skipped = accelerator.reduce(nonfinite_losses, reduction="sum") > 0
+    if max_grad_norm is not None:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    with optimizer.optimizer.skipping_if(skipped):
+        optimizer.step()
+    return skipped
+
+
+def report_skipped_steps(skipped: list[bool], first_step: int, in_a_row: int, max_in_a_row: int) -> int:
+    """Warn about each skipped step among steps `first_step`, `first_step + 1`, ... and stop the run once
+    `max_in_a_row` were skipped in a row. Returns how many were skipped in a row at the end."""
+    for step, was_skipped in enumerate(skipped, start=first_step):
+        in_a_row = in_a_row + 1 if was_skipped else 0
+        if was_skipped:
+            logger.warning(f"non-finite loss at step {step}: step skipped ({in_a_row} in a row)")
+        if in_a_row >= max_in_a_row:
+            raise RuntimeError(
+                f"{in_a_row} non-finite steps in a row: stopping without saving weights; "
+                f"resume from the last checkpoint with a smaller learning rate or budget"
+            )
+    return in_a_row
 
 
 @torch.no_grad()
@@ -358,22 +433,14 @@ def main(argv: list[str] | None = None) -> None:
 
     pipeline = build_pipeline(args)
     train_examples, eval_examples = pipeline.train, pipeline.validation
-    train_loader = DataLoader(
-        train_examples,
-        batch_size=args.per_device_train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.dataloader_num_workers,
-        collate_fn=pipeline.train_collate,
-    )
+    train_loader = build_train_loader(args, train_examples, pipeline.train_collate, accelerator)
     if len(train_loader) == 0:
         raise ValueError(
             f"{len(train_examples)} training examples make no full batch of {args.per_device_train_batch_size}"
         )
-    model = ViewmakerForContrastivePretraining(build_model_config(args, num_examples=len(train_examples)))
+    model = build_model(args, num_examples=len(train_examples))
     make_inputs = pipeline.make_inputs
     if args.channels_last:
-        model.to(memory_format=torch.channels_last)
         make_inputs = in_channels_last(make_inputs)
     optimizer = build_optimizer(model, args)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
@@ -415,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator(device=accelerator.device)
     micro_step = completed_steps * args.gradient_accumulation_steps
     nonfinite_in_a_row, window_nonfinite = 0, torch.zeros((), device=accelerator.device)
+    # Whether each step since the last logging step was skipped: kept on the device, read with the loss.
+    skipped_steps = torch.zeros(args.logging_steps, dtype=torch.bool, device=accelerator.device)
+    logged_step = completed_steps
     running = {"encoder_loss": torch.zeros((), device=accelerator.device), "batches": 0}
     grid, started = None, time.perf_counter()
     run_started, loss_history, knn_result, skipped_examples = started, [], None, 0
@@ -428,7 +498,11 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.optimizer.viewmaker_frozen = args.viewmaker_freeze_epoch is not None and epoch >= args.viewmaker_freeze_epoch
         loader = train_loader
         if epoch == start_epoch and resume_batches:
-            loader = accelerator.skip_first_batches(train_loader, resume_batches)
+            loader = (
+                train_loader.skip_first_batches(resume_batches)
+                if args.data_on_device
+                else accelerator.skip_first_batches(train_loader, resume_batches)
+            )
         for batch in loader:
             with accelerator.accumulate(model):
                 if unwrapped.viewmaker is not None:
@@ -451,20 +525,9 @@ def main(argv: list[str] | None = None) -> None:
                 if "num_skipped" in batch:  # unreadable examples replaced under --skip_bad_examples
                     skipped_examples += batch["num_skipped"]
                 if accelerator.sync_gradients:
-                    # One host sync per optimizer step, after the backward pass; every process takes the same branch.
-                    if accelerator.reduce(window_nonfinite, reduction="sum").item() > 0:
-                        nonfinite_in_a_row += 1
-                        logger.warning(f"non-finite loss at step {completed_steps}: step skipped ({nonfinite_in_a_row} in a row)")
-                        if nonfinite_in_a_row >= args.max_nonfinite_steps:
-                            raise RuntimeError(
-                                f"{nonfinite_in_a_row} non-finite steps in a row: stopping without saving weights; "
-                                f"resume from the last checkpoint with a smaller learning rate or budget"
-                            )
-                    else:
-                        nonfinite_in_a_row = 0
-                        if args.max_grad_norm is not None:
-                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                        optimizer.step()
+                    skipped_steps[completed_steps - logged_step] = optimizer_step(
+                        accelerator, model, optimizer, window_nonfinite, args.max_grad_norm
+                    )
                     window_nonfinite.zero_()
                 optimizer.zero_grad()
 
@@ -473,6 +536,11 @@ def main(argv: list[str] | None = None) -> None:
             completed_steps += 1
             progress.update(1)
             if completed_steps % args.logging_steps == 0 or completed_steps == max_steps:
+                nonfinite_in_a_row = report_skipped_steps(
+                    skipped_steps[: completed_steps - logged_step].tolist(), logged_step, nonfinite_in_a_row,
+                    args.max_nonfinite_steps,
+                )
+                logged_step = completed_steps
                 loss = accelerator.reduce(running["encoder_loss"], reduction="mean").item() / running["batches"]
                 elapsed = time.perf_counter() - started
                 metrics = {

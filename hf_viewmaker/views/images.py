@@ -12,10 +12,11 @@ viewmaker (REFERENCE.md §4.1, the `all_unnorm` variant).
 
 Randomness: kornia's augmentation classes draw from the global torch RNG and take no `torch.Generator`, so the
 parameters are drawn here with `torch.rand(..., generator=generator)` and applied with kornia's (deterministic)
-functional operations: `kornia.enhance` for contrast, saturation and hue, `kornia.color.rgb_to_grayscale`, and
-`kornia.filters.gaussian_blur2d` with one sigma per example. The crop is a per-example affine resampling
-(`torch.nn.functional.grid_sample`) and brightness and flip are plain tensor operations, written to match torchvision's
-semantics exactly.
+functional operations: `kornia.enhance` for contrast, saturation and hue, `kornia.color.rgb_to_grayscale`, and a
+separable Gaussian filter with one sigma per example (`kornia.filters.get_gaussian_kernel1d`, `filter2d_separable`).
+The crop is a per-example affine resampling (`torch.nn.functional.grid_sample`) and brightness and flip are plain tensor
+operations, written to match torchvision's semantics exactly. Nothing is read back to the host, so views made on an
+accelerator never stall it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
 from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_hue, adjust_saturation_with_gray_subtraction
-from kornia.filters import gaussian_blur2d
+from kornia.filters import filter2d_separable, get_gaussian_kernel1d
 from torch import nn
 
 # torchvision's RandomResizedCrop retries this many (area, aspect) draws before falling back to a centre crop.
@@ -196,8 +197,10 @@ class SimCLRImageViews(nn.Module):
         if out.shape[1] == 3:
             gray = rgb_to_grayscale(out).expand_as(out)
             out = torch.where(_per_example(apply_gray), gray, out)
-        # PIL's radius is one sigma for both axes; PIL extends the edge pixels, hence "replicate".
-        blurred = gaussian_blur2d(out, self.blur_kernel_size, sigma[:, None].expand(batch, 2), border_type="replicate")
+        # PIL's radius is one sigma for both axes; PIL extends the edge pixels, hence "replicate". (What kornia's
+        # gaussian_blur2d computes, without its check that sigma > 0, which reads sigma on the host.)
+        kernel = get_gaussian_kernel1d(self.blur_kernel_size, sigma[:, None])
+        blurred = filter2d_separable(out, kernel, kernel, border_type="replicate")
         out = torch.where(_per_example(apply_blur), blurred, out)
         out = torch.where(_per_example(apply_flip), out.flip(-1), out)
         return out.to(x.dtype)
@@ -268,8 +271,9 @@ class SimCLRImageViews(nn.Module):
         if not ops:
             return x
         # A random permutation of the enabled adjustments per example: rank of each example's random keys.
-        columns = torch.tensor([column for column, _ in ops], device=x.device)
-        order = order_keys[:, columns].argsort(dim=1)  # [B, n_ops]: which op each example applies at each step
+        # (Stacked columns rather than a device index tensor, whose copy from the host would wait for the device.)
+        keys = torch.stack([order_keys[:, column] for column, _ in ops], dim=1)
+        order = keys.argsort(dim=1)  # [B, n_ops]: which op each example applies at each step
         rows = torch.arange(x.shape[0], device=x.device)
         for step in range(len(ops)):
             # Every op runs on the whole batch and each example keeps the one its order names at this step: a

@@ -132,6 +132,10 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
     padding and affine InstanceNorm throughout. Only the residual blocks that run are built.
     """
 
+    # Rejecting NaN / inf inputs reads them on the host, a sync per call: compiled code skips it, and training loops
+    # whose loss guard catches non-finite inputs anyway set this to False.
+    check_input_values = True
+
     def __init__(self, config: ViewmakerConfig):
         super().__init__(config)
         dims, channels = config.spatial_dims, config.num_channels
@@ -173,8 +177,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
                 f"pixel_values of shape {tuple(pixel_values.shape)} is too small: the viewmaker network runs at "
                 f"spatial size {tuple(net_size)} and needs at least {_MIN_SPATIAL_SIZE} along every spatial dimension."
             )
-        # A data-dependent check forces a host sync; compiled training loops skip it.
-        if not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
+        if self.check_input_values and not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
             raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)} contains NaN or inf values.")
 
     def _add_noise_channel(self, hidden_states: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
