@@ -279,7 +279,10 @@ def test_flag_checks_and_recipes(tmp_path):
             linear_eval.parse_args(["--model_name_or_path", "x", *bad])
     recipes = {p.stem: linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(p)])
                for p in CONFIGS.glob("eval_*.yaml")}
-    assert set(recipes) == {"eval_quickstart", "eval_cifar10", "eval_pamap2", "eval_librispeech_speaker_id"}
+    assert set(recipes) == {
+        "eval_quickstart", "eval_cifar10", "eval_pamap2", "eval_librispeech_speaker_id",
+        "eval_fashion_mnist", "eval_asterisk", "eval_basic_motions",  # the small-scale comparison (docs/results.md)
+    }
     cifar = recipes["eval_cifar10"]
     assert (cifar.features, cifar.learning_rate, cifar.momentum, cifar.weight_decay) == ("prepool", 0.01, 0.9, 0.0)
     assert (cifar.per_device_train_batch_size, cifar.num_train_epochs, cifar.lr_scheduler_type) == (128, 100, "step")

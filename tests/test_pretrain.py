@@ -19,8 +19,10 @@ from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel
 from accelerate.utils import set_seed
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerForContrastivePretraining, ViewmakerModel
+from hf_viewmaker.data.device_images import DeviceImageDataset
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
-from helpers import write_librispeech_parquet, write_pamap2_subject
+from helpers import write_librispeech_parquet, write_pamap2_subject, write_ts_file
+from hf_viewmaker.data import decode_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "training" / "pretrain.py"
@@ -149,7 +151,7 @@ def test_every_recipe_parses_and_builds_its_model(recipe):
     args = pretrain.parse_args(["--config", str(recipe)])
     config = pretrain.build_model_config(args, num_examples=1000)
     assert config.encoder_config.num_channels == config.viewmaker_config.num_channels == args.num_channels
-    if recipe.stem == "quickstart":
+    if recipe.stem in ("quickstart", "fashion_mnist", "asterisk", "basic_motions"):  # CPU-sized, not the paper's
         return
     # REFERENCE.md §6: every paper configuration.
     assert (args.learning_rate, args.momentum, args.weight_decay) == (0.03, 0.9, 1e-4)
@@ -209,9 +211,10 @@ def _poison_losses(monkeypatch, calls_to_poison):
     monkeypatch.setattr(ViewmakerForContrastivePretraining, "forward", forward)
 
 
-def test_a_nonfinite_step_is_skipped_and_training_goes_on(tmp_path, monkeypatch, in_process, caplog):
+@pytest.mark.parametrize("fused", ["false", "true"], ids=["checked_on_host", "skipped_on_device"])
+def test_a_nonfinite_step_is_skipped_and_training_goes_on(tmp_path, monkeypatch, in_process, caplog, fused):
     _poison_losses(monkeypatch, lambda call: call == 2)
-    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "4"])
+    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "4", "--fused_optimizers", fused])
     assert "non-finite loss at step 1: step skipped" in caplog.text
     weights = _weights(tmp_path)
     assert all(torch.isfinite(w).all() for w in weights.values())
@@ -284,6 +287,54 @@ def test_sensor_pretraining_on_pamap2_archive_layout(tmp_path, in_process, views
         assert AutoModel.from_pretrained(out / "viewmaker").config.num_channels == 52
 
 
+def test_sensor_pretraining_on_ts_series_with_a_short_stft(tmp_path, in_process):
+    write_ts_file(tmp_path / "train.ts")
+    write_ts_file(tmp_path / "test.ts", series_per_class=2, seed=1)
+    out = tmp_path / "run"
+    in_process([
+        "--domain", "sensor", "--train_file", str(tmp_path / "train.ts"), "--validation_file", str(tmp_path / "test.ts"),
+        "--num_channels", "3", "--n_fft", "15", "--hop_length", "4", "--clamp_views", "false",
+        "--output_dir", str(out), *ENCODER_TINY,
+    ])
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["completed_steps"] == 2 and 0.0 <= results["knn_accuracy"] <= 1.0
+    processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
+    assert (processor.num_channels, processor.n_fft, processor.hop_length) == (3, 15, 4)
+    assert processor.num_frequency_bins == 8 and len(processor.channel_means) == 3
+
+
+def test_speech_front_end_from_flags_with_fitted_statistics(tmp_path, in_process):
+    write_librispeech_parquet(tmp_path / "train.parquet")
+    out = tmp_path / "run"
+    in_process([
+        "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--label_column_name", "speaker_id",
+        "--audio_normalization", "fit", "--audio_max_length", "8000", "--n_fft", "256", "--hop_length", "258",
+        "--image_size", "32", "--num_channels", "1", "--clamp_views", "false", "--output_dir", str(out), *ENCODER_TINY,
+    ])
+    extractor = LogMelFeatureExtractor.from_pretrained(out / "encoder")
+    assert (extractor.max_length, extractor.n_fft, extractor.hop_length, extractor.num_frames) == (8000, 256, 258, 32)
+    # Fitted on the (9) training clips: they come out standardised, unlike with LibriSpeech's statistics.
+    from datasets import Audio, load_dataset
+
+    rows = load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
+    clips = [decode_audio(value)[0] for value in rows.cast_column("audio", Audio(decode=False))["audio"]]
+    features = extractor(clips)["input_features"]
+    assert float(features.mean()) == pytest.approx(0.0, abs=1e-3) and float(features.std()) == pytest.approx(1.0, abs=1e-2)
+    assert extractor.normalize_mean != pytest.approx(-22.924, abs=0.5)
+
+
+def test_zero_steps_saves_the_untrained_models(tmp_path, in_process):
+    in_process([*TINY, "--output_dir", str(tmp_path / "a"), "--max_steps", "0", "--seed", "3"])
+    in_process([*TINY, "--output_dir", str(tmp_path / "b"), "--max_steps", "2", "--seed", "3"])
+    results = json.loads((tmp_path / "a" / "train_results.json").read_text())
+    assert results["completed_steps"] == 0 and results["encoder_loss_history"] == []
+    untrained, trained = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert set(untrained) == set(trained) and any(not torch.equal(untrained[k], trained[k]) for k in untrained)
+    assert ContrastiveResNetModel.from_pretrained(tmp_path / "a" / "encoder").config.embedding_dim == 16
+    with pytest.raises(SystemExit):
+        pretrain.parse_args([*TINY, "--max_steps", "-1"])
+
+
 def test_image_pretraining_with_expert_and_combined_views(tmp_path, in_process):
     for mode in ("expert", "viewmaker+expert"):
         in_process([*TINY, "--output_dir", str(tmp_path / mode), "--max_steps", "2", "--view_mode", mode,
@@ -309,3 +360,58 @@ def test_gpu_path_options_train_and_save_plain_weights(tmp_path, in_process):
     # Compiled, channels-last training still saves ordinary state dicts (no `_orig_mod.` prefixes).
     assert all(not k.startswith("_orig_mod") for k in _weights(tmp_path))
     assert isinstance(AutoModel.from_pretrained(tmp_path / "viewmaker"), ViewmakerModel)
+
+
+def test_data_on_device_trains_and_resumes_mid_epoch_to_the_same_weights(tmp_path, in_process):
+    # 4 steps per epoch: the resumed run starts in the middle of the first epoch and crosses into the second.
+    args = [*TINY, "--data_on_device", "true", "--fused_optimizers", "true", "--view_mode", "viewmaker+expert",
+            "--expert_views", "simclr_image"]
+    in_process([*args, "--output_dir", str(tmp_path / "uninterrupted"), "--max_steps", "6"])
+    resumed = tmp_path / "resumed"
+    in_process([*args, "--output_dir", str(resumed), "--max_steps", "3", "--checkpointing_steps", "3"])
+    in_process([*args, "--output_dir", str(resumed), "--max_steps", "6", "--resume_from_checkpoint", "latest"])
+    expected, actual = _weights(tmp_path / "uninterrupted"), _weights(resumed)
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    results = json.loads((resumed / "train_results.json").read_text())
+    assert results["completed_steps"] == 6 and all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
+
+
+def test_data_on_device_needs_the_image_domain(capsys):
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--domain", "audio", "--data_on_device", "true"])
+    assert "--data_on_device" in capsys.readouterr().err
+
+
+HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy")
+
+
+def test_the_training_step_never_waits_for_the_device(tmp_path, monkeypatch, in_process):
+    """Between logging steps nothing in the step reads a tensor back to the host (on an accelerator each read would
+    wait for every queued kernel): not the batch, the views, the model, the non-finite guard or the fused optimizers.
+    Only the first step reads its skip flag on the host (see `AdversarialOptimizer.skipping_if`)."""
+    state, reads = {"in_step": 0, "steps": 0}, []
+    for name in HOST_READS:
+        def read(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
+            if state["in_step"] and state["steps"] > 0:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    def inside_the_step(function, counts_steps=False):
+        def counted(*args, **kwargs):
+            state["in_step"] += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                state["in_step"] -= 1
+                state["steps"] += counts_steps
+
+        return counted
+
+    monkeypatch.setattr(pretrain, "forward_backward", inside_the_step(pretrain.forward_backward))
+    monkeypatch.setattr(pretrain, "optimizer_step", inside_the_step(pretrain.optimizer_step, counts_steps=True))
+    monkeypatch.setattr(DeviceImageDataset, "batch", inside_the_step(DeviceImageDataset.batch))
+    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "4", "--data_on_device", "true",
+                "--fused_optimizers", "true", "--view_mode", "viewmaker+expert", "--expert_views", "simclr_image"])
+    assert state["steps"] == 4 and reads == []

@@ -1,3 +1,4 @@
+from .device_images import DeviceImageDataset, DeviceImageLoader
 from .images import ImageExamples, load_image_splits
 from .packaged import FASHION_MNIST_SAMPLE_FILES, load_fashion_mnist_sample
 from .pipelines import PACKAGED_DATASETS, DataPipeline, build_pipeline, expert_views_for
@@ -7,10 +8,12 @@ from .sensors import (
     PAMAP2_SPLITS,
     PAMAP2_URL,
     Pamap2Windows,
+    SeriesExamples,
     TimeSeriesWindows,
     download_pamap2,
     fill_missing_values,
     read_pamap2_subject,
+    read_ts_file,
 )
 from .speech import (
     AUDIO_MNIST_TEST_SPEAKERS,
@@ -37,6 +40,8 @@ from .speech import (
 __all__ = [
     "AUDIO_MNIST_TEST_SPEAKERS",
     "DataPipeline",
+    "DeviceImageDataset",
+    "DeviceImageLoader",
     "FASHION_MNIST_SAMPLE_FILES",
     "ImageExamples",
     "LIBRISPEECH_HUB_ID",
@@ -48,6 +53,7 @@ __all__ = [
     "Pamap2Windows",
     "SPEECH_COMMANDS_V1_WORDS",
     "SPEECH_TRANSFER_DATASETS",
+    "SeriesExamples",
     "SpeechCollator",
     "SpeechExamples",
     "SpeechStream",
@@ -71,4 +77,5 @@ __all__ = [
     "load_speech_transfer_split",
     "load_voxceleb1",
     "read_pamap2_subject",
+    "read_ts_file",
 ]
