@@ -295,3 +295,22 @@ def test_malformed_ts_files_name_the_problem(tmp_path, edit, message):
 def test_series_files_must_be_ts(tmp_path):
     with pytest.raises(ValueError, match=r"\.ts format"):
         SeriesExamples(tmp_path / "x.csv")
+
+
+def test_fixed_items_keep_evaluation_windows_across_accelerate_passes(pamap2_dir):
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from hf_viewmaker.data import fixed_items
+
+    accelerator = Accelerator(cpu=True)
+    windows = Pamap2Windows(pamap2_dir, subjects=[105], window_size=W, examples_per_epoch=6, seed=3)
+
+    def two_passes(dataset):
+        loader = accelerator.prepare(DataLoader(dataset, batch_size=3))
+        return [torch.cat([batch["values"] for batch in loader]) for _ in range(2)]
+
+    redrawn = two_passes(windows)  # the prepared loader calls set_epoch(1) on the second pass
+    assert not torch.equal(*redrawn)
+    fixed = two_passes(fixed_items(windows))
+    assert torch.equal(*fixed)

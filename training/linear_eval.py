@@ -53,6 +53,7 @@ from hf_viewmaker.data import (
     ImageExamples,
     SpeechExamples,
     build_pipeline,
+    fixed_items,
 )
 from hf_viewmaker.data.pipelines import EXPERT_VIEWS
 from hf_viewmaker.evaluation.corruptions import CIFAR10C_IMAGES_PER_SEVERITY, evaluate_cifar10c
@@ -550,13 +551,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         scheduler = constant_schedule(optimizer)
     # The evaluation split is never re-drawn: every evaluation sees the same inputs (for Pamap2, the windows of
-    # epoch 0 of the validation subject). Accelerate's loaders call a dataset's `set_epoch` with their pass count,
-    # so a dataset that has one is seen through a `Subset`, which has none.
-    fixed_eval = eval_examples
-    if hasattr(eval_examples, "set_epoch"):
-        fixed_eval = Subset(eval_examples, range(len(eval_examples)))
+    # epoch 0 of the validation subject).
     eval_loader = DataLoader(
-        fixed_eval, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+        fixed_items(eval_examples), batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
         collate_fn=pipeline.eval_collate,
     )
     head, optimizer, eval_loader = accelerator.prepare(head, optimizer, eval_loader)

@@ -36,7 +36,7 @@ from hf_viewmaker import (
 )
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
 from hf_viewmaker.recipes import parse_args_with_recipe
-from hf_viewmaker.data import PACKAGED_DATASETS, build_pipeline
+from hf_viewmaker.data import PACKAGED_DATASETS, build_pipeline, fixed_items
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
                 split, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
                 collate_fn=pipeline.eval_collate,
             )
-            for split in (bank, eval_examples)
+            for split in (bank, fixed_items(eval_examples))
         ))
     unwrapped = accelerator.unwrap_model(model)
 

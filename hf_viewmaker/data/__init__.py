@@ -1,7 +1,7 @@
 from .device_images import DeviceImageDataset, DeviceImageLoader
 from .images import ImageExamples, load_image_splits
 from .packaged import FASHION_MNIST_SAMPLE_FILES, load_fashion_mnist_sample
-from .pipelines import PACKAGED_DATASETS, DataPipeline, build_pipeline, expert_views_for
+from .pipelines import PACKAGED_DATASETS, DataPipeline, build_pipeline, expert_views_for, fixed_items
 from .sensors import (
     PAMAP2_ACTIVITIES,
     PAMAP2_CHANNEL_NAMES,
@@ -64,6 +64,7 @@ __all__ = [
     "download_pamap2",
     "expert_views_for",
     "fill_missing_values",
+    "fixed_items",
     "librispeech_speaker_id_split",
     "load_audio_folder",
     "load_audio_mnist",

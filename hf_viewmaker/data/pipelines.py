@@ -69,6 +69,13 @@ def _limit(dataset, limit: int | None):
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
+def fixed_items(dataset: Dataset) -> Dataset:
+    """`dataset` as a fixed set of items for evaluation. Accelerate's data loaders call a dataset's `set_epoch` with
+    their pass count, so random windows (Pamap2) would be redrawn at every evaluation; seen through a `Subset`, which
+    has no `set_epoch`, they stay those of the dataset's current epoch."""
+    return Subset(dataset, range(len(dataset))) if hasattr(dataset, "set_epoch") else dataset
+
+
 def expert_views_for(args, domain: str, image_size: int | None = None) -> torch.nn.Module | None:
     """The handcrafted views a run's flags ask for (`--view_mode`, `--expert_views`), or `None`. `image_size` (for
     the SimCLR crops) defaults to `args.image_size`."""
@@ -276,4 +283,4 @@ def build_pipeline(args, processor: Any | None = None) -> DataPipeline:
     return builders[args.domain](args, processor)
 
 
-__all__ = ["DataPipeline", "PACKAGED_DATASETS", "build_pipeline", "expert_views_for"]
+__all__ = ["DataPipeline", "PACKAGED_DATASETS", "build_pipeline", "expert_views_for", "fixed_items"]
