@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,16 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
 def test_a_domain_without_recipes_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         compare_views.parse_args(["--domain", "nope", "--config_dir", str(tmp_path)])
+
+
+def test_every_command_and_picture_of_the_results_page_is_valid():
+    page = (REPO_ROOT / "docs" / "results.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
+    assert len(pictures) == 3 and all((REPO_ROOT / "docs" / picture).is_file() for picture in pictures)
+    # Commands in code spans or blocks, up to a closing backtick, a comment or the end of the line.
+    commands = re.findall(r"compare_views\.py ([^`#\n]*)", page)
+    assert len(commands) >= 3
+    for command in commands:
+        args, _ = compare_views.parse_args(shlex.split(command.replace("<domain>", "fashion_mnist")))
+        assert set(args.methods) <= set(compare_views.METHODS)
+    assert {"fashion_mnist", "asterisk", "basic_motions"} <= set(re.findall(r"--domain (\w+)", page))
