@@ -36,7 +36,8 @@ def sensor_run(tmp_path, monkeypatch):
         "--domain", "sensor", "--train_file", str(tmp_path / "train.ts"), "--validation_file", str(tmp_path / "test.ts"),
         "--num_channels", "4", "--n_fft", "15", "--hop_length", "4", "--clamp_views", "false", "--num_res_blocks", "1",
         "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8",
-        "--embedding_dim", "16", "--per_device_train_batch_size", "4", "--max_steps", "0", "--report_to", "none", "--output_dir", str(tmp_path / "run"),
+        "--embedding_dim", "16", "--per_device_train_batch_size", "4", "--max_steps", "0", "--report_to", "none",
+        "--output_dir", str(tmp_path / "run"),
     ])
     AcceleratorState._reset_state(reset_partial_state=True)
     return tmp_path / "run"
@@ -53,7 +54,7 @@ def test_draws_inputs_views_and_perturbations_of_the_first_examples(sensor_run, 
     inputs, views, perturbations = (picture[row * 10 : row * 10 + 8] for row in range(3))
     assert not np.array_equal(inputs, views)
     assert perturbations.min() < 100 < 160 < perturbations.max()  # both signs around mid-grey
-    assert "2 examples of shape (4, 8, 16)" in capsys.readouterr().out
+    assert f"{output}: {picture.shape[1]}x{picture.shape[0]} px" in capsys.readouterr().out
 
 
 def test_a_run_without_a_viewmaker_is_refused(tmp_path):

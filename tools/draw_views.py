@@ -4,8 +4,9 @@
         --examples 2 --output docs/results/basic_motions_views.png
 
 The run's data pipeline is rebuilt from its `training_args.json` (run this from the directory the run was started
-in, since its data paths are relative to it), and its saved viewmaker perturbs the first `--examples` validation
-examples, as `training/pretrain.py` draws `views.png`. The picture has one column per example and three rows: the
+in, since its data paths are relative to it; fitted statistics are fitted again, the same way on the same files), and
+its saved viewmaker perturbs the first `--examples` validation examples, as `training/pretrain.py` draws `views.png`
+(`DataPipeline.view_grid`). The picture has one column per example and three rows: the
 clean input, the view and the perturbation amplified to the full grey range (mid-grey is zero); sensor spectrograms
 show their first channels side by side.
 """
@@ -14,11 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from hf_viewmaker import ViewmakerModel
 from hf_viewmaker.data import build_pipeline
-from hf_viewmaker.visualization import make_view_grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,16 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     training_args = argparse.Namespace(**json.loads((args.run / "training_args.json").read_text()))
     pipeline = build_pipeline(training_args)
     viewmaker = ViewmakerModel.from_pretrained(args.run / "viewmaker").eval()
-    with torch.no_grad():
-        inputs = pipeline.make_inputs(pipeline.eval_batch(args.examples, torch.device("cpu")), None, False)[0]
-        views = viewmaker(inputs, generator=torch.Generator().manual_seed(args.seed))
-    grid = make_view_grid(
-        inputs, views.views, views.perturbation, max_examples=args.examples, scale=args.scale,
-        origin=pipeline.grid_origin,
-    )
+    grid = pipeline.view_grid(viewmaker, count=args.examples, seed=args.seed, scale=args.scale)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output)
-    print(f"{args.output}: {grid.width}x{grid.height} px, {len(inputs)} examples of shape {tuple(inputs.shape[1:])}")
+    print(f"{args.output}: {grid.width}x{grid.height} px")
 
 
 if __name__ == "__main__":

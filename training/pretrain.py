@@ -42,7 +42,6 @@ from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
 from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
 from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS
-from hf_viewmaker.visualization import make_view_grid
 
 logger = get_logger(__name__)
 
@@ -579,10 +578,7 @@ def main(argv: list[str] | None = None) -> None:
             knn_result = accuracy
             accelerator.log({"eval/knn_accuracy": accuracy}, step=completed_steps)
         if unwrapped.viewmaker is not None and accelerator.is_main_process:
-            with torch.no_grad():
-                sample = pipeline.make_inputs(pipeline.eval_batch(8, accelerator.device), None, False)[0]
-                views = unwrapped.viewmaker(sample, generator=torch.Generator(device=sample.device).manual_seed(0))
-            grid = make_view_grid(sample, views.views, views.perturbation, origin=pipeline.grid_origin)
+            grid = pipeline.view_grid(unwrapped.viewmaker)
             for tracker in accelerator.trackers:
                 if tracker.name == "tensorboard":
                     pixels = np.asarray(grid.convert("RGB"))[None]

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Subset, default_collate
 
 from ..processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
 from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
+from ..visualization import make_view_grid
 from .images import ImageExamples, load_image_splits
 from .packaged import FASHION_MNIST_SAMPLE_FILES
 from .sensors import Pamap2Windows, SeriesExamples
@@ -63,6 +65,17 @@ class DataPipeline:
         source = self.validation if self.validation is not None else self.train
         batch = self.eval_collate([source[i] for i in range(min(count, len(source)))])
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def view_grid(self, viewmaker: torch.nn.Module, count: int = 8, seed: int = 0, scale: int = 4) -> Image.Image:
+        """`make_view_grid` of `viewmaker` (a `ViewmakerModel`) on the first `count` validation items, the clean
+        inputs it was trained on, with the viewmaker's noise drawn from a generator seeded with `seed`."""
+        device = next(viewmaker.parameters()).device
+        inputs = self.make_inputs(self.eval_batch(count, device), None, False)[0]
+        views = viewmaker(inputs, generator=torch.Generator(device=device).manual_seed(seed))
+        return make_view_grid(
+            inputs, views.views, views.perturbation, max_examples=count, scale=scale, origin=self.grid_origin
+        )
 
 
 def _limit(dataset, limit: int | None):
