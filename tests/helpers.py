@@ -1,6 +1,9 @@
 """Helpers shared by several test modules."""
 
+import importlib.util
 import io
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -122,3 +125,22 @@ def write_ts_file(path, series_per_class=4, channels=3, length=64, classes=("Wal
         lines.append(":".join(dims) + ":" + label)
     path.write_text("\n".join(lines) + "\n")
     return values, labels
+
+
+def load_script(path) -> ModuleType:
+    """A script of the repository (`training/pretrain.py`, `tools/draw_views.py`, ...) imported by its path."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(main, argv: list[str]) -> None:
+    """Run a script's `main` in this process, with a fresh Accelerate state before and after."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        main(argv)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)

@@ -1,6 +1,5 @@
 """training/compare_views.py: the small-scale comparison driver, end to end on tiny synthetic series."""
 
-import importlib.util
 import json
 import re
 import shlex
@@ -8,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_ts_file
+from helpers import load_script, write_ts_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("compare_views", REPO_ROOT / "training" / "compare_views.py")
-compare_views = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_views)
+compare_views = load_script(REPO_ROOT / "training" / "compare_views.py")
 
 RECIPE = """domain: sensor
 train_file: {data}/train.ts

@@ -1,45 +1,33 @@
 """tools/draw_views.py: the pictures of docs/results.md, drawn from a saved pretraining run."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import write_ts_file
+from helpers import load_script, run_in_process, write_ts_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pretrain = _load(REPO_ROOT / "training" / "pretrain.py")
-draw_views = _load(REPO_ROOT / "tools" / "draw_views.py")
+pretrain = load_script(REPO_ROOT / "training" / "pretrain.py")
+draw_views = load_script(REPO_ROOT / "tools" / "draw_views.py")
 
 
 @pytest.fixture
 def sensor_run(tmp_path, monkeypatch):
     """An untrained (--max_steps 0) sensor run on 4-channel series: its viewmaker still perturbs at full budget."""
-    from accelerate.state import AcceleratorState
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     write_ts_file(tmp_path / "train.ts", channels=4)
     write_ts_file(tmp_path / "test.ts", series_per_class=2, channels=4, seed=1)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    pretrain.main([
+    run_in_process(pretrain.main, [
         "--domain", "sensor", "--train_file", str(tmp_path / "train.ts"), "--validation_file", str(tmp_path / "test.ts"),
         "--num_channels", "4", "--n_fft", "15", "--hop_length", "4", "--clamp_views", "false", "--num_res_blocks", "1",
         "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8",
         "--embedding_dim", "16", "--per_device_train_batch_size", "4", "--max_steps", "0", "--report_to", "none",
         "--output_dir", str(tmp_path / "run"),
     ])
-    AcceleratorState._reset_state(reset_partial_state=True)
     return tmp_path / "run"
 
 

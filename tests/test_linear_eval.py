@@ -1,7 +1,6 @@
 """training/linear_eval.py and hf_viewmaker.evaluation.linear_probe: linear evaluation of tiny pretrained runs (images,
 speech on LibriSpeech-schema files and a dev-clean folder, Pamap2 in its archive layout)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,7 +34,14 @@ from hf_viewmaker.evaluation.linear_probe import (
 )
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
 
-from helpers import encode_audio, speech_clip, write_librispeech_parquet, write_pamap2_subject
+from helpers import (
+    encode_audio,
+    load_script,
+    run_in_process,
+    speech_clip,
+    write_librispeech_parquet,
+    write_pamap2_subject,
+)
 from test_corruptions import make_fake_cifar10c
 from test_pretrain import ENCODER_TINY
 
@@ -59,33 +65,15 @@ EVAL_TINY = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", TRAINING / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-linear_eval = _load_script("linear_eval")
-
-
-def _in_process(main, argv):
-    """Run a script's `main` in this process, with a fresh Accelerate state before and after."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    try:
-        main(argv)
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
+linear_eval = load_script(TRAINING / "linear_eval.py")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A pretraining run folder (encoder/ + viewmaker/) after 2 steps of the quickstart recipe, shrunk."""
     output_dir = tmp_path_factory.mktemp("pretrain_run")
-    pretrain = _load_script("pretrain")
-    _in_process(pretrain.main, [*PRETRAIN_TINY, "--output_dir", str(output_dir)])
+    pretrain = load_script(TRAINING / "pretrain.py")
+    run_in_process(pretrain.main, [*PRETRAIN_TINY, "--output_dir", str(output_dir)])
     assert (output_dir / "encoder" / "config.json").is_file() and (output_dir / "viewmaker" / "config.json").is_file()
     return output_dir
 
@@ -186,8 +174,8 @@ def test_build_linear_probe_keeps_the_pretrained_encoder_frozen(tiny_run):
 
 def test_cached_features_train_the_same_head(tiny_run, tmp_path):
     base = ["--model_name_or_path", str(tiny_run), *EVAL_TINY, "--num_train_epochs", "3", "--train_views", "none"]
-    _in_process(linear_eval.main, [*base, "--output_dir", str(tmp_path / "live")])
-    _in_process(linear_eval.main, [*base, "--cache_features", "true", "--output_dir", str(tmp_path / "cached")])
+    run_in_process(linear_eval.main, [*base, "--output_dir", str(tmp_path / "live")])
+    run_in_process(linear_eval.main, [*base, "--cache_features", "true", "--output_dir", str(tmp_path / "cached")])
     live, cached = _results(tmp_path / "live"), _results(tmp_path / "cached")
     assert cached["cache_features"] and not live["cache_features"]
     for key in ("top1_accuracy", "top5_accuracy", "macro_f1", "eval_loss"):
@@ -198,7 +186,7 @@ def test_cached_features_train_the_same_head(tiny_run, tmp_path):
 
 
 def test_knn_only_reports_knn_accuracy(tiny_run, tmp_path):
-    _in_process(linear_eval.main, [
+    run_in_process(linear_eval.main, [
         "--model_name_or_path", str(tiny_run), *EVAL_TINY, "--knn_only", "true", "--knn_k", "5",
         "--output_dir", str(tmp_path),
     ])
@@ -211,8 +199,8 @@ def test_knn_only_reports_knn_accuracy(tiny_run, tmp_path):
 def test_an_encoder_folder_alone_needs_no_viewmaker_unless_asked(tiny_run, tmp_path):
     argv = ["--model_name_or_path", str(tiny_run / "encoder"), *EVAL_TINY, "--num_train_epochs", "1"]
     with pytest.raises(FileNotFoundError, match="viewmaker"):
-        _in_process(linear_eval.main, [*argv, "--output_dir", str(tmp_path)])
-    _in_process(
+        run_in_process(linear_eval.main, [*argv, "--output_dir", str(tmp_path)])
+    run_in_process(
         linear_eval.main, [*argv, "--train_views", "none", "--features", "pooled", "--output_dir", str(tmp_path)]
     )
     results = _results(tmp_path)
@@ -245,7 +233,7 @@ def test_cifar10c_results_are_added_after_training(tmp_path):
     cifar10c = tmp_path / "CIFAR-10-C"
     make_fake_cifar10c(cifar10c, images_per_severity=4)
     output_dir = tmp_path / "eval"
-    _in_process(linear_eval.main, [
+    run_in_process(linear_eval.main, [
         "--model_name_or_path", str(run), "--train_file", str(_rgb_parquet(tmp_path / "train.parquet", 24, 0)),
         "--validation_file", str(_rgb_parquet(tmp_path / "test.parquet", 12, 1)), "--image_column_name", "img",
         "--train_views", "expert", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
@@ -317,7 +305,7 @@ def speech_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("speech")
     write_librispeech_parquet(root / "train.parquet", per_speaker=4)
     write_librispeech_parquet(root / "validation.parquet", speakers=(3, 19, 250), per_speaker=2, seed=40)
-    _in_process(_load_script("pretrain").main, [
+    run_in_process(load_script(TRAINING / "pretrain.py").main, [
         "--domain", "audio", "--train_file", str(root / "train.parquet"), "--validation_file",
         str(root / "validation.parquet"), "--label_column_name", "speaker_id", "--image_size", "64",
         "--num_channels", "1", "--encoder_preset", "resnet18_audio", "--clamp_views", "false",
@@ -328,7 +316,7 @@ def speech_run(tmp_path_factory) -> Path:
 
 def test_speech_linear_eval_on_librispeech_schema_files(speech_run, tmp_path):
     run, output_dir = speech_run / "run", tmp_path / "eval"
-    _in_process(linear_eval.main, [
+    run_in_process(linear_eval.main, [
         "--model_name_or_path", str(run), "--domain", "audio", "--train_file", str(speech_run / "train.parquet"),
         "--validation_file", str(speech_run / "validation.parquet"), "--label_column_name", "speaker_id",
         "--lr_scheduler_type", "constant", "--num_train_epochs", "2", "--per_device_train_batch_size", "4",
@@ -380,7 +368,7 @@ def test_speech_transfer_recipe_with_expert_views_and_knn(speech_run, tmp_path):
         "--data_dir", str(data_dir), "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
         "--report_to", "none",
     ]
-    _in_process(linear_eval.main, [
+    run_in_process(linear_eval.main, [
         *base, "--num_train_epochs", "2", "--eval_every_epochs", "1", "--train_views", "expert", "--expert_views",
         "waveform_crop_noise", "--output_dir", str(tmp_path / "probe"),
     ])
@@ -393,7 +381,7 @@ def test_speech_transfer_recipe_with_expert_views_and_knn(speech_run, tmp_path):
     # A transfer set is normalised with its own statistics (REFERENCE.md §4.3), on the encoder's front end.
     assert results["audio_normalization"] == {"mean": -22.924, "std": 12.587}
     assert [h["epoch"] for h in results["history"] if "top1_accuracy" in h] == [1, 2]
-    _in_process(linear_eval.main, [*base, "--knn_only", "true", "--knn_k", "3", "--output_dir", str(tmp_path / "knn")])
+    run_in_process(linear_eval.main, [*base, "--knn_only", "true", "--knn_k", "3", "--output_dir", str(tmp_path / "knn")])
     knn = _results(tmp_path / "knn")
     assert 0.0 <= knn["knn_accuracy"] <= 1.0 and (knn["num_train_examples"], knn["num_eval_examples"]) == (12, 3)
 
@@ -406,7 +394,7 @@ def pamap2_run(tmp_path_factory) -> Path:
     protocol.mkdir(parents=True)
     for subject in range(101, 110):
         write_pamap2_subject(protocol / f"subject{subject}.dat", [(1, 1100), (0, 20), (4, 1100)], subject)
-    _in_process(_load_script("pretrain").main, [
+    run_in_process(load_script(TRAINING / "pretrain.py").main, [
         "--domain", "sensor", "--data_dir", str(root), "--num_channels", "52", "--image_size", "32",
         "--clamp_views", "false", "--max_train_samples", "8", "--max_eval_samples", "8",
         "--output_dir", str(root / "run"), *ENCODER_TINY,
@@ -425,7 +413,7 @@ def test_pamap2_linear_eval_uses_the_pretraining_statistics(pamap2_run, tmp_path
         raise AssertionError("the evaluation refitted the sensor statistics")
 
     monkeypatch.setattr(SensorSpectrogramProcessor, "fit_statistics", refit)
-    _in_process(linear_eval.main, [
+    run_in_process(linear_eval.main, [
         "--config", str(CONFIGS / "eval_pamap2.yaml"), "--model_name_or_path", str(run), "--data_dir",
         str(pamap2_run), *PAMAP2_TINY, "--num_train_epochs", "2", "--output_dir", str(output_dir),
     ])
@@ -454,7 +442,7 @@ def test_pamap2_linear_eval_uses_the_pretraining_statistics(pamap2_run, tmp_path
 def test_pamap2_evaluation_windows_are_fixed_and_training_windows_are_redrawn(pamap2_run, tmp_path):
     # A learning rate of 0 keeps the head fixed: the evaluation loss must then repeat exactly, while the training
     # loss changes with each epoch's windows. The original's 12-output head with --num_labels 12.
-    _in_process(linear_eval.main, [
+    run_in_process(linear_eval.main, [
         "--config", str(CONFIGS / "eval_pamap2.yaml"), "--model_name_or_path", str(pamap2_run / "run"),
         "--data_dir", str(pamap2_run), *PAMAP2_TINY, "--num_train_epochs", "3", "--eval_every_epochs", "1",
         "--learning_rate", "0", "--train_views", "none", "--num_labels", "12", "--output_dir", str(tmp_path),
@@ -468,7 +456,7 @@ def test_pamap2_evaluation_windows_are_fixed_and_training_windows_are_redrawn(pa
 
 def test_a_processor_of_another_domain_is_refused(pamap2_run, tmp_path):
     with pytest.raises(ValueError, match="SensorSpectrogramProcessor"):
-        _in_process(linear_eval.main, [
+        run_in_process(linear_eval.main, [
             "--model_name_or_path", str(pamap2_run / "run"), "--domain", "audio", "--train_file", "unused.parquet",
             "--output_dir", str(tmp_path),
         ])

@@ -1,6 +1,5 @@
 """training/pretrain.py end to end: real runs of the script, with Accelerate, on the packaged Fashion-MNIST sample."""
 
-import importlib.util
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from accelerate.utils import set_seed
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerForContrastivePretraining, ViewmakerModel
 from hf_viewmaker.data.device_images import DeviceImageDataset
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
-from helpers import write_librispeech_parquet, write_pamap2_subject, write_ts_file
+from helpers import load_script, write_librispeech_parquet, write_pamap2_subject, write_ts_file
 from hf_viewmaker.data import decode_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +37,7 @@ TINY = [
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _load_script(name: str = "pretrain"):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pretrain = _load_script()
+pretrain = load_script(SCRIPT)
 
 
 def _launch(output_dir: Path, *args: str, processes: int = 1) -> list[str]:
@@ -180,7 +172,7 @@ def test_unknown_recipe_keys_are_named(tmp_path):
 def test_readme_documents_every_flag(script, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO_ROOT / "training"))  # benchmark.py imports pretrain.py beside it
     readme = (REPO_ROOT / "README.md").read_text()
-    parser = _load_script(script).build_parser()
+    parser = load_script(REPO_ROOT / "training" / f"{script}.py").build_parser()
     flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"]
     assert [f for f in flags if f"`{f}" not in readme] == []
 

@@ -3,12 +3,12 @@
     python tools/draw_views.py outputs/comparison/basic_motions/viewmaker/seed0/pretrain \
         --examples 2 --output docs/results/basic_motions_views.png
 
-The run's data pipeline is rebuilt from its `training_args.json` (run this from the directory the run was started
-in, since its data paths are relative to it; fitted statistics are fitted again, the same way on the same files), and
-its saved viewmaker perturbs the first `--examples` validation examples, as `training/pretrain.py` draws `views.png`
-(`DataPipeline.view_grid`). The picture has one column per example and three rows: the
-clean input, the view and the perturbation amplified to the full grey range (mid-grey is zero); sensor spectrograms
-show their first channels side by side.
+The run's data pipeline is rebuilt from its `training_args.json` (run this from the directory the run was started in,
+since its data paths are relative to it; fitted statistics are fitted again, the same way on the same files), and its
+saved viewmaker perturbs the first `--examples` validation examples, as `training/pretrain.py` draws `views.png`
+(`DataPipeline.view_grid`). The picture has one column per example and three rows: the clean input, the view and the
+perturbation amplified to the full grey range (mid-grey is zero); sensor spectrograms show their first channels side by
+side.
 """
 
 import argparse
