@@ -14,6 +14,8 @@ Tolerances, in dB of ``power_to_db(S**2)`` (i.e. before the z-score), over the w
 
 import json
 import math
+import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -25,6 +27,8 @@ from hf_viewmaker.processing import (
     MAX_LENGTH,
     LogMelFeatureExtractor,
 )
+from hf_viewmaker.processing import feature_extraction_logmel
+from hf_viewmaker.processing.spectral import centered_stft
 
 
 SR = 16000
@@ -121,6 +125,55 @@ def test_mel_power_then_log_is_log_mel_and_masking_hits_floor():
     img = fe.to_log_normalized(masked)
     floor = (fe.power_to_db(masked).amax(dim=(-2, -1)) - 80.0 - MEAN) / STD
     torch.testing.assert_close(img[..., 10:20, :], floor[..., None, None].expand(3, 1, 10, 64))
+
+
+# ------------------------------------------------------------------------------------------------ the fast CPU path
+@pytest.mark.parametrize(
+    "length,n_fft,hop",
+    [(150_526, 2048, 2360), (150_526, 2048, 672), (5_000, 256, 64), (300, 256, 100), (129, 256, 7), (1_001, 255, 50),
+     (40, 64, 70), (33, 64, 1)],
+)  # the paper's hop, overlapping frames, edge frames only, an odd n_fft, hop > n_fft, one-sample hops
+def test_centered_stft_equals_torch_stft(length, n_fft, hop):
+    signals = torch.randn(3, length, dtype=torch.float64, generator=torch.Generator().manual_seed(length))
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    expected = torch.stft(signals, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True)
+    torch.testing.assert_close(centered_stft(signals, n_fft, hop), expected, rtol=0, atol=1e-10)
+
+
+def test_chunks_blocks_and_threads_do_not_change_the_result(monkeypatch):
+    fe = LogMelFeatureExtractor(size=64)
+    waves = torch.tensor(np.stack([_fit_np(y) for s in (0, 1) for y in _signals(MAX_LENGTH, s).values()]))[:5]
+    window = torch.hann_window(fe.n_fft, periodic=True, dtype=torch.float64)
+    spectrum = torch.stft(waves, fe.n_fft, fe.hop_length, window=window, center=True, pad_mode="reflect",
+                          return_complex=True)
+    dense = (fe.mel_filters(dtype=torch.float64) @ spectrum.abs().square()).unsqueeze(1)  # one dense matmul
+    monkeypatch.setattr(feature_extraction_logmel, "CPU_FRAMES_PER_CHUNK", 2 * fe.num_frames)  # chunks of 2, 2, 1
+    torch.testing.assert_close(fe.mel_power(waves), dense, rtol=1e-12, atol=0)
+
+    expected = [fe.log_mel(batch) for batch in (waves[:3].float(), waves[3:].float())]
+    results: dict[int, torch.Tensor] = {}
+    barrier = threading.Barrier(2)
+
+    def run(index: int, batch: torch.Tensor) -> None:
+        barrier.wait()
+        results[index] = torch.stack([fe.log_mel(batch) for _ in range(5)])
+
+    threads = [threading.Thread(target=run, args=(i, b)) for i, b in enumerate((waves[:3].float(), waves[3:].float()))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, image in enumerate(expected):  # each thread has its own scratch buffers
+        torch.testing.assert_close(results[index], image.expand(5, *image.shape), rtol=0, atol=0)
+
+
+def test_pickled_extractor_leaves_its_scratch_buffers_behind():
+    fe = LogMelFeatureExtractor(size=64)
+    waves = torch.randn(2, MAX_LENGTH)
+    image = fe.log_mel(waves)
+    payload = pickle.dumps(fe)
+    assert len(payload) < 1_000_000  # the CPU workspace is ~16 MB
+    torch.testing.assert_close(pickle.loads(payload).log_mel(waves), image, rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------------------------ shapes and inputs
