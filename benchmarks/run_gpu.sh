@@ -22,8 +22,10 @@ bench "${CIFAR[@]}" "${GPU_PATH[@]}" "${STEPS[@]}"
 bench "${CIFAR[@]}" "${GPU_PATH[@]}" "${STEPS[@]}" --torch_compile true
 # The same recipe with the default options: float32, contiguous (NCHW) tensors, unfused optimizers, one fixed batch.
 bench "${CIFAR[@]}" "${STEPS[@]}"
-# The original two-pass update on the GPU path (one-pass is the first line).
+# The original two-pass update on the GPU path (one-pass is the first line), and one-pass with the viewmaker's
+# selective activation checkpointing: the allocator's peaks of the three.
 bench "${CIFAR[@]}" "${GPU_PATH[@]}" "${STEPS[@]}" --adversarial_update two_pass
+bench "${CIFAR[@]}" "${GPU_PATH[@]}" "${STEPS[@]}" --gradient_checkpointing selective
 # The SimCLR expert views made on the GPU from the uint8 images there.
 bench --config training/configs/cifar10_expert_simclr.yaml "${GPU_PATH[@]}" "${STEPS[@]}"
 # Step time against batch size (256 is the first line) and against input size (32 x 32 is the first line).

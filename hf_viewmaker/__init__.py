@@ -26,7 +26,13 @@ from .models.pretraining import (
     ViewmakerPretrainingConfig,
     ViewmakerPretrainingOutput,
 )
-from .models.viewmaker import ViewmakerConfig, ViewmakerModel, ViewmakerOutput, ViewmakerPreTrainedModel
+from .models.viewmaker import (
+    ViewmakerConfig,
+    ViewmakerModel,
+    ViewmakerOutput,
+    ViewmakerPreTrainedModel,
+    convolution_saving_checkpoint_context,
+)
 from .objectives import InstDiscLoss, SimCLRLoss
 from .processing import LogMelFeatureExtractor, ViewmakerImageProcessor
 
@@ -59,4 +65,5 @@ __all__ = [
     "ViewmakerPreTrainedModel",
     "ViewmakerPretrainingConfig",
     "ViewmakerPretrainingOutput",
+    "convolution_saving_checkpoint_context",
 ]

@@ -346,7 +346,8 @@ def test_unreadable_clip_without_skipping_is_an_error_naming_the_file(tmp_path, 
 
 def test_gpu_path_options_train_and_save_plain_weights(tmp_path, in_process):
     in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "2", "--channels_last", "true",
-                "--fused_optimizers", "true", "--torch_compile", "true", "--torch_compile_backend", "aot_eager"])
+                "--fused_optimizers", "true", "--torch_compile", "true", "--torch_compile_backend", "aot_eager",
+                "--gradient_checkpointing", "selective"])
     results = json.loads((tmp_path / "train_results.json").read_text())
     assert all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
     # Compiled, channels-last training still saves ordinary state dicts (no `_orig_mod.` prefixes).
@@ -372,6 +373,12 @@ def test_data_on_device_needs_the_image_domain(capsys):
     with pytest.raises(SystemExit):
         pretrain.parse_args(["--domain", "audio", "--data_on_device", "true"])
     assert "--data_on_device" in capsys.readouterr().err
+
+
+def test_gradient_checkpointing_needs_a_viewmaker(capsys):
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--view_mode", "expert", "--gradient_checkpointing", "full"])
+    assert "--gradient_checkpointing" in capsys.readouterr().err
 
 
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy")

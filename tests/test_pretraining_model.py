@@ -45,6 +45,18 @@ def test_one_backward_gives_the_viewmaker_the_reversed_gradient(weight):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
 
 
+def test_gradient_checkpointing_recomputes_the_viewmaker_and_keeps_the_update():
+    plain, checkpointed = _model(), _model()
+    # transformers 5.x renamed it activation checkpointing; `gradient_checkpointing_enable` is the older alias.
+    getattr(checkpointed, "activation_checkpointing_enable", checkpointed.gradient_checkpointing_enable)()
+    assert checkpointed.viewmaker.gradient_checkpointing
+    x = torch.rand(6, 1, 12, 12)
+    for model in (plain, checkpointed):
+        model(x, generator=torch.Generator().manual_seed(3)).loss.backward()
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
 def test_views_and_embeddings_are_returned_per_view():
     model = _model()
     x = torch.rand(4, 1, 12, 12)

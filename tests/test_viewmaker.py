@@ -1,11 +1,13 @@
+import collections
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoConfig, AutoModel
 
-from hf_viewmaker import ViewmakerConfig, ViewmakerModel
+from hf_viewmaker import ViewmakerConfig, ViewmakerModel, convolution_saving_checkpoint_context
 
 
 def _original_case(fixtures_dir, name):
@@ -130,6 +132,54 @@ def test_gradients_reach_the_viewmaker():
     model = ViewmakerModel(ViewmakerConfig(num_res_blocks=1))
     model(torch.rand(2, 3, 8, 8)).views.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("noise_source", ["generator", "global RNG"])
+@pytest.mark.parametrize("mode", ["full", "selective"])
+def test_gradient_checkpointing_gives_the_same_views_and_gradients_and_recomputes_in_backward(noise_source, mode):
+    x = torch.rand(2, 3, 16, 16)
+    upstream = torch.randn(2, 3, 16, 16)
+    runs = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = ViewmakerModel(ViewmakerConfig(num_res_blocks=2))
+        if checkpointing:
+            kwargs = {"use_reentrant": False}
+            if mode == "selective":
+                kwargs["context_fn"] = convolution_saving_checkpoint_context
+            # transformers 5.x renamed it activation checkpointing; `gradient_checkpointing_enable` is the older alias.
+            getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)(kwargs)
+        saved_bytes = []
+        torch.manual_seed(1)
+        generator = torch.Generator().manual_seed(7) if noise_source == "generator" else None
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved_bytes.append(t.numel() * t.element_size()) or t, lambda t: t
+        ):
+            views = model(x, generator=generator).views
+        with _OpCounter() as backward_ops:  # the recomputation draws nothing: the noise was drawn before it
+            (views * upstream).sum().backward()
+        runs.append((views.detach(), [p.grad for p in model.parameters()], sum(saved_bytes), backward_ops.counts))
+    (plain_views, plain_grads, plain_bytes, plain_ops), (views, grads, checkpointed_bytes, ops) = runs
+    torch.testing.assert_close(views, plain_views, rtol=0, atol=0)
+    for grad, plain_grad in zip(grads, plain_grads):
+        torch.testing.assert_close(grad, plain_grad, rtol=1e-5, atol=1e-7)
+    # Only the network's input and noise are kept in the autograd graph; the rest is recomputed in backward ...
+    assert checkpointed_bytes < 0.05 * plain_bytes, (checkpointed_bytes, plain_bytes)
+    convolution, padding = torch.ops.aten.convolution.default, torch.ops.aten.reflection_pad2d.default
+    assert plain_ops[convolution] == plain_ops[padding] == 0
+    assert ops[padding] == 10  # ... the padding of each of the 10 convolutions (their weight gradients need it) ...
+    # ... and, in full, the convolutions themselves (the last one's output is not needed, so it may be skipped)
+    assert ops[convolution] >= 9 if mode == "full" else ops[convolution] == 0
 
 
 def test_default_pytorch_init_is_kept():

@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_memory_mb": peak_memory_mb(device),
         "torch_threads": torch.get_num_threads(),
         "channels_last": args.channels_last,
+        "gradient_checkpointing": args.gradient_checkpointing,
         "fused_optimizers": args.fused_optimizers,
         "torch_compile": args.torch_compile,
         "data_on_device": args.data_on_device,

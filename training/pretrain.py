@@ -33,6 +33,7 @@ from hf_viewmaker import (
     ViewmakerConfig,
     ViewmakerForContrastivePretraining,
     ViewmakerPretrainingConfig,
+    convolution_saving_checkpoint_context,
 )
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
 from hf_viewmaker.recipes import parse_args_with_recipe
@@ -142,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs (0: save untrained)")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--channels_last", type=string_to_bool, default=False, help="NHWC memory format (faster convs on GPUs)")
+    train.add_argument(
+        "--gradient_checkpointing", default="none", choices=["none", "selective", "full"],
+        help="recompute the viewmaker's activations in backward instead of keeping them: selective keeps the "
+        "convolutions' outputs and recomputes the cheap rest, full recomputes the whole network",
+    )
     train.add_argument("--torch_compile", type=string_to_bool, default=False, help="compile the model with torch.compile")
     train.add_argument("--torch_compile_backend", default="inductor", help="torch.compile backend (e.g. inductor)")
     train.add_argument(
@@ -173,6 +179,8 @@ def parse_args(argv: list[str] | None = None, parser: argparse.ArgumentParser | 
         args.label_column_name = None
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id NAMESPACE/NAME")
+    if args.gradient_checkpointing != "none" and args.view_mode == "expert":
+        parser.error("--gradient_checkpointing recomputes the viewmaker's activations: --view_mode expert has none")
     if args.adversarial_update == "two_pass" and (args.view_mode == "expert" or args.gradient_accumulation_steps > 1):
         parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
     if args.max_steps is not None and args.max_steps < 0:
@@ -242,6 +250,12 @@ def build_model(args: argparse.Namespace, num_examples: int) -> ViewmakerForCont
     for part in (model.viewmaker, model.encoder):
         if part is not None:
             part.check_input_values = False
+    if args.gradient_checkpointing != "none":
+        kwargs = {"use_reentrant": False}
+        if args.gradient_checkpointing == "selective":
+            kwargs["context_fn"] = convolution_saving_checkpoint_context
+        # transformers 5.x renamed it activation checkpointing; `gradient_checkpointing_enable` is the older alias.
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)(kwargs)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     return model

@@ -96,6 +96,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
     config: ViewmakerPretrainingConfig
     base_model_prefix = "pretraining"
     main_input_name = "pixel_values"
+    # Activation checkpointing recomputes the viewmaker (see `ViewmakerModel`); the encoder keeps its activations.
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: ViewmakerPretrainingConfig):
         super().__init__(config)

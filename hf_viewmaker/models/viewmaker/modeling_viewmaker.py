@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import create_selective_checkpoint_contexts
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -106,12 +107,26 @@ def _apply_dct(x: torch.Tensor, spatial_dims: int, inverse: bool) -> torch.Tenso
     return out
 
 
+def convolution_saving_checkpoint_context():
+    """A ``context_fn`` for ``torch.utils.checkpoint.checkpoint`` (selective activation checkpointing) that keeps the
+    convolutions' outputs and recomputes everything else in backward: padding, upsampling, InstanceNorm, activations
+    and the noise concatenation. In the viewmaker those hold most of the saved memory and take little of the compute
+    (benchmarks/RESULTS.md)::
+
+        model.activation_checkpointing_enable(
+            {"use_reentrant": False, "context_fn": convolution_saving_checkpoint_context}
+        )
+    """
+    return create_selective_checkpoint_contexts([torch.ops.aten.convolution.default])
+
+
 class ViewmakerPreTrainedModel(PreTrainedModel):
     config_class = ViewmakerConfig
     config: ViewmakerConfig
     base_model_prefix = "viewmaker"
     main_input_name = "pixel_values"
     _no_split_modules = ["ViewmakerResidualBlock"]
+    supports_gradient_checkpointing = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # The original uses PyTorch's default init (REFERENCE.md §1); transformers' generic normal(0, 0.02) would
@@ -138,6 +153,11 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
 
     def __init__(self, config: ViewmakerConfig):
         super().__init__(config)
+        # Set by `activation_checkpointing_enable()`: the network is recomputed in backward instead of keeping its
+        # activations (all of it, or what a `context_fn` such as `convolution_saving_checkpoint_context` does not
+        # keep). The noise is drawn before the network runs, so the recomputation sees the same noise whichever
+        # generator it came from.
+        self.gradient_checkpointing = False
         dims, channels = config.spatial_dims, config.num_channels
         _, _, norm = _layer_types(dims)
         self.act = nn.ReLU() if config.activation == "relu" else nn.LeakyReLU()
@@ -180,19 +200,27 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         if self.check_input_values and not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
             raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)} contains NaN or inf values.")
 
-    def _add_noise_channel(self, hidden_states: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        # Drawn in float32 whatever the compute dtype, so a seed gives the same noise as the original's `torch.rand`.
-        shape = (hidden_states.shape[0], 1, *hidden_states.shape[2:])
-        noise = torch.rand(shape, generator=generator, device=hidden_states.device, dtype=torch.float32)
+    def _draw_noise(self, inputs: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
+        """The network's noise maps, in the original's order: one at full resolution, then one at the bottleneck
+        per residual block (after two stride-2 convolutions, ``(n - 1) // 2 + 1`` twice). Drawn in float32 whatever
+        the compute dtype, so a seed gives the same noise as the original's `torch.rand`."""
+        batch, full_size = inputs.shape[0], tuple(inputs.shape[2:])
+        bottleneck = tuple((((n - 1) // 2 + 1) - 1) // 2 + 1 for n in full_size)
+        sizes = [full_size] + [bottleneck] * self.config.num_res_blocks
+        return [torch.rand((batch, 1, *size), generator=generator, device=inputs.device, dtype=torch.float32)
+                for size in sizes]
+
+    @staticmethod
+    def _with_noise_channel(hidden_states: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return torch.cat((hidden_states, noise.to(hidden_states.dtype)), dim=1)
 
-    def _network(self, inputs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The unbounded network output, of the shape of `inputs`."""
-        hidden = self.act(self.in1(self.conv1(self._add_noise_channel(inputs, generator))))
+    def _network(self, inputs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        """The unbounded network output, of the shape of `inputs`, given the noise maps of `_draw_noise`."""
+        hidden = self.act(self.in1(self.conv1(self._with_noise_channel(inputs, noise[0]))))
         half_resolution = self.act(self.in2(self.conv2(hidden)))
         hidden = self.act(self.in3(self.conv3(half_resolution)))
-        for block in self.residual_blocks:
-            hidden = block(self._add_noise_channel(hidden, generator))
+        for block, block_noise in zip(self.residual_blocks, noise[1:]):
+            hidden = block(self._with_noise_channel(hidden, block_noise))
         hidden = self.act(self.in4(self.deconv1(hidden, output_size=half_resolution.shape[2:])))
         hidden = self.act(self.in5(self.deconv2(hidden, output_size=inputs.shape[2:])))
         return self.deconv3(hidden)
@@ -243,7 +271,11 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         if self.config.frequency_domain:
             inputs = _apply_dct(inputs, self.config.spatial_dims, inverse=False).to(pixel_values.dtype)
 
-        raw = self._network(inputs, generator)
+        noise = self._draw_noise(inputs, generator)
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            raw = self._gradient_checkpointing_func(self._network, inputs, *noise)
+        else:
+            raw = self._network(inputs, *noise)
 
         # The budget is a ratio of sums over the whole example: reduced precision would make it drift.
         with torch.autocast(device_type=raw.device.type, enabled=False):
@@ -262,4 +294,4 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         return ViewmakerOutput(views=views, perturbation=perturbation)
 
 
-__all__ = ["ViewmakerModel", "ViewmakerOutput", "ViewmakerPreTrainedModel"]
+__all__ = ["ViewmakerModel", "ViewmakerOutput", "ViewmakerPreTrainedModel", "convolution_saving_checkpoint_context"]
