@@ -32,6 +32,26 @@ def test_benchmark_prints_its_measurements_as_json(update):
     assert measured["peak_memory_mb"] > 0
 
 
+def test_interleaved_two_pass_steps_are_timed_beside_one_pass():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, "--interleave_two_pass", "true",
+         "--gradient_checkpointing", "selective"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["adversarial_update"] == "one_pass" and measured["two_pass_examples_per_second"] > 0
+    assert measured["speedup_over_two_pass"] == pytest.approx(
+        measured["examples_per_second"] / measured["two_pass_examples_per_second"]
+    )
+    refused = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, "--interleave_two_pass", "true",
+         "--adversarial_update", "two_pass"],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert refused.returncode != 0 and "--interleave_two_pass" in refused.stderr
+
+
 @pytest.mark.parametrize(
     "options",
     [["--channels_last", "true", "--fused_optimizers", "true"], ["--torch_compile", "true", "--torch_compile_backend", "aot_eager"]],

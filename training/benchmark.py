@@ -11,6 +11,12 @@ adversarial_update, ..., and the model FLOPs utilisation: flops_per_step (counte
 `torch.utils.flop_counter.FlopCounterMode`), achieved_tflops, matmul_tflops (the device's measured dense matmul rate
 in the run's compute dtype) and mfu (their ratio); on CUDA also host_syncs_per_step (counted by the profiler).
 
+With `--interleave_two_pass true` every timed one-pass step is followed by a timed step of the original two-pass update
+(without activation checkpointing, whatever `--gradient_checkpointing` says) on the same model, so that slow drifts of
+a shared machine hit both alike; the JSON then also holds
+two_pass_step_seconds_median, two_pass_examples_per_second and speedup_over_two_pass (peak_memory_mb then covers both
+updates: compare memory in separate runs).
+
 Batches are one synthetic tensor on the device, or with `--data_on_device true` drawn every step by a
 `DeviceImageLoader` from a synthetic uint8 image set held on the device (`--max_train_samples` images, by default
 CIFAR-10's 50,000). Every flag of training/pretrain.py is accepted too (mixed precision, model sizes, ...).
@@ -47,11 +53,21 @@ def build_parser():
     bench.add_argument("--steps", type=int, default=10, help="timed steps")
     bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    bench.add_argument(
+        "--interleave_two_pass", type=pretrain.string_to_bool, default=False,
+        help="also time the original two-pass update, one step after each one-pass step on the same model, so that "
+        "both see the same machine state",
+    )
     return parser
 
 
 def parse_args(argv: list[str] | None = None):
-    return pretrain.parse_args(argv, build_parser())
+    parser = build_parser()
+    args = pretrain.parse_args(argv, parser)
+    if args.interleave_two_pass and (args.adversarial_update != "one_pass" or args.view_mode == "expert"):
+        parser.error("--interleave_two_pass compares one-pass with two-pass: it needs --adversarial_update one_pass "
+                     "and a viewmaker")
+    return args
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -149,10 +165,10 @@ def main(argv: list[str] | None = None) -> dict:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     no_nonfinite_losses = torch.zeros((), device=device)
 
-    def step(model=model) -> None:
+    def step(model=model, adversarial_update: str = args.adversarial_update) -> None:
         """One training step as training/pretrain.py takes it, from drawing the batch to the optimizer step."""
         batch = next(batches)
-        pretrain.forward_backward(accelerator, model, optimizer, batch, make_inputs, generator, args.adversarial_update)
+        pretrain.forward_backward(accelerator, model, optimizer, batch, make_inputs, generator, adversarial_update)
         pretrain.optimizer_step(accelerator, model, optimizer, no_nonfinite_losses, args.max_grad_norm)
         optimizer.zero_grad()
 
@@ -160,16 +176,23 @@ def main(argv: list[str] | None = None) -> dict:
     flops_per_step = count_flops(lambda: step(accelerator.unwrap_model(model, keep_torch_compile=False)))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
+    times: dict[str, list[float]] = {args.adversarial_update: []}
+    if args.interleave_two_pass:
+        times["two_pass"] = []
+    viewmaker = accelerator.unwrap_model(model, keep_torch_compile=False).viewmaker
+    checkpointing = args.gradient_checkpointing != "none"
     for index in range(args.warmup_steps + args.steps):
-        started = time.perf_counter()
-        step()
-        synchronize(device)
-        if index >= args.warmup_steps:
-            times.append(time.perf_counter() - started)
+        for adversarial_update, update_times in times.items():
+            if args.interleave_two_pass:  # the original update, the baseline, keeps all activations
+                viewmaker.gradient_checkpointing = checkpointing and adversarial_update == "one_pass"
+            started = time.perf_counter()
+            step(adversarial_update=adversarial_update)
+            synchronize(device)
+            if index >= args.warmup_steps:
+                update_times.append(time.perf_counter() - started)
     host_syncs = count_host_syncs(step) if device.type == "cuda" else None
 
-    median = statistics.median(times)
+    median = statistics.median(times[args.adversarial_update])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
     achieved_tflops = flops_per_step / median / 1e12
     peak_tflops = matmul_tflops(device, dtype)
@@ -182,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
         "input_shape": [args.num_channels, args.image_size, args.image_size],
         "steps": args.steps,
         "step_seconds_median": median,
-        "step_seconds_min": min(times),
+        "step_seconds_min": min(times[args.adversarial_update]),
         "examples_per_second": batch_size / median,
         "peak_memory_mb": peak_memory_mb(device),
         "torch_threads": torch.get_num_threads(),
@@ -198,6 +221,13 @@ def main(argv: list[str] | None = None) -> dict:
         "mfu": achieved_tflops / peak_tflops,
         "host_syncs_per_step": host_syncs,
     }
+    if args.interleave_two_pass:
+        two_pass_median = statistics.median(times["two_pass"])
+        result |= {
+            "two_pass_step_seconds_median": two_pass_median,
+            "two_pass_examples_per_second": batch_size / two_pass_median,
+            "speedup_over_two_pass": two_pass_median / median,
+        }
     print(json.dumps(result))
     return result
 
