@@ -281,11 +281,11 @@ class LogMelFeatureExtractor(SequenceFeatureExtractor):
         to the system when they are freed. Other devices have caching allocators."""
         shape = (clips, frames, self.n_fft)
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        key = (device, dtype, shape)
         if device.type != "cpu":
             return torch.empty(shape, device=device, dtype=dtype), torch.empty(
                 (*shape[:-1], self.n_fft // 2 + 1), device=device, dtype=complex_dtype
             )
+        key = (dtype, shape)
         workspaces = self.__dict__.setdefault("_cpu_workspaces", {})
         cached = workspaces.get(threading.get_ident())
         if cached is None or cached[0] != key:

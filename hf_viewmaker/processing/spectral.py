@@ -10,11 +10,6 @@ import torch
 import torch.nn.functional as F
 
 
-def _check_length(length: int, n_fft: int) -> None:
-    if length <= n_fft // 2:
-        raise ValueError(f"signals of {length} samples are too short for the reflect padding of n_fft // 2 = {n_fft // 2}")
-
-
 def stft_num_frames(length: int, n_fft: int, hop_length: int) -> int:
     """Frames of a centred STFT of ``length`` samples: ``1 + length // hop_length`` for an even ``n_fft``."""
     return 1 + (length + 2 * (n_fft // 2) - n_fft) // hop_length
@@ -28,12 +23,12 @@ def windowed_frames(
     window: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Frames ``[N, num_frames, n_fft]`` of ``signals`` ``[N, T]`` (``1 + T // hop_length`` frames for an even
-    ``n_fft``), each multiplied by the periodic Hann
-    window: exactly the frames ``torch.stft(center=True, pad_mode="reflect")`` transforms (frame ``t`` starts at
+    ``n_fft``), each multiplied by the periodic Hann window: exactly the frames ``torch.stft(center=True, pad_mode="reflect")`` transforms (frame ``t`` starts at
     sample ``t * hop_length - n_fft // 2`` of the signal, reflect-padded at both ends). Written into ``out`` when given
     (same shape, dtype and device); ``window`` may pass the Hann window in when it is reused across calls."""
     count, length = signals.shape
-    _check_length(length, n_fft)
+    if length <= n_fft // 2:
+        raise ValueError(f"signals of {length} samples are too short for the reflect padding of n_fft // 2 = {n_fft // 2}")
     half, frames_count = n_fft // 2, stft_num_frames(length, n_fft, hop_length)
     if out is None:
         out = signals.new_empty(count, frames_count, n_fft)
