@@ -25,8 +25,12 @@ def librosa_features(clips: np.ndarray, extractor: LogMelFeatureExtractor) -> np
     out = []
     for clip in clips:
         mel = librosa.feature.melspectrogram(
-            y=clip, sr=extractor.sampling_rate, n_fft=extractor.n_fft, hop_length=extractor.hop_length,
-            n_mels=extractor.size, pad_mode="reflect",
+            y=clip,
+            sr=extractor.sampling_rate,
+            n_fft=extractor.n_fft,
+            hop_length=extractor.hop_length,
+            n_mels=extractor.size,
+            pad_mode="reflect",
         )
         db = librosa.power_to_db(mel**2, top_db=extractor.top_db)
         out.append((db - extractor.normalize_mean) / extractor.normalize_std)
@@ -55,22 +59,35 @@ def main() -> None:
     extractor = LogMelFeatureExtractor(size=args.size)
     rng = np.random.default_rng(0)
     t = np.arange(extractor.max_length) / extractor.sampling_rate
-    clips = np.stack([
-        (0.3 * np.sin(2 * np.pi * (100 + 20 * i) * t * (1 + t)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-        for i in range(args.clips)
-    ])
+    clips = np.stack(
+        [
+            (0.3 * np.sin(2 * np.pi * (100 + 20 * i) * t * (1 + t)) + 0.05 * rng.standard_normal(t.size)).astype(
+                np.float32
+            )
+            for i in range(args.clips)
+        ]
+    )
     waveforms = torch.from_numpy(clips).to(device)
     extractor.log_mel(waveforms[:2])  # builds the cached filterbank (and, on a GPU, the FFT plans)
     torch_seconds, ours = timed(lambda: extractor.log_mel(waveforms), args.repeats, device)
     librosa_seconds, reference = timed(lambda: librosa_features(clips, extractor), args.repeats)
     difference_db = float(np.abs(ours.cpu().numpy() - reference).max() * extractor.normalize_std)
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "clips": args.clips, "samples_per_clip": extractor.max_length, "size": args.size,
-        "torch_batched_seconds": torch_seconds, "librosa_per_clip_seconds": librosa_seconds,
-        "speedup": librosa_seconds / torch_seconds, "max_abs_difference_db": difference_db,
-        "torch_threads": torch.get_num_threads(), "librosa": librosa.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "clips": args.clips,
+                "samples_per_clip": extractor.max_length,
+                "size": args.size,
+                "torch_batched_seconds": torch_seconds,
+                "librosa_per_clip_seconds": librosa_seconds,
+                "speedup": librosa_seconds / torch_seconds,
+                "max_abs_difference_db": difference_db,
+                "torch_threads": torch.get_num_threads(),
+                "librosa": librosa.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

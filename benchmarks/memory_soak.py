@@ -30,14 +30,46 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as output_dir:
         command = [
-            sys.executable, str(ROOT / "training" / "pretrain.py"), "--config",
-            str(ROOT / "training" / "configs" / "quickstart.yaml"), "--output_dir", output_dir,
-            "--max_steps", str(args.steps), "--objective", "instdisc", "--num_negatives", "256",
-            "--image_size", "16", "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16",
-            "--encoder_stem_channels", "8", "--embedding_dim", "16", "--num_res_blocks", "1",
-            "--per_device_train_batch_size", "16", "--max_train_samples", "256", "--max_eval_samples", "64",
-            "--knn_max_train_samples", "256", "--logging_steps", "10", "--checkpointing_steps", "250",
-            "--report_to", "tensorboard",
+            sys.executable,
+            str(ROOT / "training" / "pretrain.py"),
+            "--config",
+            str(ROOT / "training" / "configs" / "quickstart.yaml"),
+            "--output_dir",
+            output_dir,
+            "--max_steps",
+            str(args.steps),
+            "--objective",
+            "instdisc",
+            "--num_negatives",
+            "256",
+            "--image_size",
+            "16",
+            "--encoder_depths",
+            "1",
+            "1",
+            "--encoder_hidden_sizes",
+            "8",
+            "16",
+            "--encoder_stem_channels",
+            "8",
+            "--embedding_dim",
+            "16",
+            "--num_res_blocks",
+            "1",
+            "--per_device_train_batch_size",
+            "16",
+            "--max_train_samples",
+            "256",
+            "--max_eval_samples",
+            "64",
+            "--knn_max_train_samples",
+            "256",
+            "--logging_steps",
+            "10",
+            "--checkpointing_steps",
+            "250",
+            "--report_to",
+            "tensorboard",
         ]
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -53,11 +85,19 @@ def main() -> None:
         results = json.loads((Path(output_dir) / "train_results.json").read_text())
     warm = samples[int(len(samples) * args.warmup_fraction)]
     end = samples[-1]
-    print(json.dumps({
-        "steps": results["completed_steps"], "seconds": time.perf_counter() - started, "samples": len(samples),
-        "rss_after_warmup_mb": warm, "rss_end_mb": end, "rss_max_mb": max(samples),
-        "growth_after_warmup_mb": end - warm,
-    }))
+    print(
+        json.dumps(
+            {
+                "steps": results["completed_steps"],
+                "seconds": time.perf_counter() - started,
+                "samples": len(samples),
+                "rss_after_warmup_mb": warm,
+                "rss_end_mb": end,
+                "rss_max_mb": max(samples),
+                "growth_after_warmup_mb": end - warm,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if needed)")
     push.add_argument("--commit_message", default=None, help="summary of the commit")
     push.add_argument(
-        "--eval_results", nargs="+", default=None, metavar="FILE",
+        "--eval_results",
+        nargs="+",
+        default=None,
+        metavar="FILE",
         help="eval_results.json files of training/linear_eval.py to report in the model card "
         "(default: OUTPUT_DIR/eval_results.json if present)",
     )
     push.add_argument(
-        "--no_model_card", action="store_true",
+        "--no_model_card",
+        action="store_true",
         help="upload OUTPUT_DIR/README.md as it is instead of writing the model card from the run's results",
     )
     return parser

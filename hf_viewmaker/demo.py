@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     make_view_grid(pixels, out.views, out.perturbation).save(output_dir / "views.png")
     viewmaker.save_pretrained(output_dir / "viewmaker")
     mean_abs = out.perturbation.abs().mean(dim=(1, 2, 3))
-    print(f"mean |perturbation| per image: {[round(v, 4) for v in mean_abs.tolist()]} (budget {args.distortion_budget})")
+    print(
+        f"mean |perturbation| per image: {[round(v, 4) for v in mean_abs.tolist()]} (budget {args.distortion_budget})"
+    )
     print(f"wrote {output_dir / 'views.png'} and {output_dir / 'viewmaker'}")
 
 

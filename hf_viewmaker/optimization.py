@@ -96,7 +96,9 @@ class AdversarialOptimizer(torch.optim.Optimizer):
         self.viewmaker_frozen = state_dict["viewmaker_frozen"]
 
 
-def distortion_budget_at(epoch: float, budget: float, start_budget: float | None = None, warmup_epochs: float = 0) -> float:
+def distortion_budget_at(
+    epoch: float, budget: float, start_budget: float | None = None, warmup_epochs: float = 0
+) -> float:
     """The distortion budget at a (fractional) epoch: `budget` throughout, or a linear ramp from `start_budget` to
     `budget` over the first `warmup_epochs`. (The original's schedule wrote to an attribute the viewmaker never read,
     so it did nothing; REFERENCE.md §3.4.)"""

@@ -99,8 +99,7 @@ def write_pamap2_subject(path, segments, seed):
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_ts_file(path, series_per_class=4, channels=3, length=64, classes=("Walk", "Rest", "Run"), seed=0,
-                  missing=()):
+def write_ts_file(path, series_per_class=4, channels=3, length=64, classes=("Walk", "Rest", "Run"), seed=0, missing=()):
     """A classification problem in sktime's `.ts` format: each class is a sine of its own frequency plus noise.
     `missing`: (series, channel, step) cells written as '?'. Returns the values [N, C, T] and the labels."""
     rng = np.random.default_rng(seed)
@@ -109,13 +108,22 @@ def write_ts_file(path, series_per_class=4, channels=3, length=64, classes=("Wal
     for k, name in enumerate(classes):
         for _ in range(series_per_class):
             phase = rng.uniform(0, 2 * np.pi, (channels, 1))
-            values.append(np.sin(2 * np.pi * (k + 1) * t / length * 4 + phase) + 0.1 * rng.standard_normal((channels, length)))
+            values.append(
+                np.sin(2 * np.pi * (k + 1) * t / length * 4 + phase) + 0.1 * rng.standard_normal((channels, length))
+            )
             labels.append(name)
     values = np.asarray(values, dtype=np.float32)
     lines = [
-        "# synthetic test problem", "@problemName Synthetic", "@timeStamps false", "@missing true",
-        "@univariate false", f"@dimensions {channels}", "@equalLength true", f"@seriesLength {length}",
-        f"@classLabel true {' '.join(classes)}", "@data",
+        "# synthetic test problem",
+        "@problemName Synthetic",
+        "@timeStamps false",
+        "@missing true",
+        "@univariate false",
+        f"@dimensions {channels}",
+        "@equalLength true",
+        f"@seriesLength {length}",
+        f"@classLabel true {' '.join(classes)}",
+        "@data",
     ]
     for i, (series, label) in enumerate(zip(values, labels)):
         dims = []

@@ -209,12 +209,14 @@ class HubServer:
         files = []
         for entry in payload["files"]:
             existing = commit.files.get(entry["path"])
-            files.append({
-                "path": entry["path"],
-                "uploadMode": "regular",
-                "shouldIgnore": False,
-                "oid": git_blob_oid(existing) if existing is not None else None,
-            })
+            files.append(
+                {
+                    "path": entry["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_oid(existing) if existing is not None else None,
+                }
+            )
         return _json({"files": files, "commitOid": commit.oid})
 
     def _commit(self, user, repo_id, revision, body):
@@ -241,28 +243,32 @@ class HubServer:
         commit = Commit(_new_oid(), header["summary"], parent.oid, files)
         repo.commits[commit.oid] = commit
         repo.branches[revision] = commit.oid
-        return _json({
-            "success": True,
-            "commitOid": commit.oid,
-            "commitUrl": f"{self.url}/{repo_id}/commit/{commit.oid}",
-            "commitMessage": commit.message,
-            "pullRequestUrl": None,
-        })
+        return _json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.url}/{repo_id}/commit/{commit.oid}",
+                "commitMessage": commit.message,
+                "pullRequestUrl": None,
+            }
+        )
 
     def _model_info(self, user, repo_id, revision):
         repo = self._repo(user, repo_id)
         commit = self._commit_at(repo, revision)
-        return _json({
-            "id": repo_id,
-            "modelId": repo_id,
-            "author": repo_id.split("/")[0],
-            "sha": commit.oid,
-            "private": repo.private,
-            "gated": False,
-            "disabled": False,
-            "tags": [],
-            "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-        })
+        return _json(
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": commit.oid,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "tags": [],
+                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+            }
+        )
 
     def _tree(self, user, repo_id, revision, path, recursive):
         commit = self._commit_at(self._repo(user, repo_id), revision)
@@ -273,14 +279,14 @@ class HubServer:
         for file_path in sorted(commit.files):
             if not file_path.startswith(prefix):
                 continue
-            rest = file_path[len(prefix):].split("/")
+            rest = file_path[len(prefix) :].split("/")
             for depth in range(1, len(rest)):  # the folders on the way
                 folders.add(prefix + "/".join(rest[:depth]))
             if recursive or len(rest) == 1:
                 content = commit.files[file_path]
                 entries.append({"type": "file", "oid": git_blob_oid(content), "size": len(content), "path": file_path})
         for folder in sorted(folders):
-            if recursive or "/" not in folder[len(prefix):]:
+            if recursive or "/" not in folder[len(prefix) :]:
                 entries.append({"type": "directory", "oid": git_blob_oid(folder.encode()), "size": 0, "path": folder})
         return _json(entries)
 

@@ -11,10 +11,30 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--config", str(REPO_ROOT / "training" / "configs" / "quickstart.yaml"), "--steps", "2", "--warmup_steps", "1",
-    "--per_device_train_batch_size", "8", "--image_size", "16", "--encoder_depths", "1", "1",
-    "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8", "--embedding_dim", "16",
-    "--num_res_blocks", "1", "--device", "cpu",
+    "--config",
+    str(REPO_ROOT / "training" / "configs" / "quickstart.yaml"),
+    "--steps",
+    "2",
+    "--warmup_steps",
+    "1",
+    "--per_device_train_batch_size",
+    "8",
+    "--image_size",
+    "16",
+    "--encoder_depths",
+    "1",
+    "1",
+    "--encoder_hidden_sizes",
+    "8",
+    "16",
+    "--encoder_stem_channels",
+    "8",
+    "--embedding_dim",
+    "16",
+    "--num_res_blocks",
+    "1",
+    "--device",
+    "cpu",
 ]
 
 
@@ -22,7 +42,10 @@ TINY = [
 def test_benchmark_prints_its_measurements_as_json(update):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, "--adversarial_update", update],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -34,9 +57,19 @@ def test_benchmark_prints_its_measurements_as_json(update):
 
 def test_interleaved_two_pass_steps_are_timed_beside_one_pass():
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, "--interleave_two_pass", "true",
-         "--gradient_checkpointing", "selective"],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            str(REPO_ROOT / "training" / "benchmark.py"),
+            *TINY,
+            "--interleave_two_pass",
+            "true",
+            "--gradient_checkpointing",
+            "selective",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -45,22 +78,38 @@ def test_interleaved_two_pass_steps_are_timed_beside_one_pass():
         measured["examples_per_second"] / measured["two_pass_examples_per_second"]
     )
     refused = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, "--interleave_two_pass", "true",
-         "--adversarial_update", "two_pass"],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            str(REPO_ROOT / "training" / "benchmark.py"),
+            *TINY,
+            "--interleave_two_pass",
+            "true",
+            "--adversarial_update",
+            "two_pass",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert refused.returncode != 0 and "--interleave_two_pass" in refused.stderr
 
 
 @pytest.mark.parametrize(
     "options",
-    [["--channels_last", "true", "--fused_optimizers", "true"], ["--torch_compile", "true", "--torch_compile_backend", "aot_eager"]],
+    [
+        ["--channels_last", "true", "--fused_optimizers", "true"],
+        ["--torch_compile", "true", "--torch_compile_backend", "aot_eager"],
+    ],
     ids=["channels_last_fused", "compiled"],
 )
 def test_gpu_path_options_run_on_cpu(options):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, *options],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -73,17 +122,34 @@ def test_gpu_path_options_run_on_cpu(options):
 def test_data_on_device_and_model_flops_utilisation_run_on_cpu():
     # The GPU path's code on a CPU: batches gathered from uint8 images held on the device, SimCLR views made there,
     # fused optimizers, and the FLOP count and matmul rate behind the MFU.
-    options = ["--data_on_device", "true", "--max_train_samples", "64", "--channels_last", "true",
-               "--fused_optimizers", "true", "--view_mode", "viewmaker+expert", "--expert_views", "simclr_image"]
+    options = [
+        "--data_on_device",
+        "true",
+        "--max_train_samples",
+        "64",
+        "--channels_last",
+        "true",
+        "--fused_optimizers",
+        "true",
+        "--view_mode",
+        "viewmaker+expert",
+        "--expert_views",
+        "simclr_image",
+    ]
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, *options],
-        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["data_on_device"] is True and measured["examples_per_second"] > 0
     assert measured["flops_per_step"] > 0 and measured["matmul_tflops"] > 0 and measured["matmul_dtype"] == "float32"
-    assert measured["achieved_tflops"] == pytest.approx(measured["flops_per_step"] / measured["step_seconds_median"] / 1e12)
+    assert measured["achieved_tflops"] == pytest.approx(
+        measured["flops_per_step"] / measured["step_seconds_median"] / 1e12
+    )
     assert measured["mfu"] == pytest.approx(measured["achieved_tflops"] / measured["matmul_tflops"])
     assert measured["host_syncs_per_step"] is None  # counted on CUDA only
 
@@ -99,10 +165,15 @@ def test_the_gpu_script_runs_only_commands_that_parse(tmp_path, monkeypatch):
     (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho name\necho 'NVIDIA H100 80GB HBM3'\n")
     for stub in ("python", "nvidia-smi"):
         (tmp_path / stub).chmod(0o755)
-    env = {**os.environ, "PYTHON": str(tmp_path / "python"), "RESULTS": str(tmp_path / "results.jsonl"),
-           "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "benchmarks/run_gpu.sh"], env=env, capture_output=True, text=True, timeout=60,
-                            cwd=REPO_ROOT)
+    env = {
+        **os.environ,
+        "PYTHON": str(tmp_path / "python"),
+        "RESULTS": str(tmp_path / "results.jsonl"),
+        "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        ["bash", "benchmarks/run_gpu.sh"], env=env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("name\nNVIDIA H100")
     commands = [json.loads(line) for line in calls.read_text().splitlines()]
@@ -112,6 +183,13 @@ def test_the_gpu_script_runs_only_commands_that_parse(tmp_path, monkeypatch):
     benchmark = importlib.import_module("benchmark")
     runs = [benchmark.parse_args(command[1:]) for command in commands if command[0] == "training/benchmark.py"]
     assert all(run.device == "cuda" for run in runs)
-    assert any(run.per_device_train_batch_size == 256 and run.data_on_device and run.mixed_precision == "bf16"
-               and run.channels_last and run.fused_optimizers and run.torch_compile for run in runs)
+    assert any(
+        run.per_device_train_batch_size == 256
+        and run.data_on_device
+        and run.mixed_precision == "bf16"
+        and run.channels_last
+        and run.fused_optimizers
+        and run.torch_compile
+        for run in runs
+    )
     assert ["benchmarks/logmel_vs_librosa.py", "--clips", "64", "--repeats", "5", "--device", "cuda"] in commands

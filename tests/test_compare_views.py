@@ -50,8 +50,23 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     write_ts_file(tmp_path / "test.ts", series_per_class=2, seed=1)
     (tmp_path / "tiny.yaml").write_text(RECIPE.format(data=tmp_path))
     (tmp_path / "eval_tiny.yaml").write_text(EVAL_RECIPE.format(data=tmp_path))
-    argv = ["--domain", "tiny", "--config_dir", str(tmp_path), "--methods", "random", "expert", "--seeds", "0", "1",
-            "--output_dir", str(tmp_path / "out"), "--", "--max_train_samples", "8"]
+    argv = [
+        "--domain",
+        "tiny",
+        "--config_dir",
+        str(tmp_path),
+        "--methods",
+        "random",
+        "expert",
+        "--seeds",
+        "0",
+        "1",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--",
+        "--max_train_samples",
+        "8",
+    ]
     compare_views.main(argv)
 
     summary = json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text())

@@ -11,6 +11,7 @@ from transformers import AutoModel
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerModel
 from hf_viewmaker.convert_original_checkpoint import convert, main
+
 from helpers import randomise_batch_norms
 
 # The shipped CIFAR viewmaker config (REFERENCE.md §6), with `clamp_views` set so that the fixture's clamped views
@@ -20,8 +21,14 @@ CIFAR_CONFIG = {
     "system": "PretrainViewMakerSystem",
     "data_params": {"dataset": "cifar10"},
     "model_params": {
-        "out_dim": 128, "resnet": True, "resnet_version": "resnet18", "resnet_small": True,
-        "projection_head": False, "noise_dim": 100, "view_bound_magnitude": 0.05, "num_res_blocks": 3,
+        "out_dim": 128,
+        "resnet": True,
+        "resnet_version": "resnet18",
+        "resnet_small": True,
+        "projection_head": False,
+        "noise_dim": 100,
+        "view_bound_magnitude": 0.05,
+        "num_res_blocks": 3,
         "clamp_views": True,
     },
     "loss_params": {"objective": "AdversarialSimCLRLoss", "view_maker_loss_weight": 1, "t": 0.07},
@@ -31,8 +38,13 @@ AUDIO_CONFIG = {
     "system": "PretrainViewMakerSimCLRSystem",
     "data_params": {"test_url": "train-clean-100", "small": True, "input_size": 64},
     "model_params": {
-        "out_dim": 128, "resnet": True, "resnet_version": "resnet18", "resnet_small": False,
-        "projection_head": False, "view_bound_magnitude": 0.1, "num_res_blocks": 2,
+        "out_dim": 128,
+        "resnet": True,
+        "resnet_version": "resnet18",
+        "resnet_small": False,
+        "projection_head": False,
+        "view_bound_magnitude": 0.1,
+        "num_res_blocks": 2,
         "generator_activation": "leaky_relu",
     },
 }
@@ -81,7 +93,9 @@ def _write_lightning_checkpoint(path, viewmaker_state, encoder_state, extra=None
     state_dict = {f"viewmaker.{k}": v for k, v in viewmaker_state.items()}
     state_dict.update({f"model.{k}": v for k, v in encoder_state.items()})
     state_dict.update(extra or {})
-    torch.save({"epoch": 199, "global_step": 39000, "pytorch-lightning_version": "0.9.0", "state_dict": state_dict}, path)
+    torch.save(
+        {"epoch": 199, "global_step": 39000, "pytorch-lightning_version": "0.9.0", "state_dict": state_dict}, path
+    )
 
 
 def _original_viewmaker_state(fixtures_dir, name):
@@ -97,13 +111,23 @@ def test_cifar_checkpoint_reproduces_views_and_encoder(tmp_path, fixtures_dir):
     randomise_batch_norms(reference)
     reference.eval()
     _write_lightning_checkpoint(
-        tmp_path / "epoch=199.ckpt", viewmaker_state, reference.state_dict(),
+        tmp_path / "epoch=199.ckpt",
+        viewmaker_state,
+        reference.state_dict(),
         extra={"memory_bank._bank": torch.randn(10, 128)},
     )
     (tmp_path / "config.json").write_text(json.dumps(CIFAR_CONFIG))
 
-    main(["--checkpoint", str(tmp_path / "epoch=199.ckpt"), "--original_config", str(tmp_path / "config.json"),
-          "--output_dir", str(tmp_path / "converted")])
+    main(
+        [
+            "--checkpoint",
+            str(tmp_path / "epoch=199.ckpt"),
+            "--original_config",
+            str(tmp_path / "config.json"),
+            "--output_dir",
+            str(tmp_path / "converted"),
+        ]
+    )
 
     viewmaker = AutoModel.from_pretrained(tmp_path / "converted" / "viewmaker").eval()
     assert isinstance(viewmaker, ViewmakerModel)
@@ -144,8 +168,14 @@ def test_sensor_checkpoint_with_52_channels(tmp_path):
     _write_lightning_checkpoint(tmp_path / "pamap.ckpt", state, reference.state_dict())
     config = {
         "exp_name": "pretrain_viewmaker_pamap2_simclr",
-        "model_params": {"out_dim": 128, "resnet_version": "resnet18", "resnet_small": True,
-                         "projection_head": False, "view_bound_magnitude": 0.05, "num_res_blocks": 3},
+        "model_params": {
+            "out_dim": 128,
+            "resnet_version": "resnet18",
+            "resnet_small": True,
+            "projection_head": False,
+            "view_bound_magnitude": 0.05,
+            "num_res_blocks": 3,
+        },
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
 

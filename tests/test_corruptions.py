@@ -63,15 +63,14 @@ class Oracle(torch.nn.Module):
 def test_loader_yields_every_corruption_and_severity_in_order(fake_root):
     root, labels = fake_root
     splits = list(load_cifar10c(root, images_per_severity=N))
-    assert [(s.corruption, s.severity) for s in splits] == [
-        (c, s) for c in CIFAR10C_CORRUPTIONS for s in range(1, 6)
-    ]
+    assert [(s.corruption, s.severity) for s in splits] == [(c, s) for c in CIFAR10C_CORRUPTIONS for s in range(1, 6)]
     for corruption, severity, images, split_labels in splits:
         assert images.shape == (N, 32, 32, 3) and images.dtype == np.uint8
         assert (images[:, 1, 0, 0] == _marker(CIFAR10C_CORRUPTIONS.index(corruption), severity)).all()
         np.testing.assert_array_equal(split_labels, labels)
-    first = next(iter(load_cifar10c(root, corruptions=["fog"], severities=[3], images_per_severity=N,
-                                    max_images_per_severity=2)))
+    first = next(
+        iter(load_cifar10c(root, corruptions=["fog"], severities=[3], images_per_severity=N, max_images_per_severity=2))
+    )
     assert (first.corruption, first.severity) == ("fog", 3)
     assert (first.images.shape, first.labels.shape) == ((2, 32, 32, 3), (2,))
 
@@ -113,8 +112,9 @@ def test_clear_errors_name_the_file(fake_root):
 
 def test_evaluation_reports_per_corruption_and_mean_accuracy(fake_root):
     root, _ = fake_root
-    results = evaluate_cifar10c(Oracle(), root, image_mean=[0, 0, 0], image_std=[1, 1, 1], batch_size=3,
-                                images_per_severity=N)
+    results = evaluate_cifar10c(
+        Oracle(), root, image_mean=[0, 0, 0], image_std=[1, 1, 1], batch_size=3, images_per_severity=N
+    )
     assert set(results["per_corruption"]) == set(CIFAR10C_CORRUPTIONS) and len(CIFAR10C_CORRUPTIONS) == 15
     assert results["per_severity"]["fog"] == pytest.approx({"1": 1.0, "2": 0.75, "3": 0.5, "4": 0.25, "5": 0.0})
     assert results["per_corruption"]["fog"] == pytest.approx(0.5)
@@ -122,16 +122,24 @@ def test_evaluation_reports_per_corruption_and_mean_accuracy(fake_root):
     assert results["mean_accuracy"] == pytest.approx((14 * 0.5 + 1.0) / 15)
     assert results["mean_error"] == pytest.approx(1 - results["mean_accuracy"])
     assert results["images_per_severity"] == N
-    subset = evaluate_cifar10c(Oracle(), root, [0, 0, 0], [1, 1, 1], corruptions=["contrast"], severities=[5],
-                               images_per_severity=N)
+    subset = evaluate_cifar10c(
+        Oracle(), root, [0, 0, 0], [1, 1, 1], corruptions=["contrast"], severities=[5], images_per_severity=N
+    )
     assert subset["mean_accuracy"] == 1.0 and subset["per_severity"] == {"contrast": {"5": 1.0}}
 
 
 def test_evaluation_of_a_linear_probe_normalises_like_its_processor(fake_root):
     root, _ = fake_root
     torch.manual_seed(0)
-    config = ContrastiveResNetConfig(depths=[1, 1], hidden_sizes=[4, 8], stem_channels=4, embedding_dim=8,
-                                     num_labels=10, classifier_features="prepool", image_size=32)
+    config = ContrastiveResNetConfig(
+        depths=[1, 1],
+        hidden_sizes=[4, 8],
+        stem_channels=4,
+        embedding_dim=8,
+        num_labels=10,
+        classifier_features="prepool",
+        image_size=32,
+    )
     model = ContrastiveResNetForClassification(config).eval()
     mean, std = [0.491, 0.482, 0.446], [0.247, 0.243, 0.261]
     results = evaluate_cifar10c(model, root, mean, std, corruptions=["shot_noise"], images_per_severity=N)

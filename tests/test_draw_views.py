@@ -21,13 +21,45 @@ def sensor_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     write_ts_file(tmp_path / "train.ts", channels=4)
     write_ts_file(tmp_path / "test.ts", series_per_class=2, channels=4, seed=1)
-    run_in_process(pretrain.main, [
-        "--domain", "sensor", "--train_file", str(tmp_path / "train.ts"), "--validation_file", str(tmp_path / "test.ts"),
-        "--num_channels", "4", "--n_fft", "15", "--hop_length", "4", "--clamp_views", "false", "--num_res_blocks", "1",
-        "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8",
-        "--embedding_dim", "16", "--per_device_train_batch_size", "4", "--max_steps", "0", "--report_to", "none",
-        "--output_dir", str(tmp_path / "run"),
-    ])
+    run_in_process(
+        pretrain.main,
+        [
+            "--domain",
+            "sensor",
+            "--train_file",
+            str(tmp_path / "train.ts"),
+            "--validation_file",
+            str(tmp_path / "test.ts"),
+            "--num_channels",
+            "4",
+            "--n_fft",
+            "15",
+            "--hop_length",
+            "4",
+            "--clamp_views",
+            "false",
+            "--num_res_blocks",
+            "1",
+            "--encoder_depths",
+            "1",
+            "1",
+            "--encoder_hidden_sizes",
+            "8",
+            "16",
+            "--encoder_stem_channels",
+            "8",
+            "--embedding_dim",
+            "16",
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "0",
+            "--report_to",
+            "none",
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+    )
     return tmp_path / "run"
 
 

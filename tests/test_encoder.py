@@ -13,8 +13,9 @@ from hf_viewmaker.models.encoder import (
     ContrastiveResNetForClassification,
     ContrastiveResNetModel,
     ContrastiveResNetOutput,
+    modeling_encoder,
 )
-from hf_viewmaker.models.encoder import modeling_encoder
+
 from helpers import randomise_batch_norms
 
 # Small enough that every test except the real-size ones builds and runs in milliseconds.

@@ -26,10 +26,9 @@ from hf_viewmaker.processing import (
     HOP_LENGTH_FOR_SIZE,
     MAX_LENGTH,
     LogMelFeatureExtractor,
+    feature_extraction_logmel,
 )
-from hf_viewmaker.processing import feature_extraction_logmel
 from hf_viewmaker.processing.spectral import centered_stft
-
 
 SR = 16000
 MEAN, STD = -22.924, 12.587
@@ -56,9 +55,7 @@ def _signals(length: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def _librosa_db(y: np.ndarray, size: int, hop: int) -> np.ndarray:
     librosa = pytest.importorskip("librosa")
-    mel = librosa.feature.melspectrogram(
-        y=y, sr=SR, n_fft=2048, hop_length=hop, n_mels=size, pad_mode="reflect"
-    )
+    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=hop, n_mels=size, pad_mode="reflect")
     return librosa.power_to_db(mel**2, ref=1.0, amin=1e-10, top_db=80.0)
 
 
@@ -130,8 +127,16 @@ def test_mel_power_then_log_is_log_mel_and_masking_hits_floor():
 # ------------------------------------------------------------------------------------------------ the fast CPU path
 @pytest.mark.parametrize(
     "length,n_fft,hop",
-    [(150_526, 2048, 2360), (150_526, 2048, 672), (5_000, 256, 64), (300, 256, 100), (129, 256, 7), (1_001, 255, 50),
-     (40, 64, 70), (33, 64, 1)],
+    [
+        (150_526, 2048, 2360),
+        (150_526, 2048, 672),
+        (5_000, 256, 64),
+        (300, 256, 100),
+        (129, 256, 7),
+        (1_001, 255, 50),
+        (40, 64, 70),
+        (33, 64, 1),
+    ],
 )  # the paper's hop, overlapping frames, edge frames only, an odd n_fft, hop > n_fft, one-sample hops
 def test_centered_stft_equals_torch_stft(length, n_fft, hop):
     signals = torch.randn(3, length, dtype=torch.float64, generator=torch.Generator().manual_seed(length))
@@ -144,8 +149,9 @@ def test_chunks_blocks_and_threads_do_not_change_the_result(monkeypatch):
     fe = LogMelFeatureExtractor(size=64)
     waves = torch.tensor(np.stack([_fit_np(y) for s in (0, 1) for y in _signals(MAX_LENGTH, s).values()]))[:5]
     window = torch.hann_window(fe.n_fft, periodic=True, dtype=torch.float64)
-    spectrum = torch.stft(waves, fe.n_fft, fe.hop_length, window=window, center=True, pad_mode="reflect",
-                          return_complex=True)
+    spectrum = torch.stft(
+        waves, fe.n_fft, fe.hop_length, window=window, center=True, pad_mode="reflect", return_complex=True
+    )
     dense = (fe.mel_filters(dtype=torch.float64) @ spectrum.abs().square()).unsqueeze(1)  # one dense matmul
     monkeypatch.setattr(feature_extraction_logmel, "CPU_FRAMES_PER_CHUNK", 2 * fe.num_frames)  # chunks of 2, 2, 1
     torch.testing.assert_close(fe.mel_power(waves), dense, rtol=1e-12, atol=0)
@@ -253,9 +259,17 @@ def test_save_pretrained_round_trip(tmp_path):
     fe.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "preprocessor_config.json").read_text())
     for key, value in {
-        "feature_size": 1, "sampling_rate": 16000, "size": 112, "n_fft": 2048, "hop_length": 1344,
-        "max_length": MAX_LENGTH, "top_db": 70.0, "normalize_mean": -37.075, "normalize_std": 19.776,
-        "padding_value": 0.0, "feature_extractor_type": "LogMelFeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": 16000,
+        "size": 112,
+        "n_fft": 2048,
+        "hop_length": 1344,
+        "max_length": MAX_LENGTH,
+        "top_db": 70.0,
+        "normalize_mean": -37.075,
+        "normalize_std": 19.776,
+        "padding_value": 0.0,
+        "feature_extractor_type": "LogMelFeatureExtractor",
     }.items():
         assert config[key] == value, key
     assert not any(key.startswith("_") for key in config)
@@ -281,7 +295,11 @@ def test_dataset_statistics():
     assert (mnist.normalize_mean, mnist.normalize_std, mnist.sampling_rate) == (-90.293, 11.799, 48000)
     assert mnist.size == 112 and mnist.hop_length == 1344
     assert set(DATASET_NORMALIZATION_STATS) == {
-        "librispeech", "voxceleb1", "audio_mnist", "google_speech_commands", "fluent_speech_commands"
+        "librispeech",
+        "voxceleb1",
+        "audio_mnist",
+        "google_speech_commands",
+        "fluent_speech_commands",
     }
     with pytest.raises(ValueError, match="unknown dataset"):
         LogMelFeatureExtractor.for_dataset("timit")
@@ -298,7 +316,9 @@ def test_fitted_statistics_normalise_the_training_clips():
     assert fe.normalize_mean == pytest.approx(float(db.double().mean()), abs=1e-3)
     assert fe.normalize_std == pytest.approx(float(db.double().std(unbiased=False)), abs=1e-3)
     normalised = fe(clips)["input_features"]
-    assert float(normalised.mean()) == pytest.approx(0.0, abs=1e-4) and float(normalised.std()) == pytest.approx(1, abs=1e-3)
+    assert float(normalised.mean()) == pytest.approx(0.0, abs=1e-4) and float(normalised.std()) == pytest.approx(
+        1, abs=1e-3
+    )
     # They are saved like any other field; at most `max_clips` are used; no clip is an error.
     assert LogMelFeatureExtractor.from_dict(fe.to_dict()).normalize_mean == fe.normalize_mean
     first_only = LogMelFeatureExtractor(sampling_rate=8000, size=32, n_fft=512, hop_length=516, max_length=16000)
@@ -366,6 +386,11 @@ def test_gpu_matches_cpu():
     gpu = fe(waves.cuda(), sampling_rate=SR)["input_features"]
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4)
-    on_device = fe(list(waves), sampling_rate=SR, device="cuda", training=True,
-                   generator=torch.Generator(device="cuda").manual_seed(0))["input_features"]
+    on_device = fe(
+        list(waves),
+        sampling_rate=SR,
+        device="cuda",
+        training=True,
+        generator=torch.Generator(device="cuda").manual_seed(0),
+    )["input_features"]
     assert on_device.device.type == "cuda" and on_device.shape == (4, 1, 64, 64)

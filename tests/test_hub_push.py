@@ -25,6 +25,7 @@ from transformers import AutoModel
 import hf_viewmaker  # noqa: F401  (registers the Auto classes for the local models)
 from hf_viewmaker.cli import main
 from hf_viewmaker.hub import HubPushError, IncompleteRunError, collect_run_files, push_run_to_hub
+
 from hub_server import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +34,34 @@ OTHER_TOKEN = "hf_bobsWriteToken0123456789abcdefXYZ"
 WRONG_TOKEN = "hf_notAValidToken0123456789abcdefXYZ"
 # The quickstart recipe, shrunk to seconds (as tests/test_pretrain.py).
 TINY_RUN = [
-    "--config", str(REPO_ROOT / "training" / "configs" / "quickstart.yaml"), "--max_steps", "2",
-    "--max_train_samples", "64", "--max_eval_samples", "32", "--knn_max_train_samples", "64",
-    "--per_device_train_batch_size", "16", "--image_size", "16", "--encoder_depths", "1", "1",
-    "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8", "--embedding_dim", "16",
-    "--num_res_blocks", "1", "--report_to", "none",
+    "--config",
+    str(REPO_ROOT / "training" / "configs" / "quickstart.yaml"),
+    "--max_steps",
+    "2",
+    "--max_train_samples",
+    "64",
+    "--max_eval_samples",
+    "32",
+    "--knn_max_train_samples",
+    "64",
+    "--per_device_train_batch_size",
+    "16",
+    "--image_size",
+    "16",
+    "--encoder_depths",
+    "1",
+    "1",
+    "--encoder_hidden_sizes",
+    "8",
+    "16",
+    "--encoder_stem_channels",
+    "8",
+    "--embedding_dim",
+    "16",
+    "--num_res_blocks",
+    "1",
+    "--report_to",
+    "none",
 ]
 MODEL_CARD = """---
 library_name: transformers
@@ -57,7 +81,11 @@ def run_dir(tmp_path_factory) -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "training" / "pretrain.py"), *TINY_RUN, "--output_dir", str(output_dir)],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (output_dir / "checkpoints").is_dir()  # so that leaving it out is tested
@@ -73,8 +101,13 @@ def run_dir(tmp_path_factory) -> Path:
 def hub(monkeypatch, tmp_path):
     """The server, and this process pointed at it, online, with alice's token in HF_TOKEN."""
     with HubServer(tokens={TOKEN: "alice", OTHER_TOKEN: "bob"}) as server:
-        for name, value in {"HF_ENDPOINT": server.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
-                            "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf_home")}.items():
+        for name, value in {
+            "HF_ENDPOINT": server.url,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": TOKEN,
+            "HF_HOME": str(tmp_path / "hf_home"),
+        }.items():
             monkeypatch.setenv(name, value)
         # huggingface_hub read these environment variables when it was imported.
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
@@ -146,15 +179,20 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
     assert head.private is False
     assert hub.commit_count(repo_id) == 2  # the repository's first commit, and one commit with the whole run
 
-    code = {"encoder": ["modeling_encoder.py", "configuration_encoder.py"],
-            "viewmaker": ["modeling_viewmaker.py", "configuration_viewmaker.py"]}
+    code = {
+        "encoder": ["modeling_encoder.py", "configuration_encoder.py"],
+        "viewmaker": ["modeling_viewmaker.py", "configuration_viewmaker.py"],
+    }
     expected = {
         f"{folder}/{name}"
         for folder in ("encoder", "viewmaker")
         for name in ["config.json", "model.safetensors", "preprocessor_config.json", *code[folder]]
     }
     expected |= {"README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json"}
-    expected |= {*code["encoder"], *code["viewmaker"]}  # transformers fetches remote code from the root, subfolder or not
+    expected |= {
+        *code["encoder"],
+        *code["viewmaker"],
+    }  # transformers fetches remote code from the root, subfolder or not
     remote_files = HfApi().list_repo_files(repo_id)
     assert set(remote_files) == expected
     assert not any(path.startswith(("checkpoints", ".partial")) for path in remote_files)
@@ -177,13 +215,29 @@ def _load_back_and_compare(hub, repo_id: str, sha: str, run_dir: Path, tmp_path:
     inputs = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     save_file({"inputs": inputs}, tmp_path / "inputs.safetensors")
     (tmp_path / "load.py").write_text(LOAD_FROM_HUB_WITHOUT_PACKAGE)
-    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HOME": str(tmp_path / "fresh_hf_home"), "PATH": "", "OMP_NUM_THREADS": "1"}
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(tmp_path / "fresh_hf_home"),
+        "PATH": "",
+        "OMP_NUM_THREADS": "1",
+    }
     hub.requests.clear()
     result = subprocess.run(
-        [sys.executable, str(tmp_path / "load.py"), repo_id, str(tmp_path / "inputs.safetensors"),
-         str(tmp_path / "outputs.safetensors")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(tmp_path / "load.py"),
+            repo_id,
+            str(tmp_path / "inputs.safetensors"),
+            str(tmp_path / "outputs.safetensors"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert ("GET", f"/{repo_id}/resolve/{sha}/encoder/model.safetensors") in hub.requests
@@ -279,12 +333,31 @@ def test_a_quickstart_model_is_evaluated_carded_pushed_and_loaded_back(run_dir, 
     (run / "eval_results.json").unlink()
     probe = tmp_path / "probe"
     evaluation = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "training" / "linear_eval.py"), "--config",
-         str(REPO_ROOT / "training" / "configs" / "eval_quickstart.yaml"), "--model_name_or_path", str(run),
-         "--output_dir", str(probe), "--num_train_epochs", "1", "--max_train_samples", "64", "--max_eval_samples",
-         "32", "--per_device_train_batch_size", "16", "--report_to", "none"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, cwd=REPO_ROOT, capture_output=True,
-        text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO_ROOT / "training" / "linear_eval.py"),
+            "--config",
+            str(REPO_ROOT / "training" / "configs" / "eval_quickstart.yaml"),
+            "--model_name_or_path",
+            str(run),
+            "--output_dir",
+            str(probe),
+            "--num_train_epochs",
+            "1",
+            "--max_train_samples",
+            "64",
+            "--max_eval_samples",
+            "32",
+            "--per_device_train_batch_size",
+            "16",
+            "--report_to",
+            "none",
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert evaluation.returncode == 0, evaluation.stderr[-4000:]
     top1 = json.loads((probe / "eval_results.json").read_text())["top1_accuracy"]

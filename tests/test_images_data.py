@@ -31,7 +31,9 @@ def _cifar_like_parquet(path, n, seed):
 def test_parquet_files_in_the_hub_schema(tmp_path):
     _cifar_like_parquet(tmp_path / "train.parquet", 6, 0)
     _cifar_like_parquet(tmp_path / "test.parquet", 3, 1)
-    splits = load_image_splits(train_file=str(tmp_path / "train.parquet"), validation_file=str(tmp_path / "test.parquet"))
+    splits = load_image_splits(
+        train_file=str(tmp_path / "train.parquet"), validation_file=str(tmp_path / "test.parquet")
+    )
     assert {k: len(v) for k, v in splits.items()} == {"train": 6, "validation": 3}
     examples = ImageExamples(splits["train"], ViewmakerImageProcessor(), image_column="img", label_column="label")
     item = examples[4]
@@ -87,7 +89,9 @@ def test_any_image_mode_becomes_the_model_layout(mode):
 
 
 def test_processor_round_trip_and_tensor_normalisation(tmp_path):
-    processor = ViewmakerImageProcessor(num_channels=1, image_mean=[0.3], image_std=[0.2], size={"height": 8, "width": 8})
+    processor = ViewmakerImageProcessor(
+        num_channels=1, image_mean=[0.3], image_std=[0.2], size={"height": 8, "width": 8}
+    )
     processor.save_pretrained(tmp_path)
     loaded = ViewmakerImageProcessor.from_pretrained(tmp_path)
     assert loaded.num_channels == 1 and not loaded.do_normalize

@@ -13,6 +13,8 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Image
 from PIL import Image as PILImage
 from safetensors.torch import load_file
+from test_corruptions import make_fake_cifar10c
+from test_pretrain import ENCODER_TINY
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModelForImageClassification
 
 from hf_viewmaker import (
@@ -42,8 +44,6 @@ from helpers import (
     write_librispeech_parquet,
     write_pamap2_subject,
 )
-from test_corruptions import make_fake_cifar10c
-from test_pretrain import ENCODER_TINY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAINING = REPO_ROOT / "training"
@@ -51,14 +51,48 @@ CONFIGS = TRAINING / "configs"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 # The tiny pretraining run of tests/test_pretrain.py: 16x16 greyscale Fashion-MNIST, a 2-stage encoder.
 PRETRAIN_TINY = [
-    "--config", str(CONFIGS / "quickstart.yaml"), "--image_size", "16", "--encoder_depths", "1", "1",
-    "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8", "--embedding_dim", "16", "--num_res_blocks",
-    "1", "--per_device_train_batch_size", "16", "--max_train_samples", "64", "--max_eval_samples", "32",
-    "--knn_max_train_samples", "64", "--report_to", "none", "--max_steps", "2",
+    "--config",
+    str(CONFIGS / "quickstart.yaml"),
+    "--image_size",
+    "16",
+    "--encoder_depths",
+    "1",
+    "1",
+    "--encoder_hidden_sizes",
+    "8",
+    "16",
+    "--encoder_stem_channels",
+    "8",
+    "--embedding_dim",
+    "16",
+    "--num_res_blocks",
+    "1",
+    "--per_device_train_batch_size",
+    "16",
+    "--max_train_samples",
+    "64",
+    "--max_eval_samples",
+    "32",
+    "--knn_max_train_samples",
+    "64",
+    "--report_to",
+    "none",
+    "--max_steps",
+    "2",
 ]
 EVAL_TINY = [
-    "--config", str(CONFIGS / "eval_quickstart.yaml"), "--max_train_samples", "64", "--max_eval_samples", "32",
-    "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16", "--report_to", "none",
+    "--config",
+    str(CONFIGS / "eval_quickstart.yaml"),
+    "--max_train_samples",
+    "64",
+    "--max_eval_samples",
+    "32",
+    "--per_device_train_batch_size",
+    "16",
+    "--per_device_eval_batch_size",
+    "16",
+    "--report_to",
+    "none",
 ]
 
 
@@ -83,10 +117,27 @@ def launched_eval(tiny_run, tmp_path_factory) -> Path:
     """`accelerate launch training/linear_eval.py` on the tiny run, with viewmaker views, for 5 epochs."""
     output_dir = tmp_path_factory.mktemp("linear_eval")
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(TRAINING / "linear_eval.py"),
-        "--model_name_or_path", str(tiny_run), *EVAL_TINY, "--num_train_epochs", "5", "--eval_every_epochs", "2",
-        "--output_dir", str(output_dir),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(TRAINING / "linear_eval.py"),
+        "--model_name_or_path",
+        str(tiny_run),
+        *EVAL_TINY,
+        "--num_train_epochs",
+        "5",
+        "--eval_every_epochs",
+        "2",
+        "--output_dir",
+        str(output_dir),
     ]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -186,10 +237,20 @@ def test_cached_features_train_the_same_head(tiny_run, tmp_path):
 
 
 def test_knn_only_reports_knn_accuracy(tiny_run, tmp_path):
-    run_in_process(linear_eval.main, [
-        "--model_name_or_path", str(tiny_run), *EVAL_TINY, "--knn_only", "true", "--knn_k", "5",
-        "--output_dir", str(tmp_path),
-    ])
+    run_in_process(
+        linear_eval.main,
+        [
+            "--model_name_or_path",
+            str(tiny_run),
+            *EVAL_TINY,
+            "--knn_only",
+            "true",
+            "--knn_k",
+            "5",
+            "--output_dir",
+            str(tmp_path),
+        ],
+    )
     results = _results(tmp_path)
     assert 0.0 <= results["knn_accuracy"] <= 1.0
     assert (results["knn_k"], results["knn_features"], results["num_train_examples"]) == (5, "embeddings", 64)
@@ -211,9 +272,9 @@ def test_an_encoder_folder_alone_needs_no_viewmaker_unless_asked(tiny_run, tmp_p
 def _rgb_run(root: Path) -> Path:
     """A freshly initialised RGB 32x32 run folder (encoder/ + viewmaker/ with processors)."""
     torch.manual_seed(0)
-    encoder = ContrastiveResNetModel(ContrastiveResNetConfig(
-        depths=[1, 1], hidden_sizes=[4, 8], stem_channels=4, embedding_dim=8, image_size=32
-    ))
+    encoder = ContrastiveResNetModel(
+        ContrastiveResNetConfig(depths=[1, 1], hidden_sizes=[4, 8], stem_channels=4, embedding_dim=8, image_size=32)
+    )
     encoder.save_pretrained(root / "encoder")
     ViewmakerImageProcessor(num_channels=3, do_normalize=True).save_pretrained(root / "encoder")
     ViewmakerModel(ViewmakerConfig(num_channels=3, num_res_blocks=1)).save_pretrained(root / "viewmaker")
@@ -233,13 +294,33 @@ def test_cifar10c_results_are_added_after_training(tmp_path):
     cifar10c = tmp_path / "CIFAR-10-C"
     make_fake_cifar10c(cifar10c, images_per_severity=4)
     output_dir = tmp_path / "eval"
-    run_in_process(linear_eval.main, [
-        "--model_name_or_path", str(run), "--train_file", str(_rgb_parquet(tmp_path / "train.parquet", 24, 0)),
-        "--validation_file", str(_rgb_parquet(tmp_path / "test.parquet", 12, 1)), "--image_column_name", "img",
-        "--train_views", "expert", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-        "--report_to", "none", "--cifar10c_dir", str(cifar10c), "--cifar10c_images_per_severity", "4",
-        "--output_dir", str(output_dir),
-    ])
+    run_in_process(
+        linear_eval.main,
+        [
+            "--model_name_or_path",
+            str(run),
+            "--train_file",
+            str(_rgb_parquet(tmp_path / "train.parquet", 24, 0)),
+            "--validation_file",
+            str(_rgb_parquet(tmp_path / "test.parquet", 12, 1)),
+            "--image_column_name",
+            "img",
+            "--train_views",
+            "expert",
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "8",
+            "--report_to",
+            "none",
+            "--cifar10c_dir",
+            str(cifar10c),
+            "--cifar10c_images_per_severity",
+            "4",
+            "--output_dir",
+            str(output_dir),
+        ],
+    )
     results = _results(output_dir)
     assert results["train_views"] == "expert" and results["dataset"] == str(tmp_path / "train.parquet")
     assert results["num_train_examples"] == 24 and results["split"] == "validation"
@@ -261,15 +342,25 @@ def test_flag_checks_and_recipes(tmp_path):
     (tmp_path / "bad.yaml").write_text("learning_rate: 0.1\nlerning_rate: 0.2\n")
     with pytest.raises(SystemExit):
         linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(tmp_path / "bad.yaml")])
-    for bad in (["--domain", "sensor", "--image_size", "32"], ["--transfer_dataset", "audio_mnist"],
-                ["--domain", "audio", "--transfer_dataset", "fluent_speech_commands"]):
+    for bad in (
+        ["--domain", "sensor", "--image_size", "32"],
+        ["--transfer_dataset", "audio_mnist"],
+        ["--domain", "audio", "--transfer_dataset", "fluent_speech_commands"],
+    ):
         with pytest.raises(SystemExit):
             linear_eval.parse_args(["--model_name_or_path", "x", *bad])
-    recipes = {p.stem: linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(p)])
-               for p in CONFIGS.glob("eval_*.yaml")}
+    recipes = {
+        p.stem: linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(p)])
+        for p in CONFIGS.glob("eval_*.yaml")
+    }
     assert set(recipes) == {
-        "eval_quickstart", "eval_cifar10", "eval_pamap2", "eval_librispeech_speaker_id",
-        "eval_fashion_mnist", "eval_asterisk", "eval_basic_motions",  # the small-scale comparison (docs/results.md)
+        "eval_quickstart",
+        "eval_cifar10",
+        "eval_pamap2",
+        "eval_librispeech_speaker_id",
+        "eval_fashion_mnist",
+        "eval_asterisk",
+        "eval_basic_motions",  # the small-scale comparison (docs/results.md)
     }
     cifar = recipes["eval_cifar10"]
     assert (cifar.features, cifar.learning_rate, cifar.momentum, cifar.weight_decay) == ("prepool", 0.01, 0.9, 0.0)
@@ -278,7 +369,11 @@ def test_flag_checks_and_recipes(tmp_path):
     # REFERENCE.md §5: Pamap2 on the pooled vector with weight decay; 11 classes unless --num_labels 12 is given.
     pamap2 = recipes["eval_pamap2"]
     assert (pamap2.domain, pamap2.features, pamap2.weight_decay, pamap2.per_device_train_batch_size) == (
-        "sensor", "pooled", 1e-4, 256)
+        "sensor",
+        "pooled",
+        1e-4,
+        256,
+    )
     assert (pamap2.lr_scheduler_type, pamap2.num_labels, pamap2.num_train_epochs) == ("constant", None, 100)
     assert (pamap2.learning_rate, pamap2.momentum, pamap2.validation_split) == (0.01, 0.9, "validation")
     # Audio: the pre-pool map, SGD 0.01 / 0.9, no weight decay, batch 256, 100 epochs, no schedule.
@@ -286,7 +381,10 @@ def test_flag_checks_and_recipes(tmp_path):
     assert (speech.domain, speech.transfer_dataset, speech.features) == ("audio", "librispeech_speaker_id", "prepool")
     assert (speech.learning_rate, speech.momentum, speech.weight_decay) == (0.01, 0.9, 0.0)
     assert (speech.per_device_train_batch_size, speech.num_train_epochs, speech.lr_scheduler_type) == (
-        256, 100, "constant")
+        256,
+        100,
+        "constant",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- speech, sensors
@@ -305,23 +403,64 @@ def speech_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("speech")
     write_librispeech_parquet(root / "train.parquet", per_speaker=4)
     write_librispeech_parquet(root / "validation.parquet", speakers=(3, 19, 250), per_speaker=2, seed=40)
-    run_in_process(load_script(TRAINING / "pretrain.py").main, [
-        "--domain", "audio", "--train_file", str(root / "train.parquet"), "--validation_file",
-        str(root / "validation.parquet"), "--label_column_name", "speaker_id", "--image_size", "64",
-        "--num_channels", "1", "--encoder_preset", "resnet18_audio", "--clamp_views", "false",
-        "--audio_normalization", "voxceleb1", "--output_dir", str(root / "run"), *ENCODER_TINY,
-    ])
+    run_in_process(
+        load_script(TRAINING / "pretrain.py").main,
+        [
+            "--domain",
+            "audio",
+            "--train_file",
+            str(root / "train.parquet"),
+            "--validation_file",
+            str(root / "validation.parquet"),
+            "--label_column_name",
+            "speaker_id",
+            "--image_size",
+            "64",
+            "--num_channels",
+            "1",
+            "--encoder_preset",
+            "resnet18_audio",
+            "--clamp_views",
+            "false",
+            "--audio_normalization",
+            "voxceleb1",
+            "--output_dir",
+            str(root / "run"),
+            *ENCODER_TINY,
+        ],
+    )
     return root
 
 
 def test_speech_linear_eval_on_librispeech_schema_files(speech_run, tmp_path):
     run, output_dir = speech_run / "run", tmp_path / "eval"
-    run_in_process(linear_eval.main, [
-        "--model_name_or_path", str(run), "--domain", "audio", "--train_file", str(speech_run / "train.parquet"),
-        "--validation_file", str(speech_run / "validation.parquet"), "--label_column_name", "speaker_id",
-        "--lr_scheduler_type", "constant", "--num_train_epochs", "2", "--per_device_train_batch_size", "4",
-        "--per_device_eval_batch_size", "4", "--report_to", "none", "--output_dir", str(output_dir),
-    ])
+    run_in_process(
+        linear_eval.main,
+        [
+            "--model_name_or_path",
+            str(run),
+            "--domain",
+            "audio",
+            "--train_file",
+            str(speech_run / "train.parquet"),
+            "--validation_file",
+            str(speech_run / "validation.parquet"),
+            "--label_column_name",
+            "speaker_id",
+            "--lr_scheduler_type",
+            "constant",
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+            "--per_device_eval_batch_size",
+            "4",
+            "--report_to",
+            "none",
+            "--output_dir",
+            str(output_dir),
+        ],
+    )
     results = _results(output_dir)
     assert (results["domain"], results["train_views"]) == ("audio", "viewmaker")
     assert results["viewmaker"] == str(run / "viewmaker")
@@ -364,14 +503,35 @@ def _write_dev_clean(root: Path, speakers=(84, 174, 251), per_speaker=5) -> Path
 def test_speech_transfer_recipe_with_expert_views_and_knn(speech_run, tmp_path):
     data_dir = _write_dev_clean(tmp_path / "data")
     base = [
-        "--config", str(CONFIGS / "eval_librispeech_speaker_id.yaml"), "--model_name_or_path", str(speech_run / "run"),
-        "--data_dir", str(data_dir), "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
-        "--report_to", "none",
+        "--config",
+        str(CONFIGS / "eval_librispeech_speaker_id.yaml"),
+        "--model_name_or_path",
+        str(speech_run / "run"),
+        "--data_dir",
+        str(data_dir),
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "8",
+        "--report_to",
+        "none",
     ]
-    run_in_process(linear_eval.main, [
-        *base, "--num_train_epochs", "2", "--eval_every_epochs", "1", "--train_views", "expert", "--expert_views",
-        "waveform_crop_noise", "--output_dir", str(tmp_path / "probe"),
-    ])
+    run_in_process(
+        linear_eval.main,
+        [
+            *base,
+            "--num_train_epochs",
+            "2",
+            "--eval_every_epochs",
+            "1",
+            "--train_views",
+            "expert",
+            "--expert_views",
+            "waveform_crop_noise",
+            "--output_dir",
+            str(tmp_path / "probe"),
+        ],
+    )
     results = _results(tmp_path / "probe")
     assert (results["dataset"], results["train_split"], results["split"]) == ("librispeech_speaker_id", "train", "test")
     # Per speaker, int(0.8 * 5) = 4 training utterances and 1 test utterance.
@@ -381,7 +541,9 @@ def test_speech_transfer_recipe_with_expert_views_and_knn(speech_run, tmp_path):
     # A transfer set is normalised with its own statistics (REFERENCE.md §4.3), on the encoder's front end.
     assert results["audio_normalization"] == {"mean": -22.924, "std": 12.587}
     assert [h["epoch"] for h in results["history"] if "top1_accuracy" in h] == [1, 2]
-    run_in_process(linear_eval.main, [*base, "--knn_only", "true", "--knn_k", "3", "--output_dir", str(tmp_path / "knn")])
+    run_in_process(
+        linear_eval.main, [*base, "--knn_only", "true", "--knn_k", "3", "--output_dir", str(tmp_path / "knn")]
+    )
     knn = _results(tmp_path / "knn")
     assert 0.0 <= knn["knn_accuracy"] <= 1.0 and (knn["num_train_examples"], knn["num_eval_examples"]) == (12, 3)
 
@@ -394,16 +556,43 @@ def pamap2_run(tmp_path_factory) -> Path:
     protocol.mkdir(parents=True)
     for subject in range(101, 110):
         write_pamap2_subject(protocol / f"subject{subject}.dat", [(1, 1100), (0, 20), (4, 1100)], subject)
-    run_in_process(load_script(TRAINING / "pretrain.py").main, [
-        "--domain", "sensor", "--data_dir", str(root), "--num_channels", "52", "--image_size", "32",
-        "--clamp_views", "false", "--max_train_samples", "8", "--max_eval_samples", "8",
-        "--output_dir", str(root / "run"), *ENCODER_TINY,
-    ])
+    run_in_process(
+        load_script(TRAINING / "pretrain.py").main,
+        [
+            "--domain",
+            "sensor",
+            "--data_dir",
+            str(root),
+            "--num_channels",
+            "52",
+            "--image_size",
+            "32",
+            "--clamp_views",
+            "false",
+            "--max_train_samples",
+            "8",
+            "--max_eval_samples",
+            "8",
+            "--output_dir",
+            str(root / "run"),
+            *ENCODER_TINY,
+        ],
+    )
     return root
 
 
-PAMAP2_TINY = ["--max_train_samples", "16", "--max_eval_samples", "8", "--per_device_train_batch_size", "8",
-               "--per_device_eval_batch_size", "8", "--report_to", "none"]
+PAMAP2_TINY = [
+    "--max_train_samples",
+    "16",
+    "--max_eval_samples",
+    "8",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+    "--report_to",
+    "none",
+]
 
 
 def test_pamap2_linear_eval_uses_the_pretraining_statistics(pamap2_run, tmp_path, monkeypatch):
@@ -413,10 +602,22 @@ def test_pamap2_linear_eval_uses_the_pretraining_statistics(pamap2_run, tmp_path
         raise AssertionError("the evaluation refitted the sensor statistics")
 
     monkeypatch.setattr(SensorSpectrogramProcessor, "fit_statistics", refit)
-    run_in_process(linear_eval.main, [
-        "--config", str(CONFIGS / "eval_pamap2.yaml"), "--model_name_or_path", str(run), "--data_dir",
-        str(pamap2_run), *PAMAP2_TINY, "--num_train_epochs", "2", "--output_dir", str(output_dir),
-    ])
+    run_in_process(
+        linear_eval.main,
+        [
+            "--config",
+            str(CONFIGS / "eval_pamap2.yaml"),
+            "--model_name_or_path",
+            str(run),
+            "--data_dir",
+            str(pamap2_run),
+            *PAMAP2_TINY,
+            "--num_train_epochs",
+            "2",
+            "--output_dir",
+            str(output_dir),
+        ],
+    )
     monkeypatch.undo()
     results = _results(output_dir)
     assert (results["domain"], results["dataset"], results["split"]) == ("sensor", "pamap2", "validation")
@@ -442,11 +643,30 @@ def test_pamap2_linear_eval_uses_the_pretraining_statistics(pamap2_run, tmp_path
 def test_pamap2_evaluation_windows_are_fixed_and_training_windows_are_redrawn(pamap2_run, tmp_path):
     # A learning rate of 0 keeps the head fixed: the evaluation loss must then repeat exactly, while the training
     # loss changes with each epoch's windows. The original's 12-output head with --num_labels 12.
-    run_in_process(linear_eval.main, [
-        "--config", str(CONFIGS / "eval_pamap2.yaml"), "--model_name_or_path", str(pamap2_run / "run"),
-        "--data_dir", str(pamap2_run), *PAMAP2_TINY, "--num_train_epochs", "3", "--eval_every_epochs", "1",
-        "--learning_rate", "0", "--train_views", "none", "--num_labels", "12", "--output_dir", str(tmp_path),
-    ])
+    run_in_process(
+        linear_eval.main,
+        [
+            "--config",
+            str(CONFIGS / "eval_pamap2.yaml"),
+            "--model_name_or_path",
+            str(pamap2_run / "run"),
+            "--data_dir",
+            str(pamap2_run),
+            *PAMAP2_TINY,
+            "--num_train_epochs",
+            "3",
+            "--eval_every_epochs",
+            "1",
+            "--learning_rate",
+            "0",
+            "--train_views",
+            "none",
+            "--num_labels",
+            "12",
+            "--output_dir",
+            str(tmp_path),
+        ],
+    )
     history = _results(tmp_path)["history"]
     assert len({h["eval_loss"] for h in history}) == 1
     assert len({h["train_loss"] for h in history}) == 3
@@ -456,10 +676,19 @@ def test_pamap2_evaluation_windows_are_fixed_and_training_windows_are_redrawn(pa
 
 def test_a_processor_of_another_domain_is_refused(pamap2_run, tmp_path):
     with pytest.raises(ValueError, match="SensorSpectrogramProcessor"):
-        run_in_process(linear_eval.main, [
-            "--model_name_or_path", str(pamap2_run / "run"), "--domain", "audio", "--train_file", "unused.parquet",
-            "--output_dir", str(tmp_path),
-        ])
+        run_in_process(
+            linear_eval.main,
+            [
+                "--model_name_or_path",
+                str(pamap2_run / "run"),
+                "--domain",
+                "audio",
+                "--train_file",
+                "unused.parquet",
+                "--output_dir",
+                str(tmp_path),
+            ],
+        )
 
 
 def test_paper_feature_sizes(tmp_path):

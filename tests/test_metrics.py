@@ -95,8 +95,12 @@ def test_macro_f1_known_value():
 
 def test_classification_metrics_summary():
     logits = torch.tensor(
-        [[5.0, 4.0, 0.0, 0.0, 0.0, 0.0], [0.0, 5.0, 4.0, 0.0, 0.0, 0.0], [4.0, 0.0, 5.0, 0.0, 0.0, 0.0],
-         [0.0, 0.0, 0.0, 5.0, 4.0, 3.0]]
+        [
+            [5.0, 4.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 5.0, 4.0, 0.0, 0.0, 0.0],
+            [4.0, 0.0, 5.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 5.0, 4.0, 3.0],
+        ]
     )
     labels = torch.tensor([0, 2, 0, 5])  # top-1: 1 of 4; top-2: 3 of 4; top-3 and more: 4 of 4
     results = classification_metrics(logits, labels, top_k=(1, 2, 5))

@@ -6,12 +6,30 @@ from huggingface_hub import ModelCard
 from hf_viewmaker.hub import build_model_card, write_model_card
 
 ARGS = {
-    "domain": "image", "dataset_name": "uoft-cs/cifar10", "train_split": "train", "validation_split": "test",
-    "view_mode": "viewmaker", "expert_views": "none", "objective": "simclr", "simclr_variant": "nt_xent",
-    "temperature": 0.07, "num_channels": 3, "image_size": 32, "encoder_preset": "resnet18_cifar",
-    "embedding_dim": 128, "projection_head": "linear", "per_device_train_batch_size": 256, "learning_rate": 0.03,
-    "momentum": 0.9, "weight_decay": 1e-4, "adversarial_update": "one_pass", "seed": 2, "distortion_budget": 0.05,
-    "budget_norm": "l1", "viewmaker_learning_rate": 0.001, "knn_k": 200,
+    "domain": "image",
+    "dataset_name": "uoft-cs/cifar10",
+    "train_split": "train",
+    "validation_split": "test",
+    "view_mode": "viewmaker",
+    "expert_views": "none",
+    "objective": "simclr",
+    "simclr_variant": "nt_xent",
+    "temperature": 0.07,
+    "num_channels": 3,
+    "image_size": 32,
+    "encoder_preset": "resnet18_cifar",
+    "embedding_dim": 128,
+    "projection_head": "linear",
+    "per_device_train_batch_size": 256,
+    "learning_rate": 0.03,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "adversarial_update": "one_pass",
+    "seed": 2,
+    "distortion_budget": 0.05,
+    "budget_norm": "l1",
+    "viewmaker_learning_rate": 0.001,
+    "knn_k": 200,
 }
 TRAIN = {"completed_steps": 39000, "train_runtime_seconds": 1800.0, "knn_accuracy": 0.81234, "hardware": "1 x H100"}
 
@@ -27,10 +45,18 @@ def run(tmp_path):
 def test_card_reports_only_measured_numbers(run, tmp_path):
     evaluation = tmp_path / "probe" / "eval_results.json"
     evaluation.parent.mkdir()
-    evaluation.write_text(json.dumps({
-        "dataset": "uoft-cs/cifar10", "split": "test", "features": "prepool", "top1_accuracy": 0.7, "top5_accuracy": 0.95,
-        "cifar10c": {"mean_accuracy": 0.55},
-    }))
+    evaluation.write_text(
+        json.dumps(
+            {
+                "dataset": "uoft-cs/cifar10",
+                "split": "test",
+                "features": "prepool",
+                "top1_accuracy": 0.7,
+                "top5_accuracy": 0.95,
+                "cifar10c": {"mean_accuracy": 0.55},
+            }
+        )
+    )
     card = build_model_card(run, repo_id="me/c10-viewmaker", eval_results=[evaluation])
     assert card.data.pipeline_tag == "image-feature-extraction" and card.data.library_name == "transformers"
     values = {r.metric_name: r.metric_value for r in card.data.eval_results}

@@ -34,7 +34,9 @@ def test_one_grad_scaler_update_per_step_for_both_players(accelerator):
     # Accelerate makes a GradScaler for fp16 only on accelerators; this is the same code path with a CPU scaler.
     accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
     model, encoder, viewmaker = _players()
-    optimizer = AdversarialOptimizer(torch.optim.SGD(encoder.parameters(), lr=0.1), torch.optim.Adam(viewmaker.parameters()))
+    optimizer = AdversarialOptimizer(
+        torch.optim.SGD(encoder.parameters(), lr=0.1), torch.optim.Adam(viewmaker.parameters())
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
     before = [p.detach().clone() for p in model.parameters()]
 
@@ -60,7 +62,9 @@ def test_two_accelerate_optimizers_would_update_the_scaler_twice(accelerator):
 
 def test_frozen_viewmaker_keeps_its_weights_and_state_round_trips():
     model, encoder, viewmaker = _players()
-    optimizer = AdversarialOptimizer(torch.optim.SGD(encoder.parameters(), lr=0.1), torch.optim.Adam(viewmaker.parameters()))
+    optimizer = AdversarialOptimizer(
+        torch.optim.SGD(encoder.parameters(), lr=0.1), torch.optim.Adam(viewmaker.parameters())
+    )
     optimizer.viewmaker_frozen = True
     frozen = [p.detach().clone() for p in viewmaker.parameters()]
     model(torch.randn(8, 4)).sum().backward()
@@ -69,7 +73,9 @@ def test_frozen_viewmaker_keeps_its_weights_and_state_round_trips():
     assert len(optimizer.param_groups) == 2 and optimizer.param_groups[0] is optimizer.encoder_optimizer.param_groups[0]
 
     state = optimizer.state_dict()
-    restored = AdversarialOptimizer(torch.optim.SGD(encoder.parameters(), lr=0.1), torch.optim.Adam(viewmaker.parameters()))
+    restored = AdversarialOptimizer(
+        torch.optim.SGD(encoder.parameters(), lr=0.1), torch.optim.Adam(viewmaker.parameters())
+    )
     restored.load_state_dict(state)
     assert restored.viewmaker_frozen
     with pytest.raises(ValueError, match="viewmaker"):

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from accelerate.utils import set_seed
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
-from accelerate.utils import set_seed
-
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerForContrastivePretraining, ViewmakerModel
+from hf_viewmaker.data import decode_audio
 from hf_viewmaker.data.device_images import DeviceImageDataset
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
+
 from helpers import load_script, write_librispeech_parquet, write_pamap2_subject, write_ts_file
-from hf_viewmaker.data import decode_audio
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "training" / "pretrain.py"
@@ -29,10 +29,34 @@ CONFIGS = REPO_ROOT / "training" / "configs"
 QUICKSTART = CONFIGS / "quickstart.yaml"
 # The quickstart recipe, shrunk so a step takes a few milliseconds.
 TINY = [
-    "--config", str(QUICKSTART), "--image_size", "16", "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16",
-    "--encoder_stem_channels", "8", "--embedding_dim", "16", "--num_res_blocks", "1", "--per_device_train_batch_size",
-    "16", "--max_train_samples", "64", "--max_eval_samples", "32", "--knn_max_train_samples", "64", "--report_to",
-    "none", "--logging_steps", "2",
+    "--config",
+    str(QUICKSTART),
+    "--image_size",
+    "16",
+    "--encoder_depths",
+    "1",
+    "1",
+    "--encoder_hidden_sizes",
+    "8",
+    "16",
+    "--encoder_stem_channels",
+    "8",
+    "--embedding_dim",
+    "16",
+    "--num_res_blocks",
+    "1",
+    "--per_device_train_batch_size",
+    "16",
+    "--max_train_samples",
+    "64",
+    "--max_eval_samples",
+    "32",
+    "--knn_max_train_samples",
+    "64",
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "2",
 ]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -41,8 +65,17 @@ pretrain = load_script(SCRIPT)
 
 
 def _launch(output_dir: Path, *args: str, processes: int = 1) -> list[str]:
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     launcher += ["--multi_gpu", "--num_processes", str(processes)] if processes > 1 else ["--num_processes", "1"]
     return launcher + [str(SCRIPT), *TINY, "--output_dir", str(output_dir), *args]
 
@@ -90,8 +123,13 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     _run(command + ["--output_dir", str(tmp_path / "uninterrupted"), *args])
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command + ["--output_dir", str(killed), *args], env=ENV, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command + ["--output_dir", str(killed), *args],
+        env=ENV,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not (killed / "checkpoints" / "step_5").exists():
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
@@ -121,9 +159,10 @@ def test_two_processes_stay_identical_and_match_one_process_with_the_doubled_bat
     # they agree only approximately: the loss of the global batch within 5%, and the encoder's update in direction
     # (cosine > 0.9) and size (10%). (The viewmaker's first Adam step is sign-like, so its direction follows the
     # noise and is not compared.) The exact cross-process gradient algebra is tested in test_objectives_distributed.
-    (loss_one,), (loss_two,) = [loss for _, loss in one["encoder_loss_history"]], [
-        loss for _, loss in two["encoder_loss_history"]
-    ]
+    (loss_one,), (loss_two,) = (
+        [loss for _, loss in one["encoder_loss_history"]],
+        [loss for _, loss in two["encoder_loss_history"]],
+    )
     assert abs(loss_one - loss_two) < 0.05 * loss_one, (loss_one, loss_two)
     parsed = pretrain.parse_args([*TINY, *args, "--per_device_train_batch_size", "16"])
     set_seed(parsed.seed)
@@ -228,14 +267,39 @@ def test_bf16_mixed_precision_run(tmp_path, in_process):
     assert all(w.dtype == torch.float32 for k, w in _weights(tmp_path).items() if w.is_floating_point())
 
 
-ENCODER_TINY = ["--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8", "16", "--encoder_stem_channels", "8",
-                "--embedding_dim", "16", "--num_res_blocks", "1", "--report_to", "none", "--knn_k", "3",
-                "--per_device_train_batch_size", "4", "--max_steps", "2", "--logging_steps", "1"]
+ENCODER_TINY = [
+    "--encoder_depths",
+    "1",
+    "1",
+    "--encoder_hidden_sizes",
+    "8",
+    "16",
+    "--encoder_stem_channels",
+    "8",
+    "--embedding_dim",
+    "16",
+    "--num_res_blocks",
+    "1",
+    "--report_to",
+    "none",
+    "--knn_k",
+    "3",
+    "--per_device_train_batch_size",
+    "4",
+    "--max_steps",
+    "2",
+    "--logging_steps",
+    "1",
+]
 
 
 @pytest.mark.parametrize(
-    "views", [[], ["--view_mode", "expert", "--expert_views", "waveform_crop_noise"],
-              ["--view_mode", "expert", "--expert_views", "spectral_masking", "--spectral_noise_std", "0.25"]],
+    "views",
+    [
+        [],
+        ["--view_mode", "expert", "--expert_views", "waveform_crop_noise"],
+        ["--view_mode", "expert", "--expert_views", "spectral_masking", "--spectral_noise_std", "0.25"],
+    ],
     ids=["viewmaker", "waveform", "spectral"],
 )
 def test_speech_pretraining_on_librispeech_schema_files(tmp_path, in_process, views):
@@ -243,12 +307,32 @@ def test_speech_pretraining_on_librispeech_schema_files(tmp_path, in_process, vi
     write_librispeech_parquet(tmp_path / "train.parquet", corrupt=(2, 5))
     write_librispeech_parquet(tmp_path / "validation.parquet", speakers=(3, 19), per_speaker=2, seed=40)
     out = tmp_path / "run"
-    in_process([
-        "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--validation_file",
-        str(tmp_path / "validation.parquet"), "--label_column_name", "speaker_id", "--image_size", "64",
-        "--num_channels", "1", "--encoder_preset", "resnet18_audio", "--clamp_views", "false",
-        "--output_dir", str(out), "--skip_bad_examples", "true", *ENCODER_TINY, *views,
-    ])
+    in_process(
+        [
+            "--domain",
+            "audio",
+            "--train_file",
+            str(tmp_path / "train.parquet"),
+            "--validation_file",
+            str(tmp_path / "validation.parquet"),
+            "--label_column_name",
+            "speaker_id",
+            "--image_size",
+            "64",
+            "--num_channels",
+            "1",
+            "--encoder_preset",
+            "resnet18_audio",
+            "--clamp_views",
+            "false",
+            "--output_dir",
+            str(out),
+            "--skip_bad_examples",
+            "true",
+            *ENCODER_TINY,
+            *views,
+        ]
+    )
     results = json.loads((out / "train_results.json").read_text())
     assert results["completed_steps"] == 2 and all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
     assert results["skipped_examples"] >= 1
@@ -258,19 +342,51 @@ def test_speech_pretraining_on_librispeech_schema_files(tmp_path, in_process, vi
     assert (out / "viewmaker").is_dir() == (not views)
 
 
-@pytest.mark.parametrize("views", [[], ["--view_mode", "expert", "--expert_views", "spectral_masking",
-                                        "--max_freq_mask", "20", "--max_time_mask", "20"]], ids=["viewmaker", "masking"])
+@pytest.mark.parametrize(
+    "views",
+    [
+        [],
+        [
+            "--view_mode",
+            "expert",
+            "--expert_views",
+            "spectral_masking",
+            "--max_freq_mask",
+            "20",
+            "--max_time_mask",
+            "20",
+        ],
+    ],
+    ids=["viewmaker", "masking"],
+)
 def test_sensor_pretraining_on_pamap2_archive_layout(tmp_path, in_process, views):
     protocol = tmp_path / "PAMAP2_Dataset" / "Protocol"
     protocol.mkdir(parents=True)
     for subject in range(101, 110):
         write_pamap2_subject(protocol / f"subject{subject}.dat", [(1, 1100), (0, 20), (4, 1100)], subject)
     out = tmp_path / "run"
-    in_process([
-        "--domain", "sensor", "--data_dir", str(tmp_path), "--num_channels", "52", "--image_size", "32",
-        "--clamp_views", "false", "--max_train_samples", "8", "--max_eval_samples", "8", "--output_dir", str(out),
-        *ENCODER_TINY, *views,
-    ])
+    in_process(
+        [
+            "--domain",
+            "sensor",
+            "--data_dir",
+            str(tmp_path),
+            "--num_channels",
+            "52",
+            "--image_size",
+            "32",
+            "--clamp_views",
+            "false",
+            "--max_train_samples",
+            "8",
+            "--max_eval_samples",
+            "8",
+            "--output_dir",
+            str(out),
+            *ENCODER_TINY,
+            *views,
+        ]
+    )
     results = json.loads((out / "train_results.json").read_text())
     assert results["completed_steps"] == 2 and 0.0 <= results["knn_accuracy"] <= 1.0
     processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
@@ -283,11 +399,27 @@ def test_sensor_pretraining_on_ts_series_with_a_short_stft(tmp_path, in_process)
     write_ts_file(tmp_path / "train.ts")
     write_ts_file(tmp_path / "test.ts", series_per_class=2, seed=1)
     out = tmp_path / "run"
-    in_process([
-        "--domain", "sensor", "--train_file", str(tmp_path / "train.ts"), "--validation_file", str(tmp_path / "test.ts"),
-        "--num_channels", "3", "--n_fft", "15", "--hop_length", "4", "--clamp_views", "false",
-        "--output_dir", str(out), *ENCODER_TINY,
-    ])
+    in_process(
+        [
+            "--domain",
+            "sensor",
+            "--train_file",
+            str(tmp_path / "train.ts"),
+            "--validation_file",
+            str(tmp_path / "test.ts"),
+            "--num_channels",
+            "3",
+            "--n_fft",
+            "15",
+            "--hop_length",
+            "4",
+            "--clamp_views",
+            "false",
+            "--output_dir",
+            str(out),
+            *ENCODER_TINY,
+        ]
+    )
     results = json.loads((out / "train_results.json").read_text())
     assert results["completed_steps"] == 2 and 0.0 <= results["knn_accuracy"] <= 1.0
     processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
@@ -298,11 +430,33 @@ def test_sensor_pretraining_on_ts_series_with_a_short_stft(tmp_path, in_process)
 def test_speech_front_end_from_flags_with_fitted_statistics(tmp_path, in_process):
     write_librispeech_parquet(tmp_path / "train.parquet")
     out = tmp_path / "run"
-    in_process([
-        "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--label_column_name", "speaker_id",
-        "--audio_normalization", "fit", "--audio_max_length", "8000", "--n_fft", "256", "--hop_length", "258",
-        "--image_size", "32", "--num_channels", "1", "--clamp_views", "false", "--output_dir", str(out), *ENCODER_TINY,
-    ])
+    in_process(
+        [
+            "--domain",
+            "audio",
+            "--train_file",
+            str(tmp_path / "train.parquet"),
+            "--label_column_name",
+            "speaker_id",
+            "--audio_normalization",
+            "fit",
+            "--audio_max_length",
+            "8000",
+            "--n_fft",
+            "256",
+            "--hop_length",
+            "258",
+            "--image_size",
+            "32",
+            "--num_channels",
+            "1",
+            "--clamp_views",
+            "false",
+            "--output_dir",
+            str(out),
+            *ENCODER_TINY,
+        ]
+    )
     extractor = LogMelFeatureExtractor.from_pretrained(out / "encoder")
     assert (extractor.max_length, extractor.n_fft, extractor.hop_length, extractor.num_frames) == (8000, 256, 258, 32)
     # Fitted on the (9) training clips: they come out standardised, unlike with LibriSpeech's statistics.
@@ -311,7 +465,9 @@ def test_speech_front_end_from_flags_with_fitted_statistics(tmp_path, in_process
     rows = load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
     clips = [decode_audio(value)[0] for value in rows.cast_column("audio", Audio(decode=False))["audio"]]
     features = extractor(clips)["input_features"]
-    assert float(features.mean()) == pytest.approx(0.0, abs=1e-3) and float(features.std()) == pytest.approx(1.0, abs=1e-2)
+    assert float(features.mean()) == pytest.approx(0.0, abs=1e-3) and float(features.std()) == pytest.approx(
+        1.0, abs=1e-2
+    )
     assert extractor.normalize_mean != pytest.approx(-22.924, abs=0.5)
 
 
@@ -329,25 +485,66 @@ def test_zero_steps_saves_the_untrained_models(tmp_path, in_process):
 
 def test_image_pretraining_with_expert_and_combined_views(tmp_path, in_process):
     for mode in ("expert", "viewmaker+expert"):
-        in_process([*TINY, "--output_dir", str(tmp_path / mode), "--max_steps", "2", "--view_mode", mode,
-                    "--expert_views", "simclr_image"])
+        in_process(
+            [
+                *TINY,
+                "--output_dir",
+                str(tmp_path / mode),
+                "--max_steps",
+                "2",
+                "--view_mode",
+                mode,
+                "--expert_views",
+                "simclr_image",
+            ]
+        )
         assert json.loads((tmp_path / mode / "train_results.json").read_text())["completed_steps"] == 2
 
 
 def test_unreadable_clip_without_skipping_is_an_error_naming_the_file(tmp_path, in_process):
     write_librispeech_parquet(tmp_path / "train.parquet", corrupt=tuple(range(9)))
     with pytest.raises(ValueError, match=r"\.flac"):
-        in_process([
-            "--domain", "audio", "--train_file", str(tmp_path / "train.parquet"), "--label_column_name",
-            "speaker_id", "--image_size", "64", "--num_channels", "1", "--encoder_preset", "resnet18_audio",
-            "--output_dir", str(tmp_path / "run"), *ENCODER_TINY,
-        ])
+        in_process(
+            [
+                "--domain",
+                "audio",
+                "--train_file",
+                str(tmp_path / "train.parquet"),
+                "--label_column_name",
+                "speaker_id",
+                "--image_size",
+                "64",
+                "--num_channels",
+                "1",
+                "--encoder_preset",
+                "resnet18_audio",
+                "--output_dir",
+                str(tmp_path / "run"),
+                *ENCODER_TINY,
+            ]
+        )
 
 
 def test_gpu_path_options_train_and_save_plain_weights(tmp_path, in_process):
-    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "2", "--channels_last", "true",
-                "--fused_optimizers", "true", "--torch_compile", "true", "--torch_compile_backend", "aot_eager",
-                "--gradient_checkpointing", "selective"])
+    in_process(
+        [
+            *TINY,
+            "--output_dir",
+            str(tmp_path),
+            "--max_steps",
+            "2",
+            "--channels_last",
+            "true",
+            "--fused_optimizers",
+            "true",
+            "--torch_compile",
+            "true",
+            "--torch_compile_backend",
+            "aot_eager",
+            "--gradient_checkpointing",
+            "selective",
+        ]
+    )
     results = json.loads((tmp_path / "train_results.json").read_text())
     assert all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
     # Compiled, channels-last training still saves ordinary state dicts (no `_orig_mod.` prefixes).
@@ -357,8 +554,17 @@ def test_gpu_path_options_train_and_save_plain_weights(tmp_path, in_process):
 
 def test_data_on_device_trains_and_resumes_mid_epoch_to_the_same_weights(tmp_path, in_process):
     # 4 steps per epoch: the resumed run starts in the middle of the first epoch and crosses into the second.
-    args = [*TINY, "--data_on_device", "true", "--fused_optimizers", "true", "--view_mode", "viewmaker+expert",
-            "--expert_views", "simclr_image"]
+    args = [
+        *TINY,
+        "--data_on_device",
+        "true",
+        "--fused_optimizers",
+        "true",
+        "--view_mode",
+        "viewmaker+expert",
+        "--expert_views",
+        "simclr_image",
+    ]
     in_process([*args, "--output_dir", str(tmp_path / "uninterrupted"), "--max_steps", "6"])
     resumed = tmp_path / "resumed"
     in_process([*args, "--output_dir", str(resumed), "--max_steps", "3", "--checkpointing_steps", "3"])
@@ -390,6 +596,7 @@ def test_the_training_step_never_waits_for_the_device(tmp_path, monkeypatch, in_
     Only the first step reads its skip flag on the host (see `AdversarialOptimizer.skipping_if`)."""
     state, reads = {"in_step": 0, "steps": 0}, []
     for name in HOST_READS:
+
         def read(self, *args, _original=getattr(torch.Tensor, name), _name=name, **kwargs):
             if state["in_step"] and state["steps"] > 0:
                 reads.append(_name)
@@ -411,6 +618,21 @@ def test_the_training_step_never_waits_for_the_device(tmp_path, monkeypatch, in_
     monkeypatch.setattr(pretrain, "forward_backward", inside_the_step(pretrain.forward_backward))
     monkeypatch.setattr(pretrain, "optimizer_step", inside_the_step(pretrain.optimizer_step, counts_steps=True))
     monkeypatch.setattr(DeviceImageDataset, "batch", inside_the_step(DeviceImageDataset.batch))
-    in_process([*TINY, "--output_dir", str(tmp_path), "--max_steps", "4", "--data_on_device", "true",
-                "--fused_optimizers", "true", "--view_mode", "viewmaker+expert", "--expert_views", "simclr_image"])
+    in_process(
+        [
+            *TINY,
+            "--output_dir",
+            str(tmp_path),
+            "--max_steps",
+            "4",
+            "--data_on_device",
+            "true",
+            "--fused_optimizers",
+            "true",
+            "--view_mode",
+            "viewmaker+expert",
+            "--expert_views",
+            "simclr_image",
+        ]
+    )
     assert state["steps"] == 4 and reads == []

@@ -18,7 +18,10 @@ TINY_VIEWMAKER = ViewmakerConfig(num_channels=1, num_res_blocks=1, distortion_bu
 def _model(**kwargs) -> ViewmakerForContrastivePretraining:
     torch.manual_seed(0)
     config = ViewmakerPretrainingConfig(
-        viewmaker_config=TINY_VIEWMAKER, encoder_config=TINY_ENCODER, normalize_mean=[0.5], normalize_std=[0.25],
+        viewmaker_config=TINY_VIEWMAKER,
+        encoder_config=TINY_ENCODER,
+        normalize_mean=[0.5],
+        normalize_std=[0.25],
         **kwargs,
     )
     return ViewmakerForContrastivePretraining(config)

@@ -51,9 +51,20 @@ def run_without_package(tmp_path, checkpoint, inputs, seed: int | None = None, a
     script.write_text(LOAD_WITHOUT_PACKAGE)
     env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": ""}
     result = subprocess.run(
-        [sys.executable, str(script), auto_class, str(checkpoint), str(tmp_path / "inputs.safetensors"), str(tmp_path / "out.safetensors")]
+        [
+            sys.executable,
+            str(script),
+            auto_class,
+            str(checkpoint),
+            str(tmp_path / "inputs.safetensors"),
+            str(tmp_path / "out.safetensors"),
+        ]
         + ([] if seed is None else [str(seed)]),
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return load_file(tmp_path / "out.safetensors")["output"]
@@ -72,7 +83,9 @@ def test_viewmaker_loads_as_remote_code(tmp_path):
     torch.testing.assert_close(remote, local, rtol=0, atol=0)
 
 
-TINY_ENCODER = dict(num_channels=2, stem_channels=8, depths=[1, 1], hidden_sizes=[8, 16], embedding_dim=8, image_size=16)
+TINY_ENCODER = dict(
+    num_channels=2, stem_channels=8, depths=[1, 1], hidden_sizes=[8, 16], embedding_dim=8, image_size=16
+)
 
 
 @pytest.mark.parametrize(

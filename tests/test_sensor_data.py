@@ -20,6 +20,7 @@ from hf_viewmaker.data.sensors import (
     read_ts_file,
 )
 from hf_viewmaker.processing.sensor_processing import SensorSpectrogramProcessor
+
 from helpers import write_pamap2_subject, write_ts_file
 
 W = 200  # a short window keeps the fake recordings small; the real one is 1000
@@ -153,8 +154,12 @@ def test_generic_time_series_files(tmp_path):
     frame.loc[5, "acc_x"] = np.nan
     frame.to_csv(tmp_path / "data.csv", index=False)
     windows = TimeSeriesWindows(
-        tmp_path / "data.csv", window_size=100, group_column="subject", exclude_columns=["timestamp"],
-        examples_per_epoch=200, seed=0,
+        tmp_path / "data.csv",
+        window_size=100,
+        group_column="subject",
+        exclude_columns=["timestamp"],
+        examples_per_epoch=200,
+        seed=0,
     )
     assert windows.label_names == ["sit", "walk"] and windows.label_map == {"sit": 0, "walk": 1}
     assert windows.channel_names == ["acc_x", "acc_y"] and len(windows.recordings) == 2

@@ -26,6 +26,7 @@ from hf_viewmaker.data.speech import (
     load_voxceleb1,
 )
 from hf_viewmaker.processing import LogMelFeatureExtractor
+
 from helpers import SR, speech_clip, write_librispeech_parquet
 
 
@@ -125,7 +126,9 @@ def test_hub_style_repository_with_configs_and_concatenated_splits(tmp_path):
     readme = ["---", "configs:", "- config_name: clean", "  data_files:"]
     for i, split in enumerate(("train.100", "train.360", "validation")):
         (tmp_path / "clean" / split).mkdir(parents=True)
-        write_librispeech_parquet(tmp_path / "clean" / split / "0000.parquet", speakers=(10 + i,), per_speaker=2, seed=i)
+        write_librispeech_parquet(
+            tmp_path / "clean" / split / "0000.parquet", speakers=(10 + i,), per_speaker=2, seed=i
+        )
         readme += [f"  - split: {split}", f"    path: clean/{split}/*.parquet"]
     (tmp_path / "README.md").write_text("\n".join(readme + ["---", ""]))
     splits = load_speech_splits(
@@ -147,9 +150,7 @@ def test_streaming_split(tmp_path, fe):
     stream = load_speech_splits(train_file=str(tmp_path / "train.parquet"), streaming=True)["train"]
     with pytest.raises(ValueError, match="pass `label_map`"):
         SpeechStream(stream, label_column="speaker_id")
-    examples = SpeechStream(
-        stream, label_column="speaker_id", label_map={3: 0, 19: 1, 250: 2}, skip_bad_examples=True
-    )
+    examples = SpeechStream(stream, label_column="speaker_id", label_map={3: 0, 19: 1, 250: 2}, skip_bad_examples=True)
     small = LogMelFeatureExtractor(size=32, n_fft=256, hop_length=64, max_length=2000)
     batches = list(DataLoader(examples, batch_size=4, collate_fn=collate_speech(small)))
     assert [b["input_values"].shape[0] for b in batches] == [4, 4]  # 8 readable clips, full batches

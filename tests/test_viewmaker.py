@@ -97,14 +97,18 @@ def test_frequency_domain_bounds_the_dct_of_the_perturbation():
     model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0, frequency_domain=True, clamp=False))
     x = torch.rand(2, 3, 8, 12, dtype=torch.float64).float()
     delta = model(x).perturbation.double()
+
     # Unnormalised DCT-II along each spatial axis (scipy's type-2 without norm), built independently of the model.
     def dct(v, dim):
         n = v.shape[dim]
         k = torch.arange(n, dtype=torch.float64)
         basis = 2 * torch.cos(torch.pi * k[:, None] * (2 * k[None, :] + 1) / (2 * n))
         return torch.movedim(torch.movedim(v, dim, -1) @ basis.T, -1, dim)
+
     spectrum = dct(dct(delta, -1), -2)
-    torch.testing.assert_close(spectrum.abs().mean(dim=(1, 2, 3)), torch.full((2,), 0.05, dtype=torch.float64), rtol=2e-3, atol=0)
+    torch.testing.assert_close(
+        spectrum.abs().mean(dim=(1, 2, 3)), torch.full((2,), 0.05, dtype=torch.float64), rtol=2e-3, atol=0
+    )
 
 
 def test_generator_makes_views_reproducible_without_touching_global_rng():

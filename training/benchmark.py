@@ -36,10 +36,11 @@ from accelerate.utils import set_seed
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-import pretrain
 from hf_viewmaker.data import expert_views_for
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.views import WaveformCropNoiseViews
+
+import pretrain
 
 # The timed matmul (size, repeats) per device: large enough for the device's dense rate, small enough on CPUs for CI.
 MATMUL = {"cuda": (8192, 50), "cpu": (512, 10)}
@@ -54,7 +55,9 @@ def build_parser():
     bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     bench.add_argument(
-        "--interleave_two_pass", type=pretrain.string_to_bool, default=False,
+        "--interleave_two_pass",
+        type=pretrain.string_to_bool,
+        default=False,
         help="also time the original two-pass update, one step after each one-pass step on the same model, so that "
         "both see the same machine state",
     )
@@ -65,8 +68,10 @@ def parse_args(argv: list[str] | None = None):
     parser = build_parser()
     args = pretrain.parse_args(argv, parser)
     if args.interleave_two_pass and (args.adversarial_update != "one_pass" or args.view_mode == "expert"):
-        parser.error("--interleave_two_pass compares one-pass with two-pass: it needs --adversarial_update one_pass "
-                     "and a viewmaker")
+        parser.error(
+            "--interleave_two_pass compares one-pass with two-pass: it needs --adversarial_update one_pass "
+            "and a viewmaker"
+        )
     return args
 
 
@@ -141,10 +146,14 @@ def main(argv: list[str] | None = None) -> dict:
         num_examples, batches = len(images), endless(DeviceImageLoader(images, batch_size, seed=args.seed))
     else:
         num_examples = max(batch_size, 4096)
-        batches = itertools.repeat({
-            "pixel_values": torch.rand(batch_size, args.num_channels, args.image_size, args.image_size, device=device),
-            "indices": torch.randint(0, num_examples, (batch_size,), device=device),
-        })
+        batches = itertools.repeat(
+            {
+                "pixel_values": torch.rand(
+                    batch_size, args.num_channels, args.image_size, args.image_size, device=device
+                ),
+                "indices": torch.randint(0, num_examples, (batch_size,), device=device),
+            }
+        )
     model = pretrain.build_model(args, num_examples)
     optimizer = pretrain.build_optimizer(model, args)
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -39,7 +39,8 @@ METHODS = {
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--domain", required=True,
+        "--domain",
+        required=True,
         help="the recipes <config_dir>/<domain>.yaml and eval_<domain>.yaml: fashion_mnist, asterisk, basic_motions",
     )
     parser.add_argument("--config_dir", default=str(CONFIGS), help="where the domain's two recipes are")
@@ -79,24 +80,45 @@ def run_cell(
     if record_path.is_file() and not overwrite:
         return json.loads(record_path.read_text())
     pretrain = [
-        sys.executable, "training/pretrain.py", "--config", str(config_dir / f"{domain}.yaml"), *METHODS[method],
-        "--seed", str(seed), "--output_dir", str(folder / "pretrain"), *extra,
+        sys.executable,
+        "training/pretrain.py",
+        "--config",
+        str(config_dir / f"{domain}.yaml"),
+        *METHODS[method],
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(folder / "pretrain"),
+        *extra,
     ]
     evaluate = [
-        sys.executable, "training/linear_eval.py", "--config", str(config_dir / f"eval_{domain}.yaml"),
-        "--model_name_or_path", str(folder / "pretrain"), "--seed", str(seed),
-        "--output_dir", str(folder / "linear_eval"),
+        sys.executable,
+        "training/linear_eval.py",
+        "--config",
+        str(config_dir / f"eval_{domain}.yaml"),
+        "--model_name_or_path",
+        str(folder / "pretrain"),
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(folder / "linear_eval"),
     ]
     pretrain_seconds = run(pretrain, folder / "pretrain.log")
     eval_seconds = run(evaluate, folder / "linear_eval.log")
     results = json.loads((folder / "linear_eval" / "eval_results.json").read_text())
     trained = json.loads((folder / "pretrain" / "train_results.json").read_text())
     record = {
-        "domain": domain, "method": method, "seed": seed,
-        "top1": results["top1_accuracy"], "macro_f1": results.get("macro_f1"), "pretrain_knn_accuracy": trained.get("knn_accuracy"),
+        "domain": domain,
+        "method": method,
+        "seed": seed,
+        "top1": results["top1_accuracy"],
+        "macro_f1": results.get("macro_f1"),
+        "pretrain_knn_accuracy": trained.get("knn_accuracy"),
         "pretrain_steps": trained["completed_steps"],
-        "pretrain_seconds": round(pretrain_seconds, 1), "linear_eval_seconds": round(eval_seconds, 1),
-        "pretrain_command": " ".join(pretrain[1:]), "linear_eval_command": " ".join(evaluate[1:]),
+        "pretrain_seconds": round(pretrain_seconds, 1),
+        "linear_eval_seconds": round(eval_seconds, 1),
+        "pretrain_command": " ".join(pretrain[1:]),
+        "linear_eval_command": " ".join(evaluate[1:]),
     }
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -133,17 +155,24 @@ def main(argv: list[str] | None = None) -> None:
     for method in args.methods:
         for seed in args.seeds:
             record = run_cell(args.domain, method, seed, root, Path(args.config_dir).resolve(), extra, args.overwrite)
-            print(f"{args.domain} {method} seed {seed}: top-1 {record['top1']:.4f} "
-                  f"({record['pretrain_seconds']:.0f} s + {record['linear_eval_seconds']:.0f} s)", flush=True)
+            print(
+                f"{args.domain} {method} seed {seed}: top-1 {record['top1']:.4f} "
+                f"({record['pretrain_seconds']:.0f} s + {record['linear_eval_seconds']:.0f} s)",
+                flush=True,
+            )
             records.append(record)
     summary = {
-        "domain": args.domain, "records": records, "table": table(records),
+        "domain": args.domain,
+        "records": records,
+        "table": table(records),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "run_seconds": round(sum(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in records), 1),
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(summary["table"])
-    print(f"total run time {summary['run_seconds'] / 60:.1f} min (this invocation: {summary['wall_seconds'] / 60:.1f} min)")
+    print(
+        f"total run time {summary['run_seconds'] / 60:.1f} min (this invocation: {summary['wall_seconds'] / 60:.1f} min)"
+    )
 
 
 if __name__ == "__main__":

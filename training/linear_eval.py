@@ -40,12 +40,10 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import ClassLabel
 from torch.utils.data import DataLoader, Subset
 from transformers import AutoConfig
+from transformers.hf_argparser import string_to_bool
 from transformers.utils import cached_file
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
-from transformers.hf_argparser import string_to_bool
-
-from hf_viewmaker.recipes import parse_args_with_recipe
 from hf_viewmaker.data import (
     PACKAGED_DATASETS,
     SPEECH_TRANSFER_DATASETS,
@@ -73,6 +71,7 @@ from hf_viewmaker.evaluation.linear_probe import (
 )
 from hf_viewmaker.evaluation.metrics import classification_metrics
 from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS, LogMelFeatureExtractor, SensorSpectrogramProcessor
+from hf_viewmaker.recipes import parse_args_with_recipe
 
 logger = get_logger(__name__)
 
@@ -98,36 +97,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--viewmaker_name_or_path", help="default: --model_name_or_path")
     model.add_argument(
-        "--viewmaker_subfolder", default=AUTO,
+        "--viewmaker_subfolder",
+        default=AUTO,
         help="'auto': viewmaker/ when present (or the root of an explicit --viewmaker_name_or_path)",
     )
     model.add_argument("--revision", help="Hub revision of the model repo")
-    model.add_argument("--features", default="prepool", choices=["prepool", "pooled"],
-                       help="the flattened pre-pool map (CIFAR-10, audio) or the pooled vector (Pamap2)")
-    model.add_argument("--num_labels", type=int, help="classes of the head (default: from the dataset)")
-    model.add_argument("--train_views", default="viewmaker", choices=["viewmaker", "expert", "none"],
-                       help="train-time views: the frozen viewmaker, the expert views, or clean inputs")
     model.add_argument(
-        "--expert_views", default=AUTO, choices=[AUTO, "simclr_image", "waveform_crop_noise", "spectral_masking"],
+        "--features",
+        default="prepool",
+        choices=["prepool", "pooled"],
+        help="the flattened pre-pool map (CIFAR-10, audio) or the pooled vector (Pamap2)",
+    )
+    model.add_argument("--num_labels", type=int, help="classes of the head (default: from the dataset)")
+    model.add_argument(
+        "--train_views",
+        default="viewmaker",
+        choices=["viewmaker", "expert", "none"],
+        help="train-time views: the frozen viewmaker, the expert views, or clean inputs",
+    )
+    model.add_argument(
+        "--expert_views",
+        default=AUTO,
+        choices=[AUTO, "simclr_image", "waveform_crop_noise", "spectral_masking"],
         help="--train_views expert: which views; 'auto': the pretraining run's (training_args.json), else simclr_image "
         "for images",
     )
-    model.add_argument("--max_freq_mask", type=int, help="spectral_masking: widest frequency band (default: the run's, "
-                       "else 40)")
-    model.add_argument("--max_time_mask", type=int,
-                       help="spectral_masking: widest time band (default: the run's, else 40)")
-    model.add_argument("--spectral_noise_std", type=float,
-                       help="spectral_masking: noise after masking (default: the run's, else 0)")
+    model.add_argument(
+        "--max_freq_mask", type=int, help="spectral_masking: widest frequency band (default: the run's, else 40)"
+    )
+    model.add_argument(
+        "--max_time_mask", type=int, help="spectral_masking: widest time band (default: the run's, else 40)"
+    )
+    model.add_argument(
+        "--spectral_noise_std", type=float, help="spectral_masking: noise after masking (default: the run's, else 0)"
+    )
 
     data = parser.add_argument_group("data")
-    data.add_argument("--domain", default="image", choices=["image", "audio", "sensor"],
-                      help="the data pipeline: image, audio (log-mel spectrograms) or sensor (Pamap2 spectrograms)")
+    data.add_argument(
+        "--domain",
+        default="image",
+        choices=["image", "audio", "sensor"],
+        help="the data pipeline: image, audio (log-mel spectrograms) or sensor (Pamap2 spectrograms)",
+    )
     data.add_argument("--packaged_dataset", choices=sorted(PACKAGED_DATASETS), help="data that ships with the package")
-    data.add_argument("--transfer_dataset", choices=sorted(SPEECH_TRANSFER_DATASETS),
-                      help="audio: a speech transfer set (REFERENCE.md §4.3) read from --data_dir: train on its train "
-                      "split, evaluate on its test split")
-    data.add_argument("--caller_intent", choices=["action", "object", "location"],
-                      help="fluent_speech_commands: which label")
+    data.add_argument(
+        "--transfer_dataset",
+        choices=sorted(SPEECH_TRANSFER_DATASETS),
+        help="audio: a speech transfer set (REFERENCE.md §4.3) read from --data_dir: train on its train "
+        "split, evaluate on its test split",
+    )
+    data.add_argument(
+        "--caller_intent", choices=["action", "object", "location"], help="fluent_speech_commands: which label"
+    )
     data.add_argument("--dataset_name", help="Hub dataset id (e.g. uoft-cs/cifar10) or packaged builder (imagefolder)")
     data.add_argument("--dataset_config_name")
     data.add_argument("--train_dir", help="imagefolder layout: one sub-folder per class")
@@ -136,12 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--validation_file")
     data.add_argument("--train_split", default="train")
     data.add_argument("--validation_split", help="default: 'validation' if present, else 'test'")
-    data.add_argument("--data_dir", help="a local folder in a dataset's official layout: the folder holding "
-                      "PAMAP2_Dataset/ (sensor), or a --transfer_dataset's folder ('' for LibriSpeech from the Hub)")
+    data.add_argument(
+        "--data_dir",
+        help="a local folder in a dataset's official layout: the folder holding "
+        "PAMAP2_Dataset/ (sensor), or a --transfer_dataset's folder ('' for LibriSpeech from the Hub)",
+    )
     data.add_argument("--image_column_name", default="image")
     data.add_argument("--audio_column_name", default="audio")
     data.add_argument(
-        "--audio_normalization", default=AUTO, choices=[AUTO, "encoder", *sorted(DATASET_NORMALIZATION_STATS)],
+        "--audio_normalization",
+        default=AUTO,
+        choices=[AUTO, "encoder", *sorted(DATASET_NORMALIZATION_STATS)],
         help="log-mel statistics: 'auto' (the encoder's, or a --transfer_dataset's own, REFERENCE.md §4.3), "
         "'encoder', or a dataset's",
     )
@@ -150,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max_eval_samples", type=int)
     data.add_argument("--cache_dir")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
-    data.add_argument("--skip_bad_examples", type=string_to_bool, default=False,
-                      help="speech: replace an unreadable clip by the next readable one, with a warning")
+    data.add_argument(
+        "--skip_bad_examples",
+        type=string_to_bool,
+        default=False,
+        help="speech: replace an unreadable clip by the next readable one, with a warning",
+    )
     data.add_argument("--image_size", type=int, help="images: default the encoder processor's size")
     data.add_argument("--normalize_mean", type=float, nargs="+", help="default: the encoder processor's statistics")
     data.add_argument("--normalize_std", type=float, nargs="+")
@@ -160,8 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--learning_rate", type=float, default=0.01)
     optim.add_argument("--momentum", type=float, default=0.9)
     optim.add_argument("--weight_decay", type=float, default=0.0)
-    optim.add_argument("--lr_scheduler_type", default="step", choices=LR_SCHEDULES,
-                       help="step: the MoCo schedule (x lr_gamma at each milestone); constant")
+    optim.add_argument(
+        "--lr_scheduler_type",
+        default="step",
+        choices=LR_SCHEDULES,
+        help="step: the MoCo schedule (x lr_gamma at each milestone); constant",
+    )
     optim.add_argument("--lr_milestones", type=float, nargs="+", default=[0.6, 0.8], help="fractions of the epochs")
     optim.add_argument("--lr_gamma", type=float, default=0.1)
     optim.add_argument("--max_grad_norm", type=float, help="clip the head's gradient norm (the paper does not)")
@@ -172,16 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--per_device_train_batch_size", type=int, default=128)
     train.add_argument("--per_device_eval_batch_size", type=int, default=256)
     train.add_argument("--num_train_epochs", type=int, default=100)
-    train.add_argument("--eval_every_epochs", type=int, default=0,
-                       help="also evaluate every N epochs (0: only at the end)")
-    train.add_argument("--cache_features", type=string_to_bool, default=False,
-                       help="extract features once, then train on them (only with --train_views none)")
-    train.add_argument("--cpu", type=string_to_bool, default=False, help="run on the CPU even if an accelerator is present")
+    train.add_argument(
+        "--eval_every_epochs", type=int, default=0, help="also evaluate every N epochs (0: only at the end)"
+    )
+    train.add_argument(
+        "--cache_features",
+        type=string_to_bool,
+        default=False,
+        help="extract features once, then train on them (only with --train_views none)",
+    )
+    train.add_argument(
+        "--cpu", type=string_to_bool, default=False, help="run on the CPU even if an accelerator is present"
+    )
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     train.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all, or none")
 
     knn = parser.add_argument_group("kNN")
-    knn.add_argument("--knn_only", type=string_to_bool, default=False, help="only report the kNN accuracy; train no head")
+    knn.add_argument(
+        "--knn_only", type=string_to_bool, default=False, help="only report the kNN accuracy; train no head"
+    )
     knn.add_argument("--knn_k", type=int, default=200)
     knn.add_argument("--knn_temperature", type=float, default=0.07)
     knn.add_argument("--knn_features", default="embeddings", choices=["embeddings", "pooled", "prepool"])
@@ -189,10 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     robustness = parser.add_argument_group("robustness")
     robustness.add_argument("--cifar10c_dir", help="a CIFAR-10-C folder (<corruption>.npy + labels.npy)")
-    robustness.add_argument("--cifar10c_images_per_severity", type=int, default=CIFAR10C_IMAGES_PER_SEVERITY,
-                            help="the layout of the files (10000 in the release)")
-    robustness.add_argument("--cifar10c_max_images_per_severity", type=int,
-                            help="evaluate only the first N images of each severity")
+    robustness.add_argument(
+        "--cifar10c_images_per_severity",
+        type=int,
+        default=CIFAR10C_IMAGES_PER_SEVERITY,
+        help="the layout of the files (10000 in the release)",
+    )
+    robustness.add_argument(
+        "--cifar10c_max_images_per_severity", type=int, help="evaluate only the first N images of each severity"
+    )
     return parser
 
 
@@ -210,8 +258,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.domain != "image":
         given = [f"--{k}" for k in ("image_size", "normalize_mean", "cifar10c_dir") if getattr(args, k) is not None]
         if given:
-            parser.error(f"{', '.join(given)}: images only (--domain {args.domain} inputs come from the encoder's "
-                         "processor)")
+            parser.error(
+                f"{', '.join(given)}: images only (--domain {args.domain} inputs come from the encoder's processor)"
+            )
     if args.transfer_dataset and args.domain != "audio":
         parser.error("--transfer_dataset is a speech transfer set: it needs --domain audio")
     if args.transfer_dataset == "fluent_speech_commands" and not args.caller_intent:
@@ -229,8 +278,12 @@ def _read_json(name_or_path: str, filename: str, subfolder: str = "", **hub) -> 
     """A JSON file of a local folder or Hub repo, or `None` when it has none."""
     try:
         found = cached_file(
-            name_or_path, filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False, **hub,
+            name_or_path,
+            filename,
+            subfolder=subfolder,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub,
         )
     except OSError:
         found = None
@@ -308,8 +361,11 @@ def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None,
             image_size = size if isinstance(size, int) else size[0]
     fields = encoder_processor.to_dict() if encoder_processor is not None else {}
     fields.update(
-        num_channels=encoder_config.num_channels, size={"height": image_size, "width": image_size},
-        image_mean=list(mean), image_std=list(std), do_normalize=False,
+        num_channels=encoder_config.num_channels,
+        size={"height": image_size, "width": image_size},
+        image_mean=list(mean),
+        image_std=list(std),
+        do_normalize=False,
     )
     return ViewmakerImageProcessor.from_dict(fields)
 
@@ -332,10 +388,14 @@ def speech_processor_for(args, encoder_processor: LogMelFeatureExtractor | None,
     if statistics == "encoder":
         return encoder_processor
     stats = DATASET_NORMALIZATION_STATS[statistics]
-    return LogMelFeatureExtractor.from_dict({
-        **encoder_processor.to_dict(), "normalize_mean": stats["mean"], "normalize_std": stats["std"],
-        "sampling_rate": int(stats["sampling_rate"]),
-    })
+    return LogMelFeatureExtractor.from_dict(
+        {
+            **encoder_processor.to_dict(),
+            "normalize_mean": stats["mean"],
+            "normalize_std": stats["std"],
+            "sampling_rate": int(stats["sampling_rate"]),
+        }
+    )
 
 
 def expert_view_settings(args, run_args: dict | None) -> dict:
@@ -372,8 +432,12 @@ def describe_source(args, pipeline: DataPipeline) -> dict:
         if args.train_file:
             return {"dataset": args.train_file, "train_split": "train", "split": str(validation.path)}
         return {
-            "dataset": "pamap2", "data_dir": args.data_dir, "train_split": train.split, "split": validation.split,
-            "train_subjects": train.subjects, "eval_subjects": validation.subjects,
+            "dataset": "pamap2",
+            "data_dir": args.data_dir,
+            "train_split": train.split,
+            "split": validation.split,
+            "train_subjects": train.subjects,
+            "eval_subjects": validation.subjects,
         }
     if args.transfer_dataset:
         source = {"dataset": args.transfer_dataset, "data_dir": args.data_dir, "train_split": "train", "split": "test"}
@@ -420,13 +484,17 @@ def run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, sourc
     bank = pipeline.train
     if args.knn_max_train_samples is not None:
         bank = Subset(bank, range(min(args.knn_max_train_samples, len(bank))))
-    loaders = accelerator.prepare(*(
-        DataLoader(
-            split, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
-            collate_fn=pipeline.eval_collate,
+    loaders = accelerator.prepare(
+        *(
+            DataLoader(
+                split,
+                batch_size=args.per_device_eval_batch_size,
+                num_workers=args.dataloader_num_workers,
+                collate_fn=pipeline.eval_collate,
+            )
+            for split in (bank, pipeline.validation)
         )
-        for split in (bank, pipeline.validation)
-    ))
+    )
 
     def features(batch, index):
         return extract_features(encoder, normalize(clean_inputs(batch)), args.knn_features)
@@ -498,17 +566,23 @@ def main(argv: list[str] | None = None) -> None:
             )
         normalize = torch.nn.Identity()  # spectrograms arrive normalised
     view_settings = expert_view_settings(args, run_args)
-    pipeline_args = argparse.Namespace(**{
-        **vars(args), **view_settings, "num_channels": encoder_config.num_channels,
-        "image_size": processor.size["height"] if args.domain == "image" else None,
-    })
+    pipeline_args = argparse.Namespace(
+        **{
+            **vars(args),
+            **view_settings,
+            "num_channels": encoder_config.num_channels,
+            "image_size": processor.size["height"] if args.domain == "image" else None,
+        }
+    )
     pipeline = build_pipeline(pipeline_args, processor=processor)
     if pipeline.validation is None:
         raise ValueError("linear evaluation needs an evaluation split (--validation_split, --validation_dir, ...)")
     train_examples, eval_examples = pipeline.train, pipeline.validation
     num_labels, id2label = label_names(args, train_examples, eval_examples)
     source = {
-        **describe_source(args, pipeline), "model_name_or_path": args.model_name_or_path, "encoder": encoder_where
+        **describe_source(args, pipeline),
+        "model_name_or_path": args.model_name_or_path,
+        "encoder": encoder_where,
     }
 
     def clean_inputs(batch):
@@ -533,8 +607,13 @@ def main(argv: list[str] | None = None) -> None:
         input_shape = list(clean_inputs(pipeline.eval_batch(1, "cpu")).shape[1:])
     height, width = input_shape[1:]
     classifier = build_linear_probe(
-        args.model_name_or_path, num_labels, args.features, subfolder=encoder_subfolder,
-        image_size=height if height == width else [height, width], id2label=id2label, **hub,
+        args.model_name_or_path,
+        num_labels,
+        args.features,
+        subfolder=encoder_subfolder,
+        image_size=height if height == width else [height, width],
+        id2label=id2label,
+        **hub,
     )
     classifier.to(accelerator.device)
     encoder = classifier.resnet
@@ -553,7 +632,9 @@ def main(argv: list[str] | None = None) -> None:
     # The evaluation split is never re-drawn: every evaluation sees the same inputs (for Pamap2, the windows of
     # epoch 0 of the validation subject).
     eval_loader = DataLoader(
-        fixed_items(eval_examples), batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+        fixed_items(eval_examples),
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
         collate_fn=pipeline.eval_collate,
     )
     head, optimizer, eval_loader = accelerator.prepare(head, optimizer, eval_loader)
@@ -571,7 +652,9 @@ def main(argv: list[str] | None = None) -> None:
             logger.warning("--cache_features: the training windows of epoch 0 are used in every epoch")
         extraction_loader = accelerator.prepare(
             DataLoader(
-                train_examples, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
+                train_examples,
+                batch_size=args.per_device_eval_batch_size,
+                num_workers=args.dataloader_num_workers,
                 collate_fn=pipeline.eval_collate,
             )
         )
@@ -586,7 +669,9 @@ def main(argv: list[str] | None = None) -> None:
         # Clean inputs (--train_views none) are made as for evaluation; views start from the training collate (for
         # speech, the first-or-last crop of long clips, REFERENCE.md §4.2).
         train_loader = DataLoader(
-            train_examples, batch_size=args.per_device_train_batch_size, shuffle=True,
+            train_examples,
+            batch_size=args.per_device_train_batch_size,
+            shuffle=True,
             num_workers=args.dataloader_num_workers,
             collate_fn=pipeline.eval_collate if args.train_views == "none" else pipeline.train_collate,
         )
@@ -639,8 +724,9 @@ def main(argv: list[str] | None = None) -> None:
             record.update(metrics)
             logger.info(f"epoch {epoch + 1}: loss {loss:.4f}, top-1 {metrics['top1_accuracy']:.4f}")
         history.append(record)
-        accelerator.log({f"eval/{k}" if k in (metrics or {}) else f"train/{k}": v for k, v in record.items()},
-                        step=epoch + 1)
+        accelerator.log(
+            {f"eval/{k}" if k in (metrics or {}) else f"train/{k}": v for k, v in record.items()}, step=epoch + 1
+        )
     if metrics is None:  # no epochs: the untrained head
         metrics = evaluate_head()
 

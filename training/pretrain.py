@@ -36,13 +36,13 @@ from hf_viewmaker import (
     convolution_saving_checkpoint_context,
 )
 from hf_viewmaker.checkpointing import load_training_state, resolve_checkpoint, save_checkpoint
-from hf_viewmaker.recipes import parse_args_with_recipe
 from hf_viewmaker.data import PACKAGED_DATASETS, build_pipeline, fixed_items
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
 from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
 from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS
+from hf_viewmaker.recipes import parse_args_with_recipe
 
 logger = get_logger(__name__)
 
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--image_column_name", default="image")
     data.add_argument("--audio_column_name", default="audio")
     data.add_argument(
-        "--audio_normalization", default="librispeech", choices=[*sorted(DATASET_NORMALIZATION_STATS), "fit"],
+        "--audio_normalization",
+        default="librispeech",
+        choices=[*sorted(DATASET_NORMALIZATION_STATS), "fit"],
         help="log-mel statistics and sampling rate of the speech dataset (REFERENCE.md §4.3); 'fit': measured on "
         "training clips",
     )
@@ -82,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache_dir")
     data.add_argument("--dataloader_num_workers", type=int, default=0)
     data.add_argument(
-        "--skip_bad_examples", type=string_to_bool, default=False,
+        "--skip_bad_examples",
+        type=string_to_bool,
+        default=False,
         help="speech: replace an unreadable clip by the next readable one, with a warning and a count",
     )
     data.add_argument("--image_size", type=int, default=32, help="inputs are resized to image_size x image_size")
@@ -128,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--distortion_budget_start", type=float, help="ramp the budget linearly from this value ...")
     optim.add_argument("--distortion_budget_warmup_epochs", type=float, default=0.0, help="... over these epochs")
     optim.add_argument(
-        "--adversarial_update", default="one_pass", choices=["one_pass", "two_pass"],
+        "--adversarial_update",
+        default="one_pass",
+        choices=["one_pass", "two_pass"],
         help="one_pass: one forward/backward trains both players; two_pass: the original's update (REFERENCE.md §3.4)",
     )
     optim.add_argument("--fused_optimizers", type=string_to_bool, default=False, help="fused SGD and Adam kernels")
@@ -142,19 +148,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num_train_epochs", type=int, default=200)
     train.add_argument("--max_steps", type=int, help="optimizer steps; overrides num_train_epochs (0: save untrained)")
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    train.add_argument("--channels_last", type=string_to_bool, default=False, help="NHWC memory format (faster convs on GPUs)")
     train.add_argument(
-        "--gradient_checkpointing", default="none", choices=["none", "selective", "full"],
+        "--channels_last", type=string_to_bool, default=False, help="NHWC memory format (faster convs on GPUs)"
+    )
+    train.add_argument(
+        "--gradient_checkpointing",
+        default="none",
+        choices=["none", "selective", "full"],
         help="recompute the viewmaker's activations in backward instead of keeping them: selective keeps the "
         "convolutions' outputs and recomputes the cheap rest, full recomputes the whole network",
     )
-    train.add_argument("--torch_compile", type=string_to_bool, default=False, help="compile the model with torch.compile")
+    train.add_argument(
+        "--torch_compile", type=string_to_bool, default=False, help="compile the model with torch.compile"
+    )
     train.add_argument("--torch_compile_backend", default="inductor", help="torch.compile backend (e.g. inductor)")
     train.add_argument(
-        "--data_on_device", type=string_to_bool, default=False,
+        "--data_on_device",
+        type=string_to_bool,
+        default=False,
         help="images: hold the training set on the device as uint8 and make every batch there",
     )
-    train.add_argument("--cpu", type=string_to_bool, default=False, help="train on the CPU even if an accelerator is present")
+    train.add_argument(
+        "--cpu", type=string_to_bool, default=False, help="train on the CPU even if an accelerator is present"
+    )
     train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
     train.add_argument("--checkpointing_steps", help="an integer N (every N steps) or 'epoch'")
     train.add_argument("--checkpoints_total_limit", type=int, default=2, help="keep the newest K checkpoints")
@@ -163,11 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--logging_steps", type=int, default=10)
     train.add_argument("--knn_k", type=int, default=200)
     train.add_argument("--knn_temperature", type=float, default=0.07)
-    train.add_argument("--knn_max_train_samples", type=int, default=10000, help="training examples used as the kNN bank")
-    train.add_argument("--push_to_hub", type=string_to_bool, default=False, help="publish the run (models, card, views)")
+    train.add_argument(
+        "--knn_max_train_samples", type=int, default=10000, help="training examples used as the kNN bank"
+    )
+    train.add_argument(
+        "--push_to_hub", type=string_to_bool, default=False, help="publish the run (models, card, views)"
+    )
     train.add_argument("--hub_model_id", help="NAMESPACE/NAME of the model repository (with --push_to_hub)")
     train.add_argument("--hub_private", type=string_to_bool, default=False, help="create the repository private")
-    train.add_argument("--max_nonfinite_steps", type=int, default=5, help="stop after this many non-finite steps in a row")
+    train.add_argument(
+        "--max_nonfinite_steps", type=int, default=5, help="stop after this many non-finite steps in a row"
+    )
     return parser
 
 
@@ -233,7 +255,10 @@ def build_optimizer(model: ViewmakerForContrastivePretraining, args: argparse.Na
     fused = {"fused": True} if args.fused_optimizers else {}
     return AdversarialOptimizer(
         torch.optim.SGD(
-            model.encoder.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay,
+            model.encoder.parameters(),
+            lr=args.learning_rate,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
             **fused,
         ),
         torch.optim.Adam(model.viewmaker.parameters(), lr=args.viewmaker_learning_rate, **fused)
@@ -266,14 +291,21 @@ def build_train_loader(args: argparse.Namespace, train_examples, collate_fn, acc
     `DeviceImageLoader` whose images are decoded once and held on the device, sharded over the processes."""
     if not args.data_on_device:
         return DataLoader(
-            train_examples, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
-            num_workers=args.dataloader_num_workers, collate_fn=collate_fn,
+            train_examples,
+            batch_size=args.per_device_train_batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.dataloader_num_workers,
+            collate_fn=collate_fn,
         )
     images = DeviceImageDataset.from_examples(
         train_examples, accelerator.device, num_workers=args.dataloader_num_workers
     )
     return DeviceImageLoader(
-        images, args.per_device_train_batch_size, seed=args.seed, num_replicas=accelerator.num_processes,
+        images,
+        args.per_device_train_batch_size,
+        seed=args.seed,
+        num_replicas=accelerator.num_processes,
         rank=accelerator.process_index,
     )
 
@@ -282,7 +314,9 @@ def in_channels_last(make_inputs):
     """`make_inputs` whose 4-D outputs are in the channels-last memory format, to match a channels-last model."""
 
     def convert(tensor):
-        return tensor.contiguous(memory_format=torch.channels_last) if tensor is not None and tensor.ndim == 4 else tensor
+        return (
+            tensor.contiguous(memory_format=torch.channels_last) if tensor is not None and tensor.ndim == 4 else tensor
+        )
 
     return lambda batch, generator, augment: tuple(convert(t) for t in make_inputs(batch, generator, augment))
 
@@ -461,13 +495,17 @@ def main(argv: list[str] | None = None) -> None:
     knn_loaders = None
     if eval_examples is not None and args.label_column_name is not None:
         bank = torch.utils.data.Subset(train_examples, range(min(args.knn_max_train_samples, len(train_examples))))
-        knn_loaders = accelerator.prepare(*(
-            DataLoader(
-                split, batch_size=args.per_device_eval_batch_size, num_workers=args.dataloader_num_workers,
-                collate_fn=pipeline.eval_collate,
+        knn_loaders = accelerator.prepare(
+            *(
+                DataLoader(
+                    split,
+                    batch_size=args.per_device_eval_batch_size,
+                    num_workers=args.dataloader_num_workers,
+                    collate_fn=pipeline.eval_collate,
+                )
+                for split in (bank, fixed_items(eval_examples))
             )
-            for split in (bank, fixed_items(eval_examples))
-        ))
+        )
     unwrapped = accelerator.unwrap_model(model)
 
     steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
@@ -476,7 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     num_epochs = math.ceil(max_steps / steps_per_epoch)
 
     completed_steps = 0
-    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    checkpoint = (
+        resolve_checkpoint(args.output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    )
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         completed_steps = load_training_state(checkpoint)["completed_steps"]
@@ -508,7 +548,9 @@ def main(argv: list[str] | None = None) -> None:
         train_loader.set_epoch(epoch)
         if hasattr(train_examples, "set_epoch"):  # datasets that draw new random windows each epoch (Pamap2)
             train_examples.set_epoch(epoch)
-        optimizer.optimizer.viewmaker_frozen = args.viewmaker_freeze_epoch is not None and epoch >= args.viewmaker_freeze_epoch
+        optimizer.optimizer.viewmaker_frozen = (
+            args.viewmaker_freeze_epoch is not None and epoch >= args.viewmaker_freeze_epoch
+        )
         loader = train_loader
         if epoch == start_epoch and resume_batches:
             loader = (
@@ -550,7 +592,9 @@ def main(argv: list[str] | None = None) -> None:
             progress.update(1)
             if completed_steps % args.logging_steps == 0 or completed_steps == max_steps:
                 nonfinite_in_a_row = report_skipped_steps(
-                    skipped_steps[: completed_steps - logged_step].tolist(), logged_step, nonfinite_in_a_row,
+                    skipped_steps[: completed_steps - logged_step].tolist(),
+                    logged_step,
+                    nonfinite_in_a_row,
                     args.max_nonfinite_steps,
                 )
                 logged_step = completed_steps
@@ -558,9 +602,13 @@ def main(argv: list[str] | None = None) -> None:
                 elapsed = time.perf_counter() - started
                 metrics = {
                     "train/encoder_loss": loss,
-                    "train/distortion_budget": unwrapped.viewmaker.config.distortion_budget if unwrapped.viewmaker else 0.0,
-                    "train/examples_per_second": running["batches"] * args.per_device_train_batch_size
-                    * accelerator.num_processes / elapsed,
+                    "train/distortion_budget": unwrapped.viewmaker.config.distortion_budget
+                    if unwrapped.viewmaker
+                    else 0.0,
+                    "train/examples_per_second": running["batches"]
+                    * args.per_device_train_batch_size
+                    * accelerator.num_processes
+                    / elapsed,
                     "train/epoch": completed_steps / steps_per_epoch,
                 }
                 if torch.is_tensor(skipped_examples):
@@ -574,7 +622,10 @@ def main(argv: list[str] | None = None) -> None:
                 running["batches"], started = 0, time.perf_counter()
             if checkpoint_every and completed_steps % checkpoint_every == 0:
                 save_checkpoint(
-                    accelerator, args.output_dir, completed_steps, {"completed_steps": completed_steps, "epoch": epoch},
+                    accelerator,
+                    args.output_dir,
+                    completed_steps,
+                    {"completed_steps": completed_steps, "epoch": epoch},
                     args.checkpoints_total_limit,
                 )
             if completed_steps >= max_steps:
@@ -601,7 +652,10 @@ def main(argv: list[str] | None = None) -> None:
                     tracker.log_images({"views": [grid]}, step=completed_steps)
         if args.checkpointing_steps == "epoch":
             save_checkpoint(
-                accelerator, args.output_dir, completed_steps, {"completed_steps": completed_steps, "epoch": epoch + 1},
+                accelerator,
+                args.output_dir,
+                completed_steps,
+                {"completed_steps": completed_steps, "epoch": epoch + 1},
                 args.checkpoints_total_limit,
             )
         if completed_steps >= max_steps:
@@ -616,7 +670,8 @@ def main(argv: list[str] | None = None) -> None:
         "train_runtime_seconds": time.perf_counter() - run_started,
         "encoder_loss_history": loss_history,
         "skipped_examples": int(accelerator.reduce(skipped_examples, reduction="sum").item())
-        if torch.is_tensor(skipped_examples) else 0,
+        if torch.is_tensor(skipped_examples)
+        else 0,
         "knn_accuracy": knn_result,
         "num_processes": accelerator.num_processes,
         "hardware": describe_hardware(accelerator),

@@ -55,7 +55,9 @@ class DeviceImageDataset:
             levels = values.mul(255).round_().to(torch.uint8)
             # The processor resizes 8-bit images and divides by 255, so this is exact; the check keeps it so.
             if not torch.equal(levels.float().div_(255), values):
-                raise ValueError("the examples' pixel values are not 8-bit levels (k / 255): they cannot be held as uint8")
+                raise ValueError(
+                    "the examples' pixel values are not 8-bit levels (k / 255): they cannot be held as uint8"
+                )
             pixels.append(levels.to(device))
             labels.append(batch["labels"].to(device))
         if not pixels:
@@ -103,9 +105,13 @@ class DeviceImageLoader:
             `accelerator.process_index`).
     """
 
-    def __init__(self, dataset: DeviceImageDataset, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+    def __init__(
+        self, dataset: DeviceImageDataset, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ):
         if batch_size < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"need batch_size >= 1 and 0 <= rank < num_replicas, got {batch_size}, {rank}, {num_replicas}")
+            raise ValueError(
+                f"need batch_size >= 1 and 0 <= rank < num_replicas, got {batch_size}, {rank}, {num_replicas}"
+            )
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed

@@ -128,9 +128,15 @@ def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> Da
         splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
     else:
         splits = load_image_splits(
-            dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
-            validation_dir=args.validation_dir, train_file=args.train_file, validation_file=args.validation_file,
-            train_split=args.train_split, validation_split=args.validation_split, cache_dir=args.cache_dir,
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            train_dir=args.train_dir,
+            validation_dir=args.validation_dir,
+            train_file=args.train_file,
+            validation_file=args.validation_file,
+            train_split=args.train_split,
+            validation_split=args.validation_split,
+            cache_dir=args.cache_dir,
         )
     limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
     examples = {
@@ -188,20 +194,30 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
         audio_column, label_column = "audio", "label"
     else:
         splits = load_speech_splits(
-            dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name, train_dir=args.train_dir,
-            validation_dir=args.validation_dir, train_file=args.train_file, validation_file=args.validation_file,
-            train_split=args.train_split, validation_split=args.validation_split, audio_column=audio_column,
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            train_dir=args.train_dir,
+            validation_dir=args.validation_dir,
+            train_file=args.train_file,
+            validation_file=args.validation_file,
+            train_split=args.train_split,
+            validation_split=args.validation_split,
+            audio_column=audio_column,
             cache_dir=args.cache_dir,
         )
     common = {
-        "sampling_rate": extractor.sampling_rate, "audio_column": audio_column,
-        "label_column": label_column, "skip_bad_examples": args.skip_bad_examples,
+        "sampling_rate": extractor.sampling_rate,
+        "audio_column": audio_column,
+        "label_column": label_column,
+        "skip_bad_examples": args.skip_bad_examples,
     }
     train = SpeechExamples(_limit(splits["train"], args.max_train_samples), **common)
     validation = None
     if "validation" in splits:
         # One label map for both splits, so that the kNN monitor compares like with like.
-        validation = SpeechExamples(_limit(splits["validation"], args.max_eval_samples), label_map=train.label_map, **common)
+        validation = SpeechExamples(
+            _limit(splits["validation"], args.max_eval_samples), label_map=train.label_map, **common
+        )
     if processor is None and args.audio_normalization == "fit":
         # Clips spread over the whole split: files are often sorted by speaker or class.
         step = max(1, len(train) // AUDIO_STATISTICS_CLIPS)
@@ -221,8 +237,13 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
         )
 
     return DataPipeline(
-        train, validation, collate_speech(extractor, training=True), collate_speech(extractor, training=False),
-        make_inputs, {"viewmaker": extractor, "encoder": extractor}, grid_origin="lower",
+        train,
+        validation,
+        collate_speech(extractor, training=True),
+        collate_speech(extractor, training=False),
+        make_inputs,
+        {"viewmaker": extractor, "encoder": extractor},
+        grid_origin="lower",
     )
 
 
@@ -243,7 +264,9 @@ def _sensor_splits(args) -> tuple[Dataset, Dataset | None]:
         args.data_dir, split=args.train_split, seed=args.seed, examples_per_epoch=args.max_train_samples
     )
     validation = Pamap2Windows(
-        args.data_dir, split=args.validation_split or "validation", seed=args.seed,
+        args.data_dir,
+        split=args.validation_split or "validation",
+        seed=args.seed,
         examples_per_epoch=args.max_eval_samples,
     )
     return train, validation
@@ -272,8 +295,13 @@ def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -
         return spectrograms, None
 
     return DataPipeline(
-        train, validation, default_collate, default_collate, make_inputs,
-        {"viewmaker": processor, "encoder": processor}, grid_origin="lower",
+        train,
+        validation,
+        default_collate,
+        default_collate,
+        make_inputs,
+        {"viewmaker": processor, "encoder": processor},
+        grid_origin="lower",
     )
 
 

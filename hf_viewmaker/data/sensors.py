@@ -361,8 +361,9 @@ def _read_table(path: Path, label_column: str | int) -> tuple[pd.DataFrame, str]
     except Exception as error:  # noqa: BLE001 - readers raise many types for a broken file
         raise ValueError(f"could not read {path}: {error}") from error
     if values.ndim != 2 or labels.shape != (values.shape[0],):
-        raise ValueError(f"{path}: `values` must be [time, channels] and `labels` [time], got {values.shape}, "
-                         f"{labels.shape}")
+        raise ValueError(
+            f"{path}: `values` must be [time, channels] and `labels` [time], got {values.shape}, {labels.shape}"
+        )
     frame = pd.DataFrame(values, columns=[f"channel_{i}" for i in range(values.shape[1])])
     frame["__label__"] = labels
     return frame, "__label__"
@@ -434,9 +435,13 @@ class TimeSeriesWindows(_BalancedWindows):
                 channels = [str(n) for n in names]
             elif len(names) != len(channels):
                 raise ValueError(f"{path}: {len(names)} channels, but the first file has {len(channels)}")
-            groups = [(path.name, frame)] if group_column is None else [
-                (f"{path.name}[{group_column}={key}]", part) for key, part in frame.groupby(group_column, sort=True)
-            ]
+            groups = (
+                [(path.name, frame)]
+                if group_column is None
+                else [
+                    (f"{path.name}[{group_column}={key}]", part) for key, part in frame.groupby(group_column, sort=True)
+                ]
+            )
             for name, part in groups:
                 values = part[names].to_numpy(dtype=np.float32, copy=True)
                 tables.append((name, values, [_plain(v) for v in part[label_key].tolist()]))

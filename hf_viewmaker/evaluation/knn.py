@@ -30,7 +30,9 @@ def knn_predict(
         `[Q, num_classes]` scores (higher is more likely).
     """
     if train_features.shape[0] != train_labels.shape[0]:
-        raise ValueError(f"train_features {tuple(train_features.shape)} and train_labels {tuple(train_labels.shape)} differ")
+        raise ValueError(
+            f"train_features {tuple(train_features.shape)} and train_labels {tuple(train_labels.shape)} differ"
+        )
     if train_features.shape[0] == 0:
         raise ValueError("knn_predict needs at least one training example")
     train = F.normalize(train_features.float(), dim=1)

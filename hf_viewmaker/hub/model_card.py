@@ -34,13 +34,19 @@ def _hyperparameters(args: dict[str, Any], train: dict[str, Any]) -> list[tuple[
     rows = [
         ("training data", f"{_dataset_id(args)} (split {args.get('train_split', 'train')})"),
         ("views", args["view_mode"] + (f" ({args['expert_views']})" if "expert" in args["view_mode"] else "")),
-        ("objective", f"{args['objective']}" + (f" ({args['simclr_variant']})" if args["objective"] == "simclr" else "")),
+        (
+            "objective",
+            f"{args['objective']}" + (f" ({args['simclr_variant']})" if args["objective"] == "simclr" else ""),
+        ),
         ("temperature", args["temperature"]),
         ("input", f"{args['num_channels']} x {args['image_size']} x {args['image_size']}"),
         ("encoder", f"{args['encoder_preset']} (embedding {args['embedding_dim']}, {args['projection_head']} head)"),
         ("batch size per process", args["per_device_train_batch_size"]),
         ("optimizer steps", train["completed_steps"]),
-        ("encoder optimizer", f"SGD lr {args['learning_rate']}, momentum {args['momentum']}, weight decay {args['weight_decay']}"),
+        (
+            "encoder optimizer",
+            f"SGD lr {args['learning_rate']}, momentum {args['momentum']}, weight decay {args['weight_decay']}",
+        ),
         ("adversarial update", args.get("adversarial_update", "one_pass")),
         ("seed", args["seed"]),
         ("mixed precision", train.get("mixed_precision", "no")),
@@ -58,29 +64,45 @@ def _hyperparameters(args: dict[str, Any], train: dict[str, Any]) -> list[tuple[
 def _results(args: dict[str, Any], train: dict[str, Any], evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     if train.get("knn_accuracy") is not None:
-        rows.append({
-            "evaluation": f"kNN monitor (k={args['knn_k']})", "dataset": _dataset_id(args),
-            "split": args.get("validation_split") or ("test" if args.get("packaged_dataset") else "validation"),
-            "metric": "accuracy",
-            "metric_type": "accuracy", "value": train["knn_accuracy"],
-        })
+        rows.append(
+            {
+                "evaluation": f"kNN monitor (k={args['knn_k']})",
+                "dataset": _dataset_id(args),
+                "split": args.get("validation_split") or ("test" if args.get("packaged_dataset") else "validation"),
+                "metric": "accuracy",
+                "metric_type": "accuracy",
+                "value": train["knn_accuracy"],
+            }
+        )
     for result in evals:
         name = (
-            f"kNN (k={result.get('knn_k')}, {result.get('knn_features')})" if "knn_accuracy" in result
+            f"kNN (k={result.get('knn_k')}, {result.get('knn_features')})"
+            if "knn_accuracy" in result
             else f"linear probe ({result.get('features', '')} features)"
         )
         for key, label in EVAL_METRICS.items():
             if result.get(key) is not None:
-                rows.append({
-                    "evaluation": name, "dataset": result.get("dataset") or _dataset_id(args),
-                    "split": result.get("split", "test"), "metric": label,
-                    "metric_type": "f1" if key == "macro_f1" else "accuracy", "value": result[key],
-                })
+                rows.append(
+                    {
+                        "evaluation": name,
+                        "dataset": result.get("dataset") or _dataset_id(args),
+                        "split": result.get("split", "test"),
+                        "metric": label,
+                        "metric_type": "f1" if key == "macro_f1" else "accuracy",
+                        "value": result[key],
+                    }
+                )
         if result.get("cifar10c"):
-            rows.append({
-                "evaluation": name, "dataset": "CIFAR-10-C", "split": "15 corruptions x 5 severities",
-                "metric": "mean accuracy", "metric_type": "accuracy", "value": result["cifar10c"]["mean_accuracy"],
-            })
+            rows.append(
+                {
+                    "evaluation": name,
+                    "dataset": "CIFAR-10-C",
+                    "split": "15 corruptions x 5 severities",
+                    "metric": "mean accuracy",
+                    "metric_type": "accuracy",
+                    "value": result["cifar10c"]["mean_accuracy"],
+                }
+            )
     return rows
 
 
@@ -105,7 +127,9 @@ def build_model_card(
     args = _read_json(output_dir / "training_args.json")
     train = _read_json(output_dir / "train_results.json")
     if args is None or train is None:
-        raise FileNotFoundError(f"{output_dir} is not a finished run: training_args.json and train_results.json are needed")
+        raise FileNotFoundError(
+            f"{output_dir} is not a finished run: training_args.json and train_results.json are needed"
+        )
     paths = [Path(p) for p in eval_results] if eval_results is not None else [output_dir / "eval_results.json"]
     missing = [str(p) for p in paths if eval_results is not None and not p.is_file()]
     if missing:
@@ -126,8 +150,11 @@ def build_model_card(
         pipeline_tag=PIPELINE_TAGS[domain],
         eval_results=[
             EvalResult(
-                task_type="image-classification" if domain == "image" else "audio-classification"
-                if domain == "audio" else "time-series-classification",
+                task_type="image-classification"
+                if domain == "image"
+                else "audio-classification"
+                if domain == "audio"
+                else "time-series-classification",
                 dataset_type=str(row["dataset"]),
                 dataset_name=str(row["dataset"]),
                 dataset_split=row["split"],
@@ -136,7 +163,8 @@ def build_model_card(
                 metric_value=round(float(row["value"]), 4),
             )
             for row in results
-        ] or None,
+        ]
+        or None,
     )
     input_shape = f"{args['num_channels']}, {args['image_size']}, {args['image_size']}"
     return ModelCard.from_template(
@@ -148,7 +176,8 @@ def build_model_card(
         viewmaker_text=(
             f"makes views: adds a perturbation within a distortion budget of {args['distortion_budget']} "
             f"({args['budget_norm']} norm) to {args['num_channels']}-channel inputs"
-            if has_viewmaker else "not part of this run (handcrafted views)"
+            if has_viewmaker
+            else "not part of this run (handcrafted views)"
         ),
         encoder_text=(
             f"{args['encoder_preset']} ResNet; `pooler_output` is the representation, `embeddings` the "

@@ -88,7 +88,9 @@ def push_run_to_hub(
 
     api = HfApi(token=resolved_token)
     branch = revision or "main"
-    logger.info("Pushing %d files from %s to %s (branch %s) on %s", len(files), output_dir, repo_id, branch, api.endpoint)
+    logger.info(
+        "Pushing %d files from %s to %s (branch %s) on %s", len(files), output_dir, repo_id, branch, api.endpoint
+    )
     for path_in_repo in files:
         logger.debug("  %s", path_in_repo)
     try:

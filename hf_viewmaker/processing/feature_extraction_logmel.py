@@ -44,7 +44,6 @@ from transformers.utils import logging
 
 from .spectral import stft_num_frames, windowed_frames
 
-
 logger = logging.get_logger(__name__)
 
 __all__ = [
@@ -358,7 +357,9 @@ class LogMelFeatureExtractor(SequenceFeatureExtractor):
         Does not check for NaN/inf (``fit_length`` and ``__call__`` do) so it never synchronises the device."""
         return self.to_log_normalized(self.mel_power(waveforms))
 
-    def fit_statistics(self, clips: Iterable, batch_size: int = 64, max_clips: int | None = None) -> LogMelFeatureExtractor:
+    def fit_statistics(
+        self, clips: Iterable, batch_size: int = 64, max_clips: int | None = None
+    ) -> LogMelFeatureExtractor:
         """Set ``normalize_mean`` / ``normalize_std`` to the mean and (population) standard deviation of the dB image
         (:meth:`power_to_db` of the fitted clips) over ``clips``, and return ``self``: for a dataset that
         ``DATASET_NORMALIZATION_STATS`` does not list.

@@ -113,9 +113,7 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         means = [float(v) for v in channel_means]
         stds = [float(v) for v in channel_stds]
         if len(means) != self.num_channels or len(stds) != self.num_channels:
-            raise ValueError(
-                f"need {self.num_channels} channel means and stds, got {len(means)} and {len(stds)}"
-            )
+            raise ValueError(f"need {self.num_channels} channel means and stds, got {len(means)} and {len(stds)}")
         if not all(math.isfinite(v) for v in means) or not all(math.isfinite(v) and v > 0 for v in stds):
             raise ValueError("channel means must be finite and channel stds finite and positive")
         self.channel_means, self.channel_stds = means, stds
@@ -137,8 +135,9 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         if values.ndim == 2:
             values = values.unsqueeze(0)
         if values.ndim != 3 or values.shape[1] != self.num_channels:
-            raise ValueError(f"`values` must be [B, {self.num_channels}, T] or [{self.num_channels}, T], got "
-                             f"{tuple(values.shape)}")
+            raise ValueError(
+                f"`values` must be [B, {self.num_channels}, T] or [{self.num_channels}, T], got {tuple(values.shape)}"
+            )
         if not values.is_floating_point():
             values = values.float()
         return values.to(torch.float64 if values.dtype == torch.float64 else torch.float32)
@@ -225,8 +224,12 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
             total_sq += f.square().sum(dim=1).cpu()
             count += f.shape[1]
 
-        if hasattr(windows, "__getitem__") and hasattr(windows, "__len__") and not torch.is_tensor(windows) \
-                and not isinstance(windows, np.ndarray):
+        if (
+            hasattr(windows, "__getitem__")
+            and hasattr(windows, "__len__")
+            and not torch.is_tensor(windows)
+            and not isinstance(windows, np.ndarray)
+        ):
             source = (windows[i] for i in range(len(windows)))
         else:
             source = iter(windows)

@@ -28,7 +28,9 @@ def windowed_frames(
     (same shape, dtype and device); ``window`` may pass the Hann window in when it is reused across calls."""
     count, length = signals.shape
     if length <= n_fft // 2:
-        raise ValueError(f"signals of {length} samples are too short for the reflect padding of n_fft // 2 = {n_fft // 2}")
+        raise ValueError(
+            f"signals of {length} samples are too short for the reflect padding of n_fft // 2 = {n_fft // 2}"
+        )
     half, frames_count = n_fft // 2, stft_num_frames(length, n_fft, hop_length)
     if out is None:
         out = signals.new_empty(count, frames_count, n_fft)

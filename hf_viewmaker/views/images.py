@@ -141,9 +141,7 @@ class SimCLRImageViews(nn.Module):
                 f"jitter must be (brightness, contrast, saturation, hue) numbers, got {jitter!r}"
             ) from None
         if min(brightness, contrast, saturation) < 0 or not 0 <= hue <= 0.5:
-            raise ValueError(
-                f"jitter strengths must be >= 0 with hue <= 0.5 (half the colour wheel), got {jitter!r}"
-            )
+            raise ValueError(f"jitter strengths must be >= 0 with hue <= 0.5 (half the colour wheel), got {jitter!r}")
         self.jitter = (brightness, contrast, saturation, hue)
         self.jitter_p = _probability("jitter_p", jitter_p)
         self.grayscale_p = _probability("grayscale_p", grayscale_p)

@@ -169,9 +169,7 @@ class ContrastiveResNetModel(ContrastiveResNetPreTrainedModel):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         features = config.num_features
         if config.projection_head == "mlp":
-            self.fc = nn.Sequential(
-                nn.Linear(features, features), nn.ReLU(), nn.Linear(features, config.embedding_dim)
-            )
+            self.fc = nn.Sequential(nn.Linear(features, features), nn.ReLU(), nn.Linear(features, config.embedding_dim))
         else:
             self.fc = nn.Linear(features, config.embedding_dim)
         self.post_init()

@@ -166,7 +166,9 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         if adversarial_phase not in ("both", "encoder", "viewmaker"):
             raise ValueError(f"adversarial_phase must be 'both', 'encoder' or 'viewmaker', got {adversarial_phase!r}")
         if adversarial_phase != "both" and self.viewmaker is None:
-            raise ValueError(f"adversarial_phase={adversarial_phase!r} needs a viewmaker (view_mode={self.config.view_mode!r})")
+            raise ValueError(
+                f"adversarial_phase={adversarial_phase!r} needs a viewmaker (view_mode={self.config.view_mode!r})"
+            )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         simclr = self.config.objective == "simclr"
         if simclr:

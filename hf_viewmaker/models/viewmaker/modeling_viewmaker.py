@@ -207,8 +207,10 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         batch, full_size = inputs.shape[0], tuple(inputs.shape[2:])
         bottleneck = tuple((((n - 1) // 2 + 1) - 1) // 2 + 1 for n in full_size)
         sizes = [full_size] + [bottleneck] * self.config.num_res_blocks
-        return [torch.rand((batch, 1, *size), generator=generator, device=inputs.device, dtype=torch.float32)
-                for size in sizes]
+        return [
+            torch.rand((batch, 1, *size), generator=generator, device=inputs.device, dtype=torch.float32)
+            for size in sizes
+        ]
 
     @staticmethod
     def _with_noise_channel(hidden_states: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
