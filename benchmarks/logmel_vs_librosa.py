@@ -3,7 +3,7 @@
 
     python benchmarks/logmel_vs_librosa.py --clips 64 --repeats 5 [--device cuda]
 
-Both compute the paper's features (REFERENCE.md §4.2: 150,526 samples, n_fft 2048, hop 2360, 64 mels,
+Both compute the paper's features (docs/method.md §4.2: 150,526 samples, n_fft 2048, hop 2360, 64 mels,
 power_to_db(S**2) with top_db 80, z-scored) for the same clips; prints one JSON object with the median seconds of
 each, the speed-up, and the largest difference in dB. With `--device cuda` the batched front end runs on the GPU, on
 clips already there (as in training), and its time includes waiting for the GPU to finish.

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bench() { python training/benchmark.py --device cpu "$@" 2>/dev/null | tail -n 1; }
 CIFAR=training/configs/cifar10_viewmaker_simclr.yaml
 
-# One-pass against the original two-pass update (REFERENCE.md §3.4), without and with the viewmaker's selective or
+# One-pass against the original two-pass update (docs/method.md §3.4), without and with the viewmaker's selective or
 # full activation checkpointing. Speed: in one process, each one-pass step followed by a two-pass step on the same
 # model, so that slow drifts of the shared machine hit both alike.
 for options in "" "--gradient_checkpointing selective" "--gradient_checkpointing full"; do

@@ -6,7 +6,7 @@
 writes `converted/viewmaker` and `converted/encoder`, each loadable with `AutoModel.from_pretrained`.
 
 The original checkpoint is a PyTorch Lightning 0.9 file whose `state_dict` holds `viewmaker.*` (the viewmaker) and
-`model.*` (the encoder) keys; its JSON config gives the hyperparameters (REFERENCE.md §6). The file is read with
+`model.*` (the encoder) keys; its JSON config gives the hyperparameters (docs/method.md §6). The file is read with
 `torch.load(weights_only=True)`, which refuses arbitrary pickled objects; a `.safetensors` file holding the same
 `state_dict` keys is accepted too.
 """
@@ -26,7 +26,7 @@ from .models.viewmaker import ViewmakerConfig, ViewmakerModel
 DOMAINS = ("image", "audio", "sensor")
 # Buffers of the original training system that belong to neither network (the InstDisc memory bank, §3.2).
 IGNORED_PREFIXES = ("memory_bank.",)
-# Input channels and spatial size of each domain's encoder input (REFERENCE.md §2, §4).
+# Input channels and spatial size of each domain's encoder input (docs/method.md §2, §4).
 DOMAIN_CHANNELS = {"image": 3, "audio": 1, "sensor": 52}
 ORIGINAL_RES_BLOCKS = 5
 
@@ -53,7 +53,7 @@ def load_original_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
 
 
 def infer_domain(original_config: dict) -> str:
-    """Which of the original's three training scripts a config belongs to (REFERENCE.md §6)."""
+    """Which of the original's three training scripts a config belongs to (docs/method.md §6)."""
     data_params = original_config.get("data_params") or {}
     name = f"{original_config.get('exp_name', '')} {data_params.get('dataset', '')}".lower()
     if "pamap" in name:
@@ -70,7 +70,7 @@ def infer_domain(original_config: dict) -> str:
 
 def viewmaker_config_from_original(original_config: dict, domain: str) -> ViewmakerConfig:
     """The viewmaker the original system built for this config. Missing keys take the original systems' defaults,
-    including the as-shipped behaviour: CIFAR views are clamped only if `clamp_views` is set (REFERENCE.md §1)."""
+    including the as-shipped behaviour: CIFAR views are clamped only if `clamp_views` is set (docs/method.md §1)."""
     params = original_config["model_params"]
     if "view_bound_magnitude" not in params:
         raise ValueError("model_params.view_bound_magnitude is missing: this config trained no viewmaker (expert run?)")
@@ -87,7 +87,7 @@ def viewmaker_config_from_original(original_config: dict, domain: str) -> Viewma
 
 
 def encoder_config_from_original(original_config: dict, domain: str) -> ContrastiveResNetConfig:
-    """The encoder the original system built for this config (REFERENCE.md §2)."""
+    """The encoder the original system built for this config (docs/method.md §2)."""
     params = original_config["model_params"]
     data_params = original_config.get("data_params") or {}
     version = params.get("resnet_version", "resnet18")

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Make views of packaged Fashion-MNIST images with a viewmaker.")
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--num_images", type=int, default=8)
-    parser.add_argument("--distortion_budget", type=float, default=0.05, help="epsilon (REFERENCE.md §1)")
+    parser.add_argument("--distortion_budget", type=float, default=0.05, help="epsilon (docs/method.md §1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

@@ -10,7 +10,7 @@ import torch
 class AdversarialOptimizer(torch.optim.Optimizer):
     """The encoder's and the viewmaker's optimizers behind one `torch.optim.Optimizer`.
 
-    The paper trains the encoder with SGD and the viewmaker with Adam (REFERENCE.md §3.4). Handing Accelerate two
+    The paper trains the encoder with SGD and the viewmaker with Adam (docs/method.md §3.4). Handing Accelerate two
     optimizers under fp16 would make each of them call the shared `GradScaler.update()`, so the loss scale would be
     updated twice per step (halved twice after an overflow, grown twice as fast). Behind this one object, the scaler
     unscales every gradient once, checks them for inf/NaN once, and steps or skips both players together, which is
@@ -101,7 +101,7 @@ def distortion_budget_at(
 ) -> float:
     """The distortion budget at a (fractional) epoch: `budget` throughout, or a linear ramp from `start_budget` to
     `budget` over the first `warmup_epochs`. (The original's schedule wrote to an attribute the viewmaker never read,
-    so it did nothing; REFERENCE.md §3.4.)"""
+    so it did nothing; docs/method.md §3.4.)"""
     if start_budget is None or warmup_epochs <= 0 or epoch >= warmup_epochs:
         return budget
     return start_budget + (budget - start_budget) * max(epoch, 0.0) / warmup_epochs

@@ -14,7 +14,7 @@ from hf_viewmaker.convert_original_checkpoint import convert, main
 
 from helpers import randomise_batch_norms
 
-# The shipped CIFAR viewmaker config (REFERENCE.md §6), with `clamp_views` set so that the fixture's clamped views
+# The shipped CIFAR viewmaker config (docs/method.md §6), with `clamp_views` set so that the fixture's clamped views
 # are the expected output.
 CIFAR_CONFIG = {
     "exp_name": "pretrain_viewmaker_cifar_simclr",
@@ -51,7 +51,7 @@ AUDIO_CONFIG = {
 
 
 class ReferenceBlock(nn.Module):
-    """The original `resnet_small` BasicBlock (REFERENCE.md §2), written from its description: two 3x3 convs with
+    """The original `resnet_small` BasicBlock (docs/method.md §2), written from its description: two 3x3 convs with
     BN, and a `shortcut` (1x1 conv + BN) when the shape changes."""
 
     def __init__(self, in_planes, planes, stride):
@@ -197,7 +197,7 @@ def test_audio_checkpoint_with_torchvision_resnet18(tmp_path, fixtures_dir):
     (tmp_path / "config.json").write_text(json.dumps(AUDIO_CONFIG))
 
     viewmaker, encoder = convert(tmp_path / "audio.ckpt", tmp_path / "config.json", tmp_path / "out")
-    # The audio system always builds a plain, unclamped viewmaker on 1 channel (REFERENCE.md §1).
+    # The audio system always builds a plain, unclamped viewmaker on 1 channel (docs/method.md §1).
     assert (viewmaker.config.num_channels, viewmaker.config.distortion_budget) == (1, 0.1)
     assert viewmaker.config.activation == "leaky_relu" and not viewmaker.config.clamp
     assert not viewmaker.config.frequency_domain

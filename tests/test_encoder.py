@@ -42,11 +42,11 @@ def test_loads_torchvision_resnet18_key_for_key(fixtures_dir):
 @pytest.mark.parametrize(
     "config,expected",
     [
-        # REFERENCE.md §2: resnet_small with the 128-d fc, and with a 52-channel conv1 (Pamap2).
+        # docs/method.md §2: resnet_small with the 128-d fc, and with a 52-channel conv1 (Pamap2).
         (ContrastiveResNetConfig.resnet18_cifar(), 11_234_496),
         (ContrastiveResNetConfig.resnet18_cifar(num_channels=52), 11_262_720),
-        # REFERENCE.md §2 says "about 11.24 M" and "about 27.96 M"; these are the exact counts of torchvision's
-        # ResNet-18 (num_classes=128) and ResNet-50 + MLP head with a 1-channel conv1.
+        # docs/method.md §2: the exact counts of torchvision's ResNet-18 (num_classes=128) and ResNet-50 + MLP head
+        # with a 1-channel conv1.
         (ContrastiveResNetConfig.resnet18_audio(), 11_235_904),
         (ContrastiveResNetConfig.resnet50_audio(), 27_960_384),
     ],
@@ -198,7 +198,7 @@ def test_classifier_loads_a_pretrained_encoder(tmp_path):
 @pytest.mark.parametrize(
     "config,feature_dim",
     [
-        # REFERENCE.md §5: CIFAR-10 512x4x4, ResNet-18 audio 512x2x2, ResNet-50 audio 2048x4x4, Pamap2 pooled 512.
+        # docs/method.md §5: CIFAR-10 512x4x4, ResNet-18 audio 512x2x2, ResNet-50 audio 2048x4x4, Pamap2 pooled 512.
         (ContrastiveResNetConfig.resnet18_cifar(classifier_features="prepool"), 8_192),
         (ContrastiveResNetConfig.resnet18_audio(), 2_048),
         (ContrastiveResNetConfig.resnet50_audio(), 32_768),

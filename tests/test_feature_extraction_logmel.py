@@ -1,4 +1,4 @@
-"""The paper's log-mel front end (REFERENCE.md §4.2, §4.3): `hf_viewmaker.processing.LogMelFeatureExtractor`.
+"""The paper's log-mel front end (docs/method.md §4.2, §4.3): `hf_viewmaker.processing.LogMelFeatureExtractor`.
 
 The reference is librosa (a test-only dependency) called as the original code did, except that librosa >= 0.10 needs
 ``pad_mode="reflect"`` spelled out (its default became "constant"; the paper ran librosa <= 0.9).

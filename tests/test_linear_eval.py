@@ -366,7 +366,7 @@ def test_flag_checks_and_recipes(tmp_path):
     assert (cifar.features, cifar.learning_rate, cifar.momentum, cifar.weight_decay) == ("prepool", 0.01, 0.9, 0.0)
     assert (cifar.per_device_train_batch_size, cifar.num_train_epochs, cifar.lr_scheduler_type) == (128, 100, "step")
     assert cifar.lr_milestones == [0.6, 0.8] and cifar.lr_gamma == 0.1
-    # REFERENCE.md §5: Pamap2 on the pooled vector with weight decay; 11 classes unless --num_labels 12 is given.
+    # docs/method.md §5: Pamap2 on the pooled vector with weight decay; 11 classes unless --num_labels 12 is given.
     pamap2 = recipes["eval_pamap2"]
     assert (pamap2.domain, pamap2.features, pamap2.weight_decay, pamap2.per_device_train_batch_size) == (
         "sensor",
@@ -538,7 +538,7 @@ def test_speech_transfer_recipe_with_expert_views_and_knn(speech_run, tmp_path):
     assert (results["num_train_examples"], results["num_eval_examples"], results["num_labels"]) == (12, 3, 3)
     assert results["train_views"] == "expert" and results["expert_views"] == "waveform_crop_noise"
     assert results["viewmaker"] is None and results["feature_dim"] == 16 * 8 * 8
-    # A transfer set is normalised with its own statistics (REFERENCE.md §4.3), on the encoder's front end.
+    # A transfer set is normalised with its own statistics (docs/method.md §4.3), on the encoder's front end.
     assert results["audio_normalization"] == {"mean": -22.924, "std": 12.587}
     assert [h["epoch"] for h in results["history"] if "top1_accuracy" in h] == [1, 2]
     run_in_process(
@@ -692,7 +692,7 @@ def test_a_processor_of_another_domain_is_refused(pamap2_run, tmp_path):
 
 
 def test_paper_feature_sizes(tmp_path):
-    """REFERENCE.md §5: 512x2x2 = 2,048 pre-pool features for the 64x64 speech ResNet-18, 512 pooled for Pamap2."""
+    """docs/method.md §5: 512x2x2 = 2,048 pre-pool features for the 64x64 speech ResNet-18, 512 pooled for Pamap2."""
     sizes = {}
     for name, config in (
         ("audio", ContrastiveResNetConfig.resnet18_audio(num_channels=1)),

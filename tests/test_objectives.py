@@ -1,4 +1,4 @@
-"""Single-process tests of the contrastive objectives (REFERENCE.md §3.1, §3.2)."""
+"""Single-process tests of the contrastive objectives (docs/method.md §3.1, §3.2)."""
 
 import math
 

@@ -99,7 +99,7 @@ def test_quickstart_run_saves_loadable_models_and_views(tmp_path):
     viewmaker = AutoModel.from_pretrained(tmp_path / "viewmaker")
     encoder = AutoModel.from_pretrained(tmp_path / "encoder")
     assert isinstance(viewmaker, ViewmakerModel) and isinstance(encoder, ContrastiveResNetModel)
-    # The viewmaker works on [0, 1] pixels, the encoder on normalised ones (REFERENCE.md §4.1).
+    # The viewmaker works on [0, 1] pixels, the encoder on normalised ones (docs/method.md §4.1).
     assert not AutoImageProcessor.from_pretrained(tmp_path / "viewmaker").do_normalize
     encoder_processor = AutoImageProcessor.from_pretrained(tmp_path / "encoder")
     assert encoder_processor.do_normalize and list(encoder_processor.image_mean) == [0.286]
@@ -184,7 +184,7 @@ def test_every_recipe_parses_and_builds_its_model(recipe):
     assert config.encoder_config.num_channels == config.viewmaker_config.num_channels == args.num_channels
     if recipe.stem in ("quickstart", "fashion_mnist", "asterisk", "basic_motions"):  # CPU-sized, not the paper's
         return
-    # REFERENCE.md §6: every paper configuration.
+    # docs/method.md §6: every paper configuration.
     assert (args.learning_rate, args.momentum, args.weight_decay) == (0.03, 0.9, 1e-4)
     assert (args.viewmaker_learning_rate, args.temperature, args.num_train_epochs) == (1e-3, 0.07, 200)
     expected = {

@@ -39,7 +39,7 @@ def test_reproduces_original_views(fixtures_dir, name):
 
 @pytest.mark.parametrize(
     "channels,expected",
-    # Parameters actually used with 3 residual blocks, REFERENCE.md §1.
+    # Parameters actually used with 3 residual blocks, docs/method.md §1.
     [(3, 1_120_131), (1, 1_109_761), (52, 1_374_196)],
 )
 def test_builds_only_the_residual_blocks_that_run(channels, expected):

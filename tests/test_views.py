@@ -1,4 +1,4 @@
-"""Expert views (hf_viewmaker.views): recipes of REFERENCE.md §4.1, §4.2 and §4.4, batched and reproducible."""
+"""Expert views (hf_viewmaker.views): recipes of docs/method.md §4.1, §4.2 and §4.4, batched and reproducible."""
 
 import math
 import time
@@ -268,7 +268,7 @@ def test_noise_has_the_configured_std(dtype):
     y = SpectralMaskingViews(0, 0, noise_std=0.25)(x, gen())
     assert y.dtype == dtype
     assert abs(y.float().std().item() - 0.25) < 0.01
-    # One std per channel (the original Pamap2 'spectral_noise', REFERENCE.md §4.4).
+    # One std per channel (the original Pamap2 'spectral_noise', docs/method.md §4.4).
     y = SpectralMaskingViews(0, 0, noise_std=[0.5, 2.0]).add_noise(x, gen())
     assert abs(y[:, 0].float().std().item() - 0.5) < 0.02 and abs(y[:, 1].float().std().item() - 2.0) < 0.08
     # noise_std 0 adds nothing.

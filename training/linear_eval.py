@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Linear evaluation of a pretrained encoder (REFERENCE.md §5), with Accelerate, for images, speech and sensors.
+"""Linear evaluation of a pretrained encoder (docs/method.md §5), with Accelerate, for images, speech and sensors.
 
     accelerate launch training/linear_eval.py --config training/configs/eval_quickstart.yaml \
         --model_name_or_path outputs/quickstart
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--transfer_dataset",
         choices=sorted(SPEECH_TRANSFER_DATASETS),
-        help="audio: a speech transfer set (REFERENCE.md §4.3) read from --data_dir: train on its train "
+        help="audio: a speech transfer set (docs/method.md §4.3) read from --data_dir: train on its train "
         "split, evaluate on its test split",
     )
     data.add_argument(
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--audio_normalization",
         default=AUTO,
         choices=[AUTO, "encoder", *sorted(DATASET_NORMALIZATION_STATS)],
-        help="log-mel statistics: 'auto' (the encoder's, or a --transfer_dataset's own, REFERENCE.md §4.3), "
+        help="log-mel statistics: 'auto' (the encoder's, or a --transfer_dataset's own, docs/method.md §4.3), "
         "'encoder', or a dataset's",
     )
     data.add_argument("--label_column_name", default="label")
@@ -342,7 +342,7 @@ def load_encoder_processor(args: argparse.Namespace, encoder_subfolder: str):
 
 def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None, encoder_config):
     """The image processor the data go through: the encoder's (size, channels, and the statistics that normalise
-    after the views), with `--image_size` / `--normalize_mean` / `--normalize_std` when given (REFERENCE.md §4.1)."""
+    after the views), with `--image_size` / `--normalize_mean` / `--normalize_std` when given (docs/method.md §4.1)."""
     if args.normalize_mean is not None:
         mean, std = args.normalize_mean, args.normalize_std
     elif encoder_processor is not None:
@@ -372,7 +372,7 @@ def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None,
 
 def speech_processor_for(args, encoder_processor: LogMelFeatureExtractor | None, encoder_config):
     """The log-mel front end saved with the encoder, with a transfer set's own statistics and sampling rate under
-    `--audio_normalization auto` (REFERENCE.md §4.3: every set shares the recipe, each has its statistics), or the
+    `--audio_normalization auto` (docs/method.md §4.3: every set shares the recipe, each has its statistics), or the
     ones `--audio_normalization` names."""
     statistics = args.audio_normalization
     if statistics == AUTO:
@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     # Data: the pretraining pipeline of the domain, fed by the encoder's processor.
     if args.domain == "image":
         processor = image_processor_for(args, encoder_processor, encoder_config)
-        normalize = normalizer(processor.image_mean, processor.image_std)  # after the views (REFERENCE.md §4.1)
+        normalize = normalizer(processor.image_mean, processor.image_std)  # after the views (docs/method.md §4.1)
     elif args.domain == "audio":
         processor = speech_processor_for(args, encoder_processor, encoder_config)
         normalize = torch.nn.Identity()  # log-mels arrive normalised
@@ -667,7 +667,7 @@ def main(argv: list[str] | None = None) -> None:
             return batch["features"]
     else:
         # Clean inputs (--train_views none) are made as for evaluation; views start from the training collate (for
-        # speech, the first-or-last crop of long clips, REFERENCE.md §4.2).
+        # speech, the first-or-last crop of long clips, docs/method.md §4.2).
         train_loader = DataLoader(
             train_examples,
             batch_size=args.per_device_train_batch_size,

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--audio_normalization",
         default="librispeech",
         choices=[*sorted(DATASET_NORMALIZATION_STATS), "fit"],
-        help="log-mel statistics and sampling rate of the speech dataset (REFERENCE.md §4.3); 'fit': measured on "
+        help="log-mel statistics and sampling rate of the speech dataset (docs/method.md §4.3); 'fit': measured on "
         "training clips",
     )
     data.add_argument("--sampling_rate", type=int, help="speech: the clips' rate (default: --audio_normalization's)")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--max_freq_mask", type=int, default=40, help="spectral_masking: widest frequency band")
     model.add_argument("--max_time_mask", type=int, default=40, help="spectral_masking: widest time band")
     model.add_argument("--spectral_noise_std", type=float, default=0.0, help="spectral_masking: noise after masking")
-    model.add_argument("--distortion_budget", type=float, default=0.05, help="epsilon (REFERENCE.md §1)")
+    model.add_argument("--distortion_budget", type=float, default=0.05, help="epsilon (docs/method.md §1)")
     model.add_argument("--budget_norm", default="l1", choices=["l1", "l2", "linf"])
     model.add_argument("--num_res_blocks", type=int, default=3)
     model.add_argument("--viewmaker_activation", default="relu", choices=["relu", "leaky_relu"])
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--adversarial_update",
         default="one_pass",
         choices=["one_pass", "two_pass"],
-        help="one_pass: one forward/backward trains both players; two_pass: the original's update (REFERENCE.md §3.4)",
+        help="one_pass: one forward/backward trains both players; two_pass: the original's update (docs/method.md §3.4)",
     )
     optim.add_argument("--fused_optimizers", type=string_to_bool, default=False, help="fused SGD and Adam kernels")
     optim.add_argument("--max_grad_norm", type=float, help="clip the global gradient norm (the paper does not)")
@@ -251,7 +251,7 @@ def build_model_config(args: argparse.Namespace, num_examples: int) -> Viewmaker
 
 
 def build_optimizer(model: ViewmakerForContrastivePretraining, args: argparse.Namespace) -> AdversarialOptimizer:
-    """Encoder SGD and viewmaker Adam (REFERENCE.md §3.4) behind one optimizer object."""
+    """Encoder SGD and viewmaker Adam (docs/method.md §3.4) behind one optimizer object."""
     fused = {"fused": True} if args.fused_optimizers else {}
     return AdversarialOptimizer(
         torch.optim.SGD(
@@ -335,7 +335,7 @@ def forward_backward(
 
     `make_inputs(batch, generator, augment=True)` gives the model's inputs (see `DataPipeline.make_inputs`).
     `"one_pass"` runs one forward and one backward that train both players. `"two_pass"` is the original update
-    (REFERENCE.md §3.4): an encoder pass and step here, then a fresh pass, with new noise, through the updated encoder,
+    (docs/method.md §3.4): an encoder pass and step here, then a fresh pass, with new noise, through the updated encoder,
     whose gradients (the viewmaker's only) the caller's step applies."""
     pixel_values, pixel_values_2 = make_inputs(batch, generator, True)
     inputs = {"pixel_values": pixel_values, "pixel_values_2": pixel_values_2, "indices": batch["indices"]}

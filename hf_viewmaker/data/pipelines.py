@@ -1,7 +1,7 @@
 """One data pipeline per domain: datasets, batching, and the model's inputs made on the training device.
 
 Images arrive as [0, 1] pixels; speech as fitted waveforms whose log-mel spectrogram is computed batched on the device
-(REFERENCE.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4). Handcrafted
+(docs/method.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4). Handcrafted
 views act where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram
 before the log (masking).
 
@@ -151,7 +151,7 @@ def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> Da
             return _two_or_one(lambda: views(pixels, generator=generator), pair)
         return pixels, None
 
-    # The viewmaker sees [0, 1] pixels, the encoder normalised ones (REFERENCE.md §4.1).
+    # The viewmaker sees [0, 1] pixels, the encoder normalised ones (docs/method.md §4.1).
     parts = {
         part: ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": normalizes})
         for part, normalizes in (("viewmaker", False), ("encoder", True))
@@ -162,7 +162,7 @@ def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> Da
 
 
 def _extractor_from_flags(args) -> LogMelFeatureExtractor:
-    """The paper's log-mel recipe for `--audio_normalization`'s dataset (REFERENCE.md §4.2-4.3), with any STFT,
+    """The paper's log-mel recipe for `--audio_normalization`'s dataset (docs/method.md §4.2-4.3), with any STFT,
     length or rate the flags set instead; `fit` leaves the statistics to be fitted on the training clips."""
     fields = {key: value for key in ("sampling_rate", "n_fft", "hop_length") if (value := getattr(args, key, None))}
     if getattr(args, "audio_max_length", None):
@@ -182,7 +182,7 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
     transfer = getattr(args, "transfer_dataset", None)
     audio_column, label_column = args.audio_column_name, args.label_column_name
     if transfer:
-        # A transfer set of REFERENCE.md §4.3 from its official layout: "train" and "test" splits, columns audio and
+        # A transfer set of docs/method.md §4.3 from its official layout: "train" and "test" splits, columns audio and
         # label (a ClassLabel shared by both splits).
         options = {"caller_intent": args.caller_intent} if getattr(args, "caller_intent", None) else {}
         if transfer == "librispeech_speaker_id" and args.cache_dir and not args.data_dir:
@@ -230,7 +230,7 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
             return extractor.log_mel(waveforms), None
         if isinstance(views, WaveformCropNoiseViews):
             return _two_or_one(lambda: extractor.log_mel(views(waveforms, generator, batch["lengths"])), pair)
-        # Masks act on the mel power spectrogram, noise after the log (REFERENCE.md §4.2).
+        # Masks act on the mel power spectrogram, noise after the log (docs/method.md §4.2).
         power = extractor.mel_power(waveforms)
         return _two_or_one(
             lambda: views.add_noise(extractor.to_log_normalized(views.mask(power, generator)), generator), pair
@@ -276,7 +276,7 @@ def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -
     train, validation = _sensor_splits(args)
     num_channels = train.num_channels
     if processor is None:
-        # The paper's STFT (REFERENCE.md §4.4) unless the flags set another, e.g. for series shorter than 1,000.
+        # The paper's STFT (docs/method.md §4.4) unless the flags set another, e.g. for series shorter than 1,000.
         stft = {k: v for k in ("n_fft", "hop_length") if (v := getattr(args, k, None)) is not None}
         statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
         processor = SensorSpectrogramProcessor(num_channels=num_channels, **stft).fit_statistics(statistics_windows)

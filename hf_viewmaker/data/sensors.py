@@ -1,4 +1,4 @@
-"""Wearable-sensor data: Pamap2 (REFERENCE.md §4.4) and any other labelled multichannel time series, as random
+"""Wearable-sensor data: Pamap2 (docs/method.md §4.4) and any other labelled multichannel time series, as random
 class-balanced windows.
 
 Where the data comes from
@@ -53,7 +53,7 @@ __all__ = [
     "read_ts_file",
 ]
 
-#: The 11 activities the paper classifies, id -> name; they map to classes 0..10 in this order (REFERENCE.md §4.4).
+#: The 11 activities the paper classifies, id -> name; they map to classes 0..10 in this order (docs/method.md §4.4).
 #: Every other id (0 = transient, 9-11 and 18-20 = optional activities, 17 = ironing, commented out in the original)
 #: is dropped. The original declared ``NUM_CLASSES = 12``, one output never used; here there are 11 classes.
 PAMAP2_ACTIVITIES: Mapping[int, str] = MappingProxyType(
@@ -265,7 +265,7 @@ class _BalancedWindows(torch.utils.data.Dataset):
 
 
 class Pamap2Windows(_BalancedWindows):
-    """Random 10 s windows of Pamap2 (REFERENCE.md §4.4): ``{"values": float32 [52, 1000], "labels", "indices"}``.
+    """Random 10 s windows of Pamap2 (docs/method.md §4.4): ``{"values": float32 [52, 1000], "labels", "indices"}``.
 
     Each item picks a subject of the split uniformly, then uniformly one of the 11 classes that subject has a window
     of (so classes are balanced whenever every subject has every class; a subject missing a class gives its draws to

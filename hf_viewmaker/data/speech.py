@@ -20,7 +20,7 @@ Where the data comes from
   for (a `datasets` limitation), so for the 960 h set consider ``streaming=True`` and :class:`SpeechStream`.
   Any other Hub audio dataset, parquet / csv / json files, or a local folder of audio files with one sub-folder per
   class (:func:`load_audio_folder`, a torchcodec-free stand-in for the ``audiofolder`` builder) work the same way.
-* Transfer (REFERENCE.md §4.3), from local folders in the official archive layouts
+* Transfer (docs/method.md §4.3), from local folders in the official archive layouts
   (:func:`load_speech_transfer_split`): LibriSpeech dev-clean speaker ID (Hub or a local
   ``LibriSpeech/dev-clean``), AudioMNIST, Google Speech Commands v0.01, VoxCeleb1 identification and Fluent Speech
   Commands.
@@ -31,7 +31,7 @@ Batching
 ``max_length`` (`LogMelFeatureExtractor.fit_length`, the paper's first-or-last crop / zero padding) and stacks them,
 so a batch is ``{"input_values": [B, max_length], "lengths", "labels", "indices", "num_skipped"}``. The log-mel
 itself is *not* computed in the data loader: the training loop calls ``feature_extractor.log_mel(input_values)`` on
-its device (one batched STFT on the accelerator instead of per-clip librosa on CPU workers, REFERENCE.md §8.6), after
+its device (one batched STFT on the accelerator instead of per-clip librosa on CPU workers, docs/method.md §8.6), after
 any waveform views (`WaveformCropNoiseViews`, which takes ``lengths``) and, for spectral views, between
 ``mel_power`` and ``to_log_normalized``.
 """
@@ -554,7 +554,7 @@ def collate_speech(
     padding), "labels": [B], "indices": [B], "num_skipped": scalar}``. The clips are fitted with
     ``feature_extractor.fit_length``: zero-padded at the end, or cut to their first ``max_length`` samples, or in
     training (``training=True``) a coin flip per clip between the first and the last ``max_length`` samples
-    (REFERENCE.md §4.2). The log-mel is left to the training loop, on its device:
+    (docs/method.md §4.2). The log-mel is left to the training loop, on its device:
     ``feature_extractor.log_mel(batch["input_values"].to(device))`` -> ``[B, 1, size, size]``.
 
     The coin flips come from ``generator``, else from the global torch RNG. With data-loader workers, leave
@@ -618,7 +618,7 @@ def librispeech_speaker_id_split(
     train_fraction: float = 0.8,
     seed: int = 42,
 ) -> Dataset:
-    """The paper's speaker-ID transfer split of LibriSpeech dev-clean (REFERENCE.md §4.3), with a ``label`` column.
+    """The paper's speaker-ID transfer split of LibriSpeech dev-clean (docs/method.md §4.3), with a ``label`` column.
 
     What is implemented, exactly (the original ``LibriSpeechTransfer`` on torchaudio's ``LIBRISPEECH``):
 
@@ -668,7 +668,7 @@ def load_librispeech_speaker_id(
 
 
 # ---------------------------------------------------------------- AudioMNIST
-#: The 12 test speakers of the paper's AudioMNIST split (REFERENCE.md §4.3); the other 48 (36 train + 12 validation
+#: The 12 test speakers of the paper's AudioMNIST split (docs/method.md §4.3); the other 48 (36 train + 12 validation
 #: in the AudioMNIST split files) form the training set.
 AUDIO_MNIST_TEST_SPEAKERS = (26, 52, 60, 18, 32, 42, 5, 13, 22, 33, 45, 51)
 
@@ -701,7 +701,7 @@ def load_audio_mnist(data_dir: str | os.PathLike, split: str) -> Dataset:
 
 
 # ---------------------------------------------------------------- Google Speech Commands v0.01
-#: The 30 words of Speech Commands v0.01, sorted (class ids 0..29); no silence or unknown class (REFERENCE.md §4.3).
+#: The 30 words of Speech Commands v0.01, sorted (class ids 0..29); no silence or unknown class (docs/method.md §4.3).
 SPEECH_COMMANDS_V1_WORDS = (
     "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy", "house", "left", "marvin", "nine",
     "no", "off", "on", "one", "right", "seven", "sheila", "six", "stop", "three", "tree", "two", "up", "wow", "yes",
@@ -795,7 +795,7 @@ def _speech_commands_transfer(data_dir, split, **kwargs) -> Dataset:
     return load_google_speech_commands(data_dir, "train+validation" if split == "train" else split, **kwargs)
 
 
-#: Transfer sets of REFERENCE.md §4.3: name -> (loader(data_dir, split, **kwargs), key of
+#: Transfer sets of docs/method.md §4.3: name -> (loader(data_dir, split, **kwargs), key of
 #: ``DATASET_NORMALIZATION_STATS``). Splits are "train" and "test" as the paper used them.
 SPEECH_TRANSFER_DATASETS: Mapping[str, tuple[Callable[..., Dataset], str]] = {
     "librispeech_speaker_id": (_librispeech_speaker_id_transfer, "librispeech"),

@@ -1,4 +1,4 @@
-"""CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019): robustness to 15 common corruptions (REFERENCE.md §5).
+"""CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019): robustness to 15 common corruptions (docs/method.md §5).
 
 The official release (https://zenodo.org/record/2535967) is a folder of `<corruption>.npy` files, each a
 `[50000, 32, 32, 3]` uint8 array holding the 10,000 CIFAR-10 test images corrupted at severity 1, then the same images

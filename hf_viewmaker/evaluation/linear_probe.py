@@ -1,4 +1,4 @@
-"""Linear evaluation of a frozen encoder (REFERENCE.md §5): the pieces that `training/linear_eval.py` puts together.
+"""Linear evaluation of a frozen encoder (docs/method.md §5): the pieces that `training/linear_eval.py` puts together.
 
 The protocol of the paper: the pretrained encoder is frozen and in eval mode; a single linear layer is trained with
 cross-entropy on its pre-pool map (CIFAR-10, audio) or its pooled vector (Pamap2) by SGD (lr 0.01, momentum 0.9),

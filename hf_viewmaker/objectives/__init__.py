@@ -1,4 +1,4 @@
-"""Contrastive objectives of the Viewmaker paper (REFERENCE.md §3): SimCLR and memory-bank InstDisc, both working
+"""Contrastive objectives of the Viewmaker paper (docs/method.md §3): SimCLR and memory-bank InstDisc, both working
 across processes under `torch.distributed` (Accelerate) by gathering embeddings with `gather_with_grad`."""
 
 from .distributed import gather_with_grad

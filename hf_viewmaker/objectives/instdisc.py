@@ -1,4 +1,4 @@
-"""Instance discrimination: NCE against a memory bank of past embeddings (REFERENCE.md §3.2)."""
+"""Instance discrimination: NCE against a memory bank of past embeddings (docs/method.md §3.2)."""
 
 import math
 
@@ -15,12 +15,12 @@ class InstDiscLoss(nn.Module):
     Each training example owns one row of a memory bank. For an embedding z of example i, the positive score is
     z · bank[i] (the stored row, no gradient into the bank), and the negatives are `num_negatives` rows drawn uniformly
     with replacement from the whole bank (so they may include row i). The loss is
-    mean(-s⁺/t + logsumexp_k(s⁻/t) - log k): the positive is not in the denominator (REFERENCE.md §3.2).
+    mean(-s⁺/t + logsumexp_k(s⁻/t) - log k): the positive is not in the denominator (docs/method.md §3.2).
 
     Args:
         num_examples: the number of training examples, i.e. bank rows; dataset indices lie in [0, num_examples).
         embedding_dim: the width D of the embeddings (128 in every Viewmaker config).
-        num_negatives: negatives k drawn per example; 4096 in the original (REFERENCE.md §3.2).
+        num_negatives: negatives k drawn per example; 4096 in the original (docs/method.md §3.2).
         temperature: the softmax temperature t > 0; 0.07 in the original.
         momentum: the weight m in [0, 1] that a bank row keeps at each update; 0.5 in the original.
 
@@ -120,7 +120,7 @@ class InstDiscLoss(nn.Module):
         """Move the bank rows of `indices` towards `z`: bank[i] = normalise(m * bank[i] + (1 - m) * normalise(z)).
 
         Call it once per training step. (The original updated the bank twice per step, in the encoder's and again in
-        the viewmaker's forward pass, which applies m twice; REFERENCE.md §3.4.) Under `torch.distributed` every
+        the viewmaker's forward pass, which applies m twice; docs/method.md §3.4.) Under `torch.distributed` every
         process must call it: `z` and `indices` of all processes are gathered first, so each bank gets the same update
         and identical banks stay identical. Where an index occurs more than once in the (gathered) batch, e.g. from a
         sampler that pads with repeated examples, its last occurrence in rank order is used.

@@ -1,4 +1,4 @@
-"""SimCLR contrastive loss: standard NT-Xent, or the Viewmaker authors' original variant (REFERENCE.md §3.1)."""
+"""SimCLR contrastive loss: standard NT-Xent, or the Viewmaker authors' original variant (docs/method.md §3.1)."""
 
 import math
 
@@ -15,7 +15,7 @@ class SimCLRLoss(nn.Module):
     """Contrastive loss between two views of a batch, with the other examples of the batch as negatives.
 
     Args:
-        temperature: the softmax temperature t > 0; every Viewmaker config uses 0.07 (REFERENCE.md §3.1).
+        temperature: the softmax temperature t > 0; every Viewmaker config uses 0.07 (docs/method.md §3.1).
         variant: `"nt_xent"` (default), the standard symmetric NT-Xent of SimCLR: each of the 2N embeddings is an
             anchor, its positive is the other view of the same example, its negatives are the other 2N - 2
             embeddings, and its self-similarity is left out. `"original"`, the authors' loss, kept to reproduce

@@ -1,4 +1,4 @@
-"""The Viewmaker paper's log-mel front end (REFERENCE.md §4.2, §4.3) as a transformers feature extractor.
+"""The Viewmaker paper's log-mel front end (docs/method.md §4.2, §4.3) as a transformers feature extractor.
 
 The recipe of the original code, per clip, was:
 
@@ -72,7 +72,7 @@ HOP_LENGTH_FOR_SIZE: Mapping[int, int] = MappingProxyType({32: 4800, 64: 2360, 1
 AMIN = 1e-10
 
 #: Normalisation statistics of the log-mel images (in dB of ``power_to_db(S**2)``) used by the original code for each
-#: dataset (REFERENCE.md §4.3), with each dataset's sampling rate as the original code read it (AudioMNIST keeps its
+#: dataset (docs/method.md §4.3), with each dataset's sampling rate as the original code read it (AudioMNIST keeps its
 #: native 48 kHz, so its mel axis spans 0-24 kHz). Use :meth:`LogMelFeatureExtractor.for_dataset` to build an
 #: extractor from a name. Keys: ``librispeech`` (pretraining, and the speaker-ID transfer task on dev-clean),
 #: ``voxceleb1``, ``audio_mnist``, ``google_speech_commands``, ``fluent_speech_commands``.

@@ -6,7 +6,7 @@ from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling
 
-# CIFAR-10 statistics of the original code (REFERENCE.md §4.1).
+# CIFAR-10 statistics of the original code (docs/method.md §4.1).
 CIFAR10_MEAN = [0.491, 0.482, 0.446]
 CIFAR10_STD = [0.247, 0.243, 0.261]
 
@@ -15,7 +15,7 @@ class ViewmakerImageProcessor(PilBackend):
     r"""
     Turns images into `pixel_values` of shape `[batch, num_channels, height, width]`.
 
-    The viewmaker perturbs pixels in [0, 1], and the dataset normalisation comes *after* it (REFERENCE.md §4.1). So
+    The viewmaker perturbs pixels in [0, 1], and the dataset normalisation comes *after* it (docs/method.md §4.1). So
     the processor saved with a viewmaker has `do_normalize=False`, while the one saved with the encoder (which sees
     normalised views) has `do_normalize=True`; both hold the same `image_mean` / `image_std`, which training uses to
     normalise the views. Use [`ViewmakerImageProcessor.normalize_tensor`] for batches already on a device.

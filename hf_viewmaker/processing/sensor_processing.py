@@ -1,4 +1,4 @@
-"""The Viewmaker paper's sensor front end (REFERENCE.md §4.4) as a transformers feature extractor.
+"""The Viewmaker paper's sensor front end (docs/method.md §4.4) as a transformers feature extractor.
 
 The original turned each Pamap2 window ``[52, 1000]`` into ``52 x 32 x 32`` with, per channel,
 

@@ -1,4 +1,4 @@
-"""Handcrafted ("expert") views of the paper's baselines, batched on the training device (REFERENCE.md §4).
+"""Handcrafted ("expert") views of the paper's baselines, batched on the training device (docs/method.md §4).
 
 Each view is an `nn.Module` whose ``forward(x, generator=None)`` takes a whole batch on any device and returns the
 views with independent random parameters per example, reproducible with a seeded ``torch.Generator``:

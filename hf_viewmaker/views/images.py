@@ -1,4 +1,4 @@
-"""The SimCLR-style "expert" image views of the paper's CIFAR-10 baseline (REFERENCE.md §4.1), batched on any device.
+"""The SimCLR-style "expert" image views of the paper's CIFAR-10 baseline (docs/method.md §4.1), batched on any device.
 
 The original applied, per image, with torchvision transforms on PIL images::
 
@@ -8,7 +8,7 @@ The original applied, per image, with torchvision transforms on PIL images::
 
 `SimCLRImageViews` is that recipe up to and including the flip, on float images in [0, 1], with every random parameter
 drawn independently per example. It stops before `Normalize`: in this project the normalisation comes after the
-viewmaker (REFERENCE.md §4.1, the `all_unnorm` variant).
+viewmaker (docs/method.md §4.1, the `all_unnorm` variant).
 
 Randomness: kornia's augmentation classes draw from the global torch RNG and take no `torch.Generator`, so the
 parameters are drawn here with `torch.rand(..., generator=generator)` and applied with kornia's (deterministic)
@@ -72,7 +72,7 @@ def _probability(name: str, value: float) -> float:
 class SimCLRImageViews(nn.Module):
     """RandomResizedCrop -> ColorJitter (p) -> RandomGrayscale -> GaussianBlur (p) -> HorizontalFlip, batched.
 
-    The defaults are the CIFAR-10 expert recipe of REFERENCE.md §4.1 (itself SimCLR's); only `size` has to be given
+    The defaults are the CIFAR-10 expert recipe of docs/method.md §4.1 (itself SimCLR's); only `size` has to be given
     (32 for CIFAR-10).
 
     Args:

@@ -1,6 +1,6 @@
 """SpecAugment-like "expert" views: one frequency band and one time band zeroed, then optional Gaussian noise.
 
-These are the expert baselines of the speech "spectral" configs (REFERENCE.md §4.2) and of Pamap2 (§4.4). The original
+These are the expert baselines of the speech "spectral" configs (docs/method.md §4.2) and of Pamap2 (§4.4). The original
 used nlpaug's ``FrequencyMaskingAug(mask_factor=M)`` then ``TimeMaskingAug(mask_factor=M)`` per example, which zero
 ``[f0, f0 + f)`` along the frequency axis with ``f = randint(M)`` (so f ~ U{0, ..., M - 1}) and ``f0 = randint(F - f)``
 (so f0 ~ U{0, ..., F - f - 1}), over all time steps and channels, and then the same along the time axis.
@@ -49,7 +49,7 @@ def _max_mask(name: str, value: int) -> int:
 
 
 class SpectralMaskingViews(nn.Module):
-    """One frequency band and one time band zeroed per example (nlpaug's masking, REFERENCE.md §4.2/§4.4), plus
+    """One frequency band and one time band zeroed per example (nlpaug's masking, docs/method.md §4.2/§4.4), plus
     optional additive Gaussian noise.
 
     Args:
@@ -135,7 +135,7 @@ class SpectralMaskingViews(nn.Module):
         return x + noise * (scale[:, None, None] if scale.ndim == 1 else scale)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`mask` then `add_noise`, for already normalised spectrograms (Pamap2, REFERENCE.md §4.4). The speech recipe
+        """`mask` then `add_noise`, for already normalised spectrograms (Pamap2, docs/method.md §4.4). The speech recipe
         splits the two around the log (see the module docstring).
 
         Args:

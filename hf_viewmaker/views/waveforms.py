@@ -1,4 +1,4 @@
-"""The "waveform" expert views of the speech baselines (REFERENCE.md §4.2): a random crop and white noise, batched.
+"""The "waveform" expert views of the speech baselines (docs/method.md §4.2): a random crop and white noise, batched.
 
 The original (``WavformAugmentation(crop_and_noise_only=True)`` in ``src/datasets/librispeech.py``) applied two
 transforms to each raw waveform, in a random order (``random.shuffle`` of the two):
@@ -7,8 +7,8 @@ transforms to each raw waveform, in a random order (``random.shuffle`` of the tw
   ``{0, ..., n - crop - 1}``, kept in place; everything outside is zeroed and the length stays n (no time-stretch);
 * ``AudioNoiseAug(scale=1)``: ``irfft`` of ``n // 2 + 1`` real N(0, 1) spectrum coefficients (imaginary parts 0),
   added. With numpy's 1/n inverse normalisation each sample of that noise has standard deviation ``1 / sqrt(n)``
-  (0.0026 for the 150,526-sample clips, 0.0079 for a 1 s clip at 16 kHz): note that this is sqrt(n)/n, not the
-  sqrt(n/2)/n that REFERENCE.md §4.2 states (checked numerically against the original function). Because the
+  (0.0026 for the 150,526-sample clips, 0.0079 for a 1 s clip at 16 kHz; docs/method.md §4.2, checked numerically
+  against the original function). Because the
   coefficients are real, the noise is also mirror-symmetric, ``noise[t] == noise[n - t]``; it is otherwise white.
 
 `WaveformCropNoiseViews` draws the same per example for a [B, T] batch: masks from ``arange`` comparisons and one
@@ -32,7 +32,7 @@ def _uniform(shape: Sequence[int], generator: torch.Generator | None, device: to
 
 
 class WaveformCropNoiseViews(nn.Module):
-    """A random in-place crop and additive white noise, in a random order per example (REFERENCE.md §4.2).
+    """A random in-place crop and additive white noise, in a random order per example (docs/method.md §4.2).
 
     Args:
         crop_scale: range of the kept fraction of each waveform, within (0, 1] (§4.2: (0.08, 1.0)).
@@ -43,7 +43,7 @@ class WaveformCropNoiseViews(nn.Module):
     whole waveform, noise-then-crop zeroes it outside the crop too.
 
     Deviations from the original, which augmented each utterance at its own length *before* fitting it to the
-    150,526-sample clip (REFERENCE.md §4.2):
+    150,526-sample clip (docs/method.md §4.2):
 
     * this works on a batch of already-fitted clips, so by default n = T (the padded length). Pass `lengths` (the
       number of real samples at the start of each row, the rest being zero padding) to crop within, and scale and

@@ -14,7 +14,7 @@ from transformers import PreTrainedConfig
 class ContrastiveResNetConfig(PreTrainedConfig):
     r"""
     Configuration of a [`ContrastiveResNetModel`]: a ResNet trunk, global average pooling and a projection to the
-    contrastive embedding, covering every encoder of Tamkin et al., 2021 (REFERENCE.md §2). The defaults build the
+    contrastive embedding, covering every encoder of Tamkin et al., 2021 (docs/method.md §2). The defaults build the
     CIFAR `resnet_small` ResNet-18 with its linear 128-d projection.
 
     Args:
@@ -52,7 +52,7 @@ class ContrastiveResNetConfig(PreTrainedConfig):
         classifier_features (`str`, defaults to `"pooled"`):
             Features that [`ContrastiveResNetForClassification`] classifies: `"pooled"` (the pooled vector) or
             `"prepool"` (the flattened last stage map before pooling). The paper's linear evaluation uses the
-            pre-pool map for CIFAR-10 and audio, and the pooled vector for Pamap2 (REFERENCE.md §5).
+            pre-pool map for CIFAR-10 and audio, and the pooled vector for Pamap2 (docs/method.md §5).
 
     Example:
 
@@ -141,16 +141,16 @@ class ContrastiveResNetConfig(PreTrainedConfig):
 
     @classmethod
     def resnet18_cifar(cls, num_channels: int = 3, **kwargs: Any) -> "ContrastiveResNetConfig":
-        """The original `resnet_small` ResNet-18 (REFERENCE.md §2): the CIFAR-10 encoder (3 channels; its linear
+        """The original `resnet_small` ResNet-18 (docs/method.md §2): the CIFAR-10 encoder (3 channels; its linear
         evaluation uses `classifier_features="prepool"`) and the Pamap2 encoder (`num_channels=52`, pooled features).
         `kwargs` override any other field."""
         return cls(num_channels=num_channels, **kwargs)
 
     @classmethod
     def resnet18_audio(cls, **kwargs: Any) -> "ContrastiveResNetConfig":
-        """The 100 h speech encoder (REFERENCE.md §2): torchvision's ResNet-18 with a 1-channel 7x7 stride-2 stem and
+        """The 100 h speech encoder (docs/method.md §2): torchvision's ResNet-18 with a 1-channel 7x7 stride-2 stem and
         a linear 128-d projection, on 1x64x64 log-mel spectrograms, linearly evaluated on the 512x2x2 pre-pool map
-        (REFERENCE.md §5). `kwargs` override any field."""
+        (docs/method.md §5). `kwargs` override any field."""
         defaults = dict(
             num_channels=1,
             stem="imagenet",
@@ -162,9 +162,9 @@ class ContrastiveResNetConfig(PreTrainedConfig):
 
     @classmethod
     def resnet50_audio(cls, **kwargs: Any) -> "ContrastiveResNetConfig":
-        """The 960 h speech encoder (REFERENCE.md §2): torchvision's ResNet-50 with a 1-channel 7x7 stride-2 stem and
+        """The 960 h speech encoder (docs/method.md §2): torchvision's ResNet-50 with a 1-channel 7x7 stride-2 stem and
         the MLP projection head, on 1x112x112 log-mel spectrograms, linearly evaluated on the 2048x4x4 pre-pool map
-        (REFERENCE.md §5). `kwargs` override any field."""
+        (docs/method.md §5). `kwargs` override any field."""
         defaults = dict(
             num_channels=1,
             stem="imagenet",

@@ -135,7 +135,7 @@ class ContrastiveResNetPreTrainedModel(PreTrainedModel):
 class ContrastiveResNetModel(ContrastiveResNetPreTrainedModel):
     """
     The contrastive encoder: a ResNet trunk (stem and stages `layer1`..`layerN`), global average pooling to 1x1 and
-    the projection `fc` to the `embedding_dim`-d embedding that the contrastive objectives use (REFERENCE.md §2).
+    the projection `fc` to the `embedding_dim`-d embedding that the contrastive objectives use (docs/method.md §2).
     """
 
     # Rejecting NaN / inf inputs reads them on the host, a sync per call: compiled code skips it, and training loops
@@ -236,7 +236,7 @@ class ContrastiveResNetModel(ContrastiveResNetPreTrainedModel):
 class ContrastiveResNetForClassification(ContrastiveResNetPreTrainedModel):
     """
     The encoder with a linear classifier on its pooled or flattened pre-pool features (`config.classifier_features`):
-    the linear-evaluation probe of REFERENCE.md §5, or a supervised baseline when trained end to end.
+    the linear-evaluation probe of docs/method.md §5, or a supervised baseline when trained end to end.
     """
 
     def __init__(self, config: ContrastiveResNetConfig):

@@ -22,14 +22,14 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
         view_mode (`str`, defaults to `"viewmaker"`):
             `"viewmaker"`: the two views are two viewmaker calls (fresh noise each) on the inputs. `"expert"`: the
             inputs already are the two handcrafted views, encoded as they are. `"viewmaker+expert"`: the viewmaker
-            perturbs handcrafted views (the paper's robustness result, REFERENCE.md §7). Handcrafted views are made by
+            perturbs handcrafted views (the paper's robustness result, docs/method.md §7). Handcrafted views are made by
             the data pipeline (`hf_viewmaker.views`), since some of them (waveform crops) act before the model's input.
         objective (`str`, defaults to `"simclr"`):
-            `"simclr"` (two views per example) or `"instdisc"` (one view, memory-bank NCE; REFERENCE.md §3.2).
+            `"simclr"` (two views per example) or `"instdisc"` (one view, memory-bank NCE; docs/method.md §3.2).
         simclr_variant (`str`, defaults to `"nt_xent"`):
-            `"nt_xent"` (standard symmetric SimCLR) or `"original"` (the authors' asymmetric loss, REFERENCE.md §3.1).
+            `"nt_xent"` (standard symmetric SimCLR) or `"original"` (the authors' asymmetric loss, docs/method.md §3.1).
         temperature (`float`, defaults to 0.07):
-            Softmax temperature of both objectives (every original config, REFERENCE.md §6).
+            Softmax temperature of both objectives (every original config, docs/method.md §6).
         viewmaker_loss_weight (`float`, defaults to 1.0):
             The viewmaker maximises `viewmaker_loss_weight` times the encoder's loss (1 in the paper, §3.3).
         num_examples (`int`, *optional*):
@@ -38,7 +38,7 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
             InstDisc's negatives per example and memory-bank momentum (§3.2).
         normalize_mean, normalize_std (`list[float]`, *optional*):
             Per-channel statistics applied to the views *after* the viewmaker, which works on [0, 1] pixels
-            (REFERENCE.md §4.1). `None` for inputs that arrive normalised (spectrograms, sensors).
+            (docs/method.md §4.1). `None` for inputs that arrive normalised (spectrograms, sensors).
     """
 
     model_type = "viewmaker_pretraining"

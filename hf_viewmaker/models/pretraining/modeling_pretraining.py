@@ -74,14 +74,14 @@ def _without_weight_gradients(module: nn.Module, enabled: bool):
 
 class ViewmakerForContrastivePretraining(PreTrainedModel):
     """
-    A viewmaker and an encoder trained against each other with a contrastive objective (REFERENCE.md §3).
+    A viewmaker and an encoder trained against each other with a contrastive objective (docs/method.md §3).
 
     The encoder minimises the objective on the views; the viewmaker maximises it, with weight
     `config.viewmaker_loss_weight`. Both get their gradients from ONE forward and ONE backward: a gradient-reversal
     layer sits between the viewmaker and the encoder, so a single `loss.backward()` gives the encoder the gradient of
     the loss and the viewmaker minus that gradient, and each player's optimizer then steps on its own parameters.
 
-    How this differs from the original update (REFERENCE.md §3.4): the original ran two full passes per batch, an
+    How this differs from the original update (docs/method.md §3.4): the original ran two full passes per batch, an
     encoder step, then a fresh forward with new noise through the *updated* encoder and a viewmaker step (alternating
     gradient descent-ascent, about 2x the compute, BN statistics and the memory bank updated twice). Here both players
     take a simultaneous step from the same parameters and the same views. One forward and one backward also keeps
@@ -158,7 +158,7 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
                 Source of the viewmaker's noise (and of InstDisc's negatives), for reproducible steps.
             adversarial_phase (`str`, defaults to `"both"`):
                 `"both"`: one pass trains both players (gradient reversal). `"encoder"` and `"viewmaker"` reproduce
-                the original's two passes per batch (REFERENCE.md §3.4): `"encoder"` makes the views without
+                the original's two passes per batch (docs/method.md §3.4): `"encoder"` makes the views without
                 gradients and `loss` trains the encoder only; `"viewmaker"` records no gradients for the encoder's
                 weights and `loss` is `-viewmaker_loss_weight` times the objective, so minimising it trains the
                 viewmaker to maximise the objective.

@@ -14,7 +14,7 @@ from transformers import PreTrainedConfig
 class ViewmakerConfig(PreTrainedConfig):
     r"""
     Configuration of a [`ViewmakerModel`]: the stochastic, budget-bounded view generator of Tamkin et al., 2021
-    (REFERENCE.md §1). The defaults build the network the paper uses on CIFAR-10.
+    (docs/method.md §1). The defaults build the network the paper uses on CIFAR-10.
 
     Args:
         num_channels (`int`, defaults to 3):
@@ -33,10 +33,10 @@ class ViewmakerConfig(PreTrainedConfig):
             as in the original.
         clamp (`bool`, defaults to `True`):
             Clamp the views to [0, 1] (images). The paper clamps CIFAR-10 views; the original code forgot to
-            (REFERENCE.md §1), and audio and sensor inputs are never clamped.
+            (docs/method.md §1), and audio and sensor inputs are never clamped.
         frequency_domain (`bool`, defaults to `False`):
             Run the network on the unnormalised DCT-II of the input, bound the perturbation in that domain and add
-            its inverse DCT to the untouched input (REFERENCE.md §1).
+            its inverse DCT to the untouched input (docs/method.md §1).
         num_res_blocks (`int`, defaults to 3):
             Residual blocks at the bottleneck, 0 to 5. Each is preceded by one extra noise channel.
         downsample_to (`int` or `list[int]`, *optional*):

@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_viewmaker import ViewmakerConfig
 
-# The original's constant that keeps the L1 rescaling finite (REFERENCE.md §1, `get_delta`).
+# The original's constant that keeps the L1 rescaling finite (docs/method.md §1, `get_delta`).
 _BUDGET_EPS = 1e-4
 # The first and last convolutions are 9 wide: reflection padding of 4 needs more than 4 samples per dimension.
 _MIN_SPATIAL_SIZE = 5
@@ -69,7 +69,7 @@ class ViewmakerConvLayer(nn.Module):
 
 class ViewmakerResidualBlock(nn.Module):
     """conv3 -> InstanceNorm -> ReLU -> conv3 -> InstanceNorm, plus identity; no activation after the sum
-    (REFERENCE.md §1). Always ReLU, whatever `config.activation` says, as in the original."""
+    (docs/method.md §1). Always ReLU, whatever `config.activation` says, as in the original."""
 
     def __init__(self, channels: int, spatial_dims: int):
         super().__init__()
@@ -129,7 +129,7 @@ class ViewmakerPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The original uses PyTorch's default init (REFERENCE.md §1); transformers' generic normal(0, 0.02) would
+        # The original uses PyTorch's default init (docs/method.md §1); transformers' generic normal(0, 0.02) would
         # silently change the starting point of the adversarial game.
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.InstanceNorm1d, nn.InstanceNorm2d)):
             module.reset_parameters()
@@ -139,7 +139,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
     """
     The viewmaker: a style-transfer-like residual network that maps an input and uniform noise to a perturbation
     bounded by `config.distortion_budget`, and returns the input plus that perturbation as a new view
-    (REFERENCE.md §1). Every call draws fresh noise, so two calls give two different views of the same input.
+    (docs/method.md §1). Every call draws fresh noise, so two calls give two different views of the same input.
 
     The layers are those of the original: a 9-wide conv to 32 channels, two stride-2 convs to 64 and 128, one
     residual block per `num_res_blocks` (each after concatenating one noise channel, so 129, 130, ... channels),
