@@ -5,6 +5,8 @@ custom-code saving, so that a saved or pushed checkpoint also loads with `trust_
 is not installed.
 """
 
+__version__ = "0.1.0.dev0"
+
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
@@ -65,5 +67,6 @@ __all__ = [
     "ViewmakerPreTrainedModel",
     "ViewmakerPretrainingConfig",
     "ViewmakerPretrainingOutput",
+    "__version__",
     "convolution_saving_checkpoint_context",
 ]
