@@ -1,24 +1,19 @@
-"""Sensor data: Pamap2 from its archive layout, generic time-series windows, whole series from .ts files, the sensor
-spectrogram processor."""
+"""Sensor data: Pamap2 from its archive layout, whole series from .ts files, the sensor spectrogram processor."""
 
 import zipfile
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from hf_viewmaker.data.sensors import (
+from hf_viewmaker.data.pamap2 import (
     PAMAP2_ACTIVITIES,
     PAMAP2_CHANNEL_NAMES,
     Pamap2Windows,
-    SeriesExamples,
-    TimeSeriesWindows,
     download_pamap2,
-    fill_missing_values,
     read_pamap2_subject,
-    read_ts_file,
 )
+from hf_viewmaker.data.time_series import SeriesExamples, fill_missing_values, read_ts_file
 from hf_viewmaker.processing.sensor_processing import SensorSpectrogramProcessor
 
 from helpers import write_pamap2_subject, write_ts_file
@@ -120,6 +115,17 @@ def test_subject_without_a_class_and_split_errors(pamap2_dir, tmp_path):
         Pamap2Windows(tmp_path, subjects=[101], window_size=W)
 
 
+def test_windows_refuse_impossible_settings(pamap2_dir):
+    with pytest.raises(ValueError, match="no recording has a single run of one class of at least 5000 samples"):
+        Pamap2Windows(pamap2_dir, subjects=[105], window_size=5000)
+    with pytest.raises(ValueError, match="`examples_per_epoch` must be a positive integer"):
+        Pamap2Windows(pamap2_dir, subjects=[105], window_size=W, examples_per_epoch=0)
+    with pytest.raises(ValueError, match="`seed` must be an integer >= 0"):
+        Pamap2Windows(pamap2_dir, subjects=[105], window_size=W, seed=-1)
+    with pytest.raises(ValueError, match="`epoch` must be an integer >= 0"):
+        Pamap2Windows(pamap2_dir, subjects=[105], window_size=W).set_epoch(-1)
+
+
 def test_download_extracts_the_nested_uci_zip(pamap2_dir, tmp_path):
     """The UCI download holds PAMAP2_Dataset.zip; `download_pamap2` unpacks both (here from a file:// URL)."""
     inner = tmp_path / "PAMAP2_Dataset.zip"
@@ -136,61 +142,6 @@ def test_download_extracts_the_nested_uci_zip(pamap2_dir, tmp_path):
     assert not (cache / "pamap2.zip").exists() and not (cache / "PAMAP2_Dataset.zip").exists()
     assert download_pamap2(cache, url="file:///nonexistent.zip") == cache  # already there: nothing fetched
     assert len(Pamap2Windows(cache, split="validation", window_size=W)[0]["values"]) == 52
-
-
-def test_generic_time_series_files(tmp_path):
-    rng = np.random.default_rng(0)
-    # A CSV with a subject column, a timestamp to exclude, string labels with gaps (NaN), and a missing value.
-    n = 600
-    frame = pd.DataFrame(
-        {
-            "timestamp": np.arange(n) / 50.0,
-            "subject": np.repeat(["a", "b"], n // 2),
-            "acc_x": rng.normal(size=n),
-            "acc_y": rng.normal(size=n),
-            "label": (["walk"] * 150 + [None] * 20 + ["sit"] * 130) * 2,
-        }
-    )
-    frame.loc[5, "acc_x"] = np.nan
-    frame.to_csv(tmp_path / "data.csv", index=False)
-    windows = TimeSeriesWindows(
-        tmp_path / "data.csv",
-        window_size=100,
-        group_column="subject",
-        exclude_columns=["timestamp"],
-        examples_per_epoch=200,
-        seed=0,
-    )
-    assert windows.label_names == ["sit", "walk"] and windows.label_map == {"sit": 0, "walk": 1}
-    assert windows.channel_names == ["acc_x", "acc_y"] and len(windows.recordings) == 2
-    item = windows[3]
-    assert item["values"].shape == (2, 100) and torch.isfinite(item["values"]).all()
-    assert sorted({windows.locate(i)[1] for i in range(200)}) == [0, 1]
-
-    # Parquet with integer labels and an explicit class list (label 9 dropped).
-    frame = pd.DataFrame({"x": rng.normal(size=300), "label": [3] * 120 + [9] * 60 + [1] * 120})
-    frame.to_parquet(tmp_path / "data.parquet")
-    windows = TimeSeriesWindows([tmp_path / "data.parquet"], window_size=100, classes=[3, 1])
-    assert windows.label_names == [3, 1] and {windows.locate(i)[1] for i in range(50)} == {0, 1}
-
-    # .npz (values [T, C], labels [T]) and .npy ([T, C + 1], label last).
-    values = rng.normal(size=(300, 3)).astype(np.float32)
-    labels = np.repeat([0, 1], 150)
-    np.savez(tmp_path / "rec.npz", values=values, labels=labels)
-    np.save(tmp_path / "rec.npy", np.concatenate([values, labels[:, None]], axis=1))
-    for name in ("rec.npz", "rec.npy"):
-        windows = TimeSeriesWindows(tmp_path / name, window_size=120, examples_per_epoch=20, seed=2)
-        assert windows.label_names == [0, 1] and windows[0]["values"].shape == (3, 120)
-        _, label, start = windows.locate(0)  # both runs are usable, so offsets are rows of the file
-        assert labels[start] == label and labels[start + 119] == label
-        np.testing.assert_array_equal(windows[0]["values"].numpy(), values[start : start + 120].T)
-
-    with pytest.raises(ValueError, match="no label column 'activity'"):
-        TimeSeriesWindows(tmp_path / "data.parquet", window_size=10, label_column="activity")
-    with pytest.raises(ValueError, match="no recording has a single run of one class"):
-        TimeSeriesWindows(tmp_path / "data.parquet", window_size=1000)
-    with pytest.raises(FileNotFoundError, match="missing.csv"):
-        TimeSeriesWindows(tmp_path / "missing.csv", window_size=10)
 
 
 # ==================================================================================================== processor
@@ -239,16 +190,25 @@ def test_processor_statistics_from_pamap2_windows(pamap2_dir, tmp_path):
     torch.testing.assert_close(loaded(batch)["input_features"], out)
     assert isinstance(loaded(batch[0].numpy(), return_tensors="np")["input_features"], np.ndarray)
 
-    raw = SensorSpectrogramProcessor(representation="raw").fit_statistics(batch, max_windows=40)
-    out = raw(batch[:40])["input_features"]
-    assert out.shape == (40, 52, W)
-    torch.testing.assert_close(out.transpose(0, 1).reshape(52, -1).mean(1), torch.zeros(52), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match=r"\[B, 52, T\]"):
-        raw(torch.zeros(2, 3, W))
+        loaded(torch.zeros(2, 3, W))
     with pytest.raises(ValueError, match="representation"):
         SensorSpectrogramProcessor(representation="mfcc")
     with pytest.raises(ValueError, match="52 channel means"):
         SensorSpectrogramProcessor(channel_means=[0.0], channel_stds=[1.0])
+
+
+def test_processor_configs_saved_with_or_without_representation_load():
+    processor = SensorSpectrogramProcessor(num_channels=3, channel_means=[0.5] * 3, channel_stds=[2.0] * 3)
+    config = processor.to_dict()
+    assert "representation" not in config
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 200))).float()
+    for saved in (config, {**config, "representation": "spectrogram"}):  # older configs hold the key
+        loaded = SensorSpectrogramProcessor.from_dict(dict(saved))
+        assert "representation" not in loaded.to_dict()
+        torch.testing.assert_close(loaded.process(x), processor.process(x))
+    with pytest.raises(ValueError, match="'raw' is not supported"):
+        SensorSpectrogramProcessor.from_dict({**config, "representation": "raw"})
 
 
 # ---------------------------------------------------------------------------------------------- whole series (.ts)

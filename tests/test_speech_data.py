@@ -1,27 +1,24 @@
 """Speech data: LibriSpeech in the Hub's parquet schema, audio folders, the transfer sets' archive layouts, batching."""
 
 import logging
+import pickle
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset, IterableDatasetDict
 from torch.utils.data import DataLoader
 
-from hf_viewmaker.data.speech import (
+from hf_viewmaker.data.speech import SpeechCollator, SpeechExamples, decode_audio, load_speech_splits
+from hf_viewmaker.data.speech_transfer import (
     AUDIO_MNIST_TEST_SPEAKERS,
     SPEECH_COMMANDS_V1_WORDS,
-    SpeechExamples,
-    SpeechStream,
-    collate_speech,
-    decode_audio,
     librispeech_speaker_id_split,
     load_audio_mnist,
     load_fluent_speech_commands,
     load_google_speech_commands,
     load_librispeech_speaker_id,
-    load_speech_splits,
     load_speech_transfer_split,
     load_voxceleb1,
 )
@@ -62,7 +59,7 @@ def test_hub_schema_parquet_decodes_with_soundfile(tmp_path, fe):
 def test_collated_batches_fit_the_log_mel(tmp_path, fe):
     write_librispeech_parquet(tmp_path / "train.parquet")
     examples = SpeechExamples(load_speech_splits(train_file=str(tmp_path / "train.parquet"))["train"])
-    loader = DataLoader(examples, batch_size=4, collate_fn=collate_speech(fe))
+    loader = DataLoader(examples, batch_size=4, collate_fn=SpeechCollator(fe))
     batch = next(iter(loader))
     assert batch["input_values"].shape == (4, fe.max_length) and batch["input_values"].dtype == torch.float32
     assert batch["lengths"].tolist() == [int((0.2 + 0.15 * u) * SR) for u in (0, 1, 2, 0)]
@@ -77,8 +74,8 @@ def test_collated_batches_fit_the_log_mel(tmp_path, fe):
     # Training crops: the first or the last max_length samples, a coin flip per clip from the generator.
     small = LogMelFeatureExtractor(size=32, n_fft=256, hop_length=64, max_length=2000)
     items = [examples[i] for i in range(6)]
-    a = collate_speech(small, training=True, generator=torch.Generator().manual_seed(3))(items)
-    b = collate_speech(small, training=True, generator=torch.Generator().manual_seed(3))(items)
+    a = SpeechCollator(small, training=True, generator=torch.Generator().manual_seed(3))(items)
+    b = SpeechCollator(small, training=True, generator=torch.Generator().manual_seed(3))(items)
     torch.testing.assert_close(a["input_values"], b["input_values"])
     for row, item in zip(a["input_values"], items):
         wave = item["waveform"]
@@ -101,7 +98,7 @@ def test_corrupt_clips_are_named_or_replaced(tmp_path, caplog):
     assert "19-100-0001.flac" in caplog.text and "19-100-0002.flac" in caplog.text
 
     fe = LogMelFeatureExtractor(size=32, n_fft=256, hop_length=64, max_length=2000)
-    batch = next(iter(DataLoader(examples, batch_size=4, collate_fn=collate_speech(fe))))
+    batch = next(iter(DataLoader(examples, batch_size=4, collate_fn=SpeechCollator(fe))))
     assert batch["input_values"].shape == (4, 2000) and torch.isfinite(batch["input_values"]).all()
     assert batch["indices"].tolist() == [0, 3, 3, 3] and int(batch["num_skipped"]) == 3  # 1 + 2 (row 2 known bad)
 
@@ -145,19 +142,25 @@ def test_hub_style_repository_with_configs_and_concatenated_splits(tmp_path):
         load_speech_splits()
 
 
-def test_streaming_split(tmp_path, fe):
-    write_librispeech_parquet(tmp_path / "train.parquet", corrupt=(2,))
-    stream = load_speech_splits(train_file=str(tmp_path / "train.parquet"), streaming=True)["train"]
-    with pytest.raises(ValueError, match="pass `label_map`"):
-        SpeechStream(stream, label_column="speaker_id")
-    examples = SpeechStream(stream, label_column="speaker_id", label_map={3: 0, 19: 1, 250: 2}, skip_bad_examples=True)
-    small = LogMelFeatureExtractor(size=32, n_fft=256, hop_length=64, max_length=2000)
-    batches = list(DataLoader(examples, batch_size=4, collate_fn=collate_speech(small)))
-    assert [b["input_values"].shape[0] for b in batches] == [4, 4]  # 8 readable clips, full batches
-    assert torch.cat([b["labels"] for b in batches]).tolist() == [1, 1, 0, 0, 0, 2, 2, 2]
-    assert sum(int(b["num_skipped"]) for b in batches) == 1 and examples.num_skipped == 1
-    with pytest.raises(ValueError, match=r"19-100-0002\.flac"):
-        list(SpeechStream(stream))
+def test_streaming_splits_are_undecoded_iterables(tmp_path):
+    write_librispeech_parquet(tmp_path / "train.parquet")
+    splits = load_speech_splits(train_file=str(tmp_path / "train.parquet"), streaming=True)
+    assert isinstance(splits, IterableDatasetDict) and isinstance(splits["train"], IterableDataset)
+    assert splits["train"].features["audio"].decode is False
+    assert len(list(splits["train"])) == 9
+    with pytest.raises(TypeError, match="streaming dataset is iterable, not indexable"):
+        SpeechExamples(splits["train"])
+    with pytest.raises(ValueError, match="streaming is for Hub datasets"):
+        load_speech_splits(train_dir=str(tmp_path), streaming=True)
+
+
+def test_collator_pickles_for_data_loader_workers(fe):
+    collate = pickle.loads(pickle.dumps(SpeechCollator(fe, training=True)))
+    assert isinstance(collate, SpeechCollator) and collate.training
+    assert collate.feature_extractor.max_length == fe.max_length
+    batch = collate([{"waveform": torch.ones(100), "labels": torch.tensor(2), "indices": torch.tensor(7)}])
+    assert batch["input_values"].shape == (1, fe.max_length) and batch["lengths"].tolist() == [100]
+    assert int(batch["num_skipped"]) == 0
 
 
 def test_audio_folder_with_class_sub_folders(tmp_path):
@@ -268,7 +271,7 @@ def test_librispeech_folder_layout_and_other_transfer_sets(tmp_path):
     # VoxCeleb1 identification: iden_split.txt + wav/<speaker>/<video>/<n>.wav
     vox = tmp_path / "vox"
     entries = []
-    for s, speaker in enumerate(("id10002", "id10001")):
+    for speaker in ("id10002", "id10001"):
         for n, part in enumerate((1, 2, 3)):
             path = vox / "wav" / speaker / "vid" / f"{n:05d}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,16 @@
-"""Image datasets through `datasets`: the Hub (e.g. `uoft-cs/cifar10`), local folders (`imagefolder`) or files."""
+"""Image datasets through `datasets`: the Hub (e.g. `uoft-cs/cifar10`), local folders (`imagefolder`) or files
+(:func:`load_image_splits`, sources as in `hf_viewmaker.data.sources`), and their splits as training examples
+(:class:`ImageExamples`)."""
 
 import io
 import os
-from pathlib import Path
 
 import torch
-from datasets import Dataset, DatasetDict, Image, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset
 from PIL import Image as PILImage
 
 from ..processing.image_processing_viewmaker import ViewmakerImageProcessor
-
-FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
+from .sources import check_single_source, load_data_files, undecoded, validation_split_candidates
 
 
 def load_image_splits(
@@ -33,8 +33,7 @@ def load_image_splits(
 
     Returns a `DatasetDict` with "train" and, when the source has one, "validation".
     """
-    if sum(x is not None for x in (dataset_name, train_dir, train_file)) != 1:
-        raise ValueError("give exactly one data source: --dataset_name, --train_dir or --train_file")
+    check_single_source(dataset_name, train_dir, train_file)
     if dataset_name is not None:
         raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
     elif train_dir is not None:
@@ -44,18 +43,12 @@ def load_image_splits(
         raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
         train_split = "train"
     else:
-        suffix = Path(train_file).suffix
-        if suffix not in FILE_BUILDERS:
-            raise ValueError(f"--train_file {train_file}: unsupported extension {suffix!r} ({sorted(FILE_BUILDERS)})")
-        data_files = {"train": train_file}
-        if validation_file is not None:
-            data_files["validation"] = validation_file
-        raw = load_dataset(FILE_BUILDERS[suffix], data_files=data_files, cache_dir=cache_dir)
+        raw = load_data_files(train_file, validation_file, cache_dir)
         train_split = "train"
     if train_split not in raw:
         raise ValueError(f"the dataset has no split {train_split!r}; its splits are {list(raw)}")
     if validation_split is None:
-        validation_split = next((s for s in ("validation", "test") if s in raw), None)
+        validation_split = next(iter(validation_split_candidates(raw)), None)
     elif validation_split not in raw:
         raise ValueError(f"the dataset has no split {validation_split!r}; its splits are {list(raw)}")
     splits = {"train": raw[train_split]}
@@ -87,9 +80,7 @@ class ImageExamples(torch.utils.data.Dataset):
         for name, column in (("image_column_name", image_column), ("label_column_name", label_column)):
             if column is not None and column not in dataset.column_names:
                 raise ValueError(f"--{name} {column!r} is not a column of the dataset ({dataset.column_names})")
-        if isinstance(dataset.features[image_column], Image):
-            dataset = dataset.cast_column(image_column, Image(decode=False))
-        self.dataset = dataset
+        self.dataset = undecoded(dataset, image_column)
         self.image_processor = image_processor
         self.image_column = image_column
         self.label_column = label_column
@@ -108,7 +99,7 @@ class ImageExamples(torch.utils.data.Dataset):
             image = PILImage.open(source)
             image.load()
             return image
-        except Exception as error:  # noqa: BLE001 - PIL raises many types for a broken file
+        except Exception as error:
             raise ValueError(f"could not read the image at {where} (column {self.image_column!r}): {error}") from error
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

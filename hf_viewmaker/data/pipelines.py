@@ -23,8 +23,10 @@ from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseVie
 from ..visualization import make_view_grid
 from .images import ImageExamples, load_image_splits
 from .packaged import FASHION_MNIST_SAMPLE_FILES
-from .sensors import Pamap2Windows, SeriesExamples
-from .speech import SpeechExamples, collate_speech, load_speech_splits, load_speech_transfer_split
+from .pamap2 import Pamap2Windows
+from .speech import SpeechCollator, SpeechExamples, load_speech_splits
+from .speech_transfer import load_speech_transfer_split
+from .time_series import SeriesExamples
 
 PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
 EXPERT_VIEWS = {
@@ -239,8 +241,8 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
     return DataPipeline(
         train,
         validation,
-        collate_speech(extractor, training=True),
-        collate_speech(extractor, training=False),
+        SpeechCollator(extractor, training=True),
+        SpeechCollator(extractor, training=False),
         make_inputs,
         {"viewmaker": extractor, "encoder": extractor},
         grid_origin="lower",

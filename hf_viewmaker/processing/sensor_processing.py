@@ -12,8 +12,7 @@ The original turned each Pamap2 window ``[52, 1000]`` into ``52 x 32 x 32`` with
    from training windows, and they are then saved with the processor (``preprocessor_config.json``).
 
 `SensorSpectrogramProcessor` does the same for a whole batch ``[B, C, T]`` with one ``torch.stft`` on the input's
-device, so the training loop can run it on the accelerator. With ``representation="raw"`` it instead z-scores the raw
-window per channel (``[B, C, T]``), the input of a 1-D viewmaker (``spatial_dims=1``).
+device, so the training loop can run it on the accelerator.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["SensorSpectrogramProcessor"]
 
-REPRESENTATIONS = ("spectrogram", "raw")
-
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
@@ -53,20 +50,18 @@ def _positive_float(name: str, value: Any) -> float:
 class SensorSpectrogramProcessor(FeatureExtractionMixin):
     r"""
     Turns sensor windows ``[B, C, T]`` into the paper's normalised per-channel log-spectrograms ``[B, C, F, frames]``
-    (``[B, 52, 32, 32]`` for Pamap2), or into per-channel z-scored raw windows ``[B, C, T]``.
+    (``[B, 52, 32, 32]`` for Pamap2).
 
     Saved and loaded as ``preprocessor_config.json`` with ``save_pretrained`` / ``from_pretrained``.
 
     Args:
         num_channels (`int`, defaults to 52): channels of the input (52 for Pamap2).
-        representation (`str`, defaults to ``"spectrogram"``): ``"spectrogram"`` (the paper) or ``"raw"``.
         n_fft (`int`, defaults to 63), hop_length (`int`, defaults to 32), power (`float`, defaults to 2.0):
             the torchaudio ``Spectrogram`` parameters (periodic Hann window of ``n_fft``, centred, reflect padding,
             one-sided): ``n_fft // 2 + 1`` bins and ``1 + T // hop_length`` frames.
         log_offset (`float`, defaults to 1e-6): added before the log.
-        channel_means, channel_stds (`list[float]`, *optional*): per-channel statistics of the representation
-            (of the log-spectrogram over frequency and time, or of the raw values over time). Set them, or compute
-            them with :meth:`fit_statistics`, before normalising.
+        channel_means, channel_stds (`list[float]`, *optional*): per-channel statistics of the log-spectrogram
+            over frequency and time. Set them, or compute them with :meth:`fit_statistics`, before normalising.
         do_normalize (`bool`, defaults to `True`): apply the per-channel z-score.
     """
 
@@ -75,7 +70,6 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
     def __init__(
         self,
         num_channels: int = 52,
-        representation: str = "spectrogram",
         n_fft: int = 63,
         hop_length: int = 32,
         power: float = 2.0,
@@ -85,10 +79,12 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         do_normalize: bool = True,
         **kwargs,
     ):
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"`representation` must be one of {REPRESENTATIONS}, got {representation!r}")
+        # Configs saved while there was also a raw-window representation hold `representation` ("spectrogram" in
+        # every sensor processor trained so far): accept that one, and refuse "raw" rather than silently ignore it.
+        representation = kwargs.pop("representation", "spectrogram")
+        if representation != "spectrogram":
+            raise ValueError(f"`representation` {representation!r} is not supported: the processor makes spectrograms")
         self.num_channels = _positive_int("num_channels", num_channels)
-        self.representation = representation
         self.n_fft = _positive_int("n_fft", n_fft)
         self.hop_length = _positive_int("hop_length", hop_length)
         self.power = _positive_float("power", power)
@@ -155,9 +151,7 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         return power.reshape(batch, channels, *power.shape[-2:])
 
     def features(self, values) -> torch.Tensor:
-        """The representation before normalisation: ``log(spectrogram + log_offset)`` or the raw windows."""
-        if self.representation == "raw":
-            return self._as_batch(values)
+        """The log-spectrogram before normalisation: ``log(spectrogram + log_offset)``."""
         return torch.log(self.spectrogram(values) + self.log_offset)
 
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
@@ -198,8 +192,7 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         device: torch.device | str | None = None,
     ) -> SensorSpectrogramProcessor:
         """Set ``channel_means`` / ``channel_stds`` to the per-channel mean and (population) standard deviation of the
-        representation over ``windows`` (over every window, frequency and frame, or every window and sample), and
-        return ``self``.
+        log-spectrogram over ``windows`` (over every window, frequency and frame), and return ``self``.
 
         ``windows``: a dataset or iterable of items ``{"values": [C, T]}`` (e.g. :class:`Pamap2Windows` of the
         training split) or of ``[C, T]`` / ``[B, C, T]`` tensors or arrays; at most ``max_windows`` are used.

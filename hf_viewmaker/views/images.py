@@ -31,21 +31,10 @@ from kornia.enhance import adjust_contrast_with_mean_subtraction, adjust_hue, ad
 from kornia.filters import filter2d_separable, get_gaussian_kernel1d
 from torch import nn
 
+from .sampling import uniform
+
 # torchvision's RandomResizedCrop retries this many (area, aspect) draws before falling back to a centre crop.
 _CROP_ATTEMPTS = 10
-
-
-def _uniform(
-    shape: Sequence[int], low: float, high: float, generator: torch.Generator | None, device: torch.device
-) -> torch.Tensor:
-    """float32 samples of U[low, high) of `shape` on `device`.
-
-    With a generator they are drawn on the generator's device and then moved, so that one CPU generator gives the same
-    views on every device; a generator on the data's device avoids the (small) copy.
-    """
-    source = generator.device if generator is not None else device
-    u = torch.rand(tuple(shape), generator=generator, device=source).to(device)
-    return low + (high - low) * u
 
 
 def _pair(
@@ -177,7 +166,7 @@ class SimCLRImageViews(nn.Module):
         work = x if x.dtype in (torch.float32, torch.float64) else x.float()
 
         def draw(*shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-            return _uniform(shape, low, high, generator, device).to(work.dtype)
+            return uniform(shape, generator, device, low, high).to(work.dtype)
 
         # Every parameter is drawn up front, in a fixed order, so that the stream consumed from the generator does not
         # depend on the probabilities or on which examples are hit.

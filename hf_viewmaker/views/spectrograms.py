@@ -34,12 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-
-def _uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """float32 samples of U[0, 1) of `shape` on `device`, drawn on the generator's device when one is given (so one
-    CPU generator gives the same views on every device)."""
-    source = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
+from .sampling import uniform
 
 
 def _max_mask(name: str, value: int) -> int:
@@ -103,7 +98,7 @@ class SpectralMaskingViews(nn.Module):
             if max_width > bins:
                 # nlpaug's offset draw randint(bins - width) fails for width >= bins; refuse rather than clip.
                 raise ValueError(f"{name}={max_width} exceeds the {bins} {axis} bins of x {tuple(x.shape)}")
-        u = _uniform((4, x.shape[0]), generator, x.device)
+        u = uniform((4, x.shape[0]), generator, x.device)
         freq_band = _band(u[0], u[1], self.max_freq_mask, n_freq)  # [B, F]
         time_band = _band(u[2], u[3], self.max_time_mask, n_time)  # [B, T]
         masked = freq_band[:, None, :, None] | time_band[:, None, None, :]  # [B, 1, F, T], shared by the channels

@@ -17,18 +17,12 @@ transforms to each raw waveform, in a random order (``random.shuffle`` of the tw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from math import inf
 
 import torch
 from torch import nn
 
-
-def _uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """float32 samples of U[0, 1) of `shape` on `device`, drawn on the generator's device when one is given (so one
-    CPU generator gives the same views on every device)."""
-    source = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
+from .sampling import uniform
 
 
 class WaveformCropNoiseViews(nn.Module):
@@ -110,7 +104,7 @@ class WaveformCropNoiseViews(nn.Module):
         else:
             n = lengths.to(device=device, dtype=work_dtype).clamp(1, n_samples)
 
-        u = _uniform((3, batch), generator, device).to(work_dtype)
+        u = uniform((3, batch), generator, device).to(work_dtype)
         low, high = self.crop_scale
         # The clamps only catch float rounding of u * n up to n for u just below 1.
         crop = torch.floor((low + (high - low) * u[0]) * n).clamp(max=n)
