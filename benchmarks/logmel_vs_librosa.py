@@ -37,7 +37,10 @@ def librosa_features(clips: np.ndarray, extractor: LogMelFeatureExtractor) -> np
     return np.stack(out)[:, None]
 
 
-def timed(function, repeats: int, device: torch.device = torch.device("cpu")) -> tuple[float, object]:
+CPU = torch.device("cpu")
+
+
+def timed(function, repeats: int, device: torch.device = CPU) -> tuple[float, object]:
     result, times = None, []
     for _ in range(repeats):
         started = time.perf_counter()

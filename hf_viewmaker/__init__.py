@@ -16,6 +16,18 @@ from transformers import (
     AutoModelForPreTraining,
 )
 
+from .adversarial import AdversarialOptimizer, AdversarialStep
+from .arguments import (
+    DataArguments,
+    InputArguments,
+    LinearEvalRun,
+    ModelArguments,
+    ObjectiveArguments,
+    OptimizationArguments,
+    PretrainingArguments,
+    PretrainingRun,
+    ViewArguments,
+)
 from .models.encoder import (
     ContrastiveResNetConfig,
     ContrastiveResNetForClassification,
@@ -51,14 +63,25 @@ AutoConfig.register(ViewmakerPretrainingConfig.model_type, ViewmakerPretrainingC
 AutoModelForPreTraining.register(ViewmakerPretrainingConfig, ViewmakerForContrastivePretraining)
 
 __all__ = [
+    "AdversarialOptimizer",
+    "AdversarialStep",
     "ContrastiveResNetConfig",
     "ContrastiveResNetForClassification",
     "ContrastiveResNetModel",
     "ContrastiveResNetOutput",
     "ContrastiveResNetPreTrainedModel",
+    "DataArguments",
+    "InputArguments",
     "InstDiscLoss",
+    "LinearEvalRun",
     "LogMelFeatureExtractor",
+    "ModelArguments",
+    "ObjectiveArguments",
+    "OptimizationArguments",
+    "PretrainingArguments",
+    "PretrainingRun",
     "SimCLRLoss",
+    "ViewArguments",
     "ViewmakerConfig",
     "ViewmakerForContrastivePretraining",
     "ViewmakerImageProcessor",

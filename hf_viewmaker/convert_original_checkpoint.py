@@ -40,7 +40,7 @@ def load_original_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure gets the same explanation
+    except Exception as error:
         raise ValueError(
             f"could not read {path} with torch.load(weights_only=True): {error}. The file holds objects other than "
             "tensors and plain containers; it is not unpickled unsafely. Extract its 'state_dict' to a .safetensors "

@@ -181,15 +181,16 @@ def test_the_gpu_script_runs_only_commands_that_parse(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.syspath_prepend(str(REPO_ROOT / "training"))
     benchmark = importlib.import_module("benchmark")
-    runs = [benchmark.parse_args(command[1:]) for command in commands if command[0] == "training/benchmark.py"]
-    assert all(run.device == "cuda" for run in runs)
+    parsed = [benchmark.parse_args(command[1:]) for command in commands if command[0] == "training/benchmark.py"]
+    assert all(bench.device == "cuda" for _, bench, _ in parsed)
+    runs = [run.training for run, _, _ in parsed]
     assert any(
         run.per_device_train_batch_size == 256
         and run.data_on_device
         and run.mixed_precision == "bf16"
         and run.channels_last
-        and run.fused_optimizers
         and run.torch_compile
-        for run in runs
+        and pretraining.optimization.fused_optimizers
+        for run, (pretraining, _, _) in zip(runs, parsed)
     )
     assert ["benchmarks/logmel_vs_librosa.py", "--clips", "64", "--repeats", "5", "--device", "cuda"] in commands

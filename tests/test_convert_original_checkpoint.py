@@ -196,7 +196,7 @@ def test_audio_checkpoint_with_torchvision_resnet18(tmp_path, fixtures_dir):
     _write_lightning_checkpoint(tmp_path / "audio.ckpt", viewmaker_state, encoder_state)
     (tmp_path / "config.json").write_text(json.dumps(AUDIO_CONFIG))
 
-    viewmaker, encoder = convert(tmp_path / "audio.ckpt", tmp_path / "config.json", tmp_path / "out")
+    viewmaker, _ = convert(tmp_path / "audio.ckpt", tmp_path / "config.json", tmp_path / "out")
     # The audio system always builds a plain, unclamped viewmaker on 1 channel (docs/method.md §1).
     assert (viewmaker.config.num_channels, viewmaker.config.distortion_budget) == (1, 0.1)
     assert viewmaker.config.activation == "leaky_relu" and not viewmaker.config.clamp

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -165,7 +166,7 @@ def test_launch_writes_results_with_their_provenance(launched_eval, tiny_run):
     assert history[-1]["top1_accuracy"] == results["top1_accuracy"]
     # The MoCo step schedule: x0.1 from epoch int(0.6 * 5) = 3 and again from int(0.8 * 5) = 4 (0-based).
     assert [h["learning_rate"] for h in history] == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.0001])
-    assert json.loads((launched_eval / "eval_args.json").read_text())["num_train_epochs"] == 5
+    assert json.loads((launched_eval / "eval_args.json").read_text())["training"]["num_train_epochs"] == 5
 
 
 def test_the_encoder_stays_frozen(launched_eval, tiny_run):
@@ -346,11 +347,21 @@ def test_flag_checks_and_recipes(tmp_path):
         ["--domain", "sensor", "--image_size", "32"],
         ["--transfer_dataset", "audio_mnist"],
         ["--domain", "audio", "--transfer_dataset", "fluent_speech_commands"],
+        ["--label_column_name", "none"],
     ):
         with pytest.raises(SystemExit):
             linear_eval.parse_args(["--model_name_or_path", "x", *bad])
+    # Every group's fields side by side (their names are distinct), as the flags name them.
     recipes = {
-        p.stem: linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(p)])
+        p.stem: SimpleNamespace(
+            **{
+                name: value
+                for group in linear_eval.parse_args(["--model_name_or_path", "x", "--config", str(p)])
+                .to_dict()
+                .values()
+                for name, value in group.items()
+            }
+        )
         for p in CONFIGS.glob("eval_*.yaml")
     }
     assert set(recipes) == {

@@ -5,8 +5,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
-from hf_viewmaker.checkpointing import list_checkpoints, resolve_checkpoint, save_checkpoint
-from hf_viewmaker.optimization import AdversarialOptimizer, distortion_budget_at
+from hf_viewmaker.adversarial.checkpoints import list_checkpoints, resolve_checkpoint, save_checkpoint
+from hf_viewmaker.adversarial.optimizer import AdversarialOptimizer, distortion_budget_at
 
 
 @pytest.fixture

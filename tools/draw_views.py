@@ -3,7 +3,8 @@
     python tools/draw_views.py outputs/comparison/basic_motions/viewmaker/seed0/pretrain \
         --examples 2 --output docs/results/basic_motions_views.png
 
-The run's data pipeline is rebuilt from its `training_args.json` (run this from the directory the run was started in,
+The run's data pipeline is rebuilt from the arguments it saved (`training_args.json`, read with
+`PretrainingRun.load`; run this from the directory the run was started in,
 since its data paths are relative to it; fitted statistics are fitted again, the same way on the same files), and its
 saved viewmaker perturbs the first `--examples` validation examples, as `training/pretrain.py` draws `views.png`
 (`DataPipeline.view_grid`). The picture has one column per example and three rows: the clean input, the view and the
@@ -12,10 +13,10 @@ side.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from hf_viewmaker import ViewmakerModel
+from hf_viewmaker.arguments import PretrainingRun
 from hf_viewmaker.data import build_pipeline
 
 
@@ -37,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    training_args = argparse.Namespace(**json.loads((args.run / "training_args.json").read_text()))
-    pipeline = build_pipeline(training_args)
+    run = PretrainingRun.load(args.run)
+    pipeline = build_pipeline(run.data, run.inputs, views=run.views, seed=run.training.seed)
     viewmaker = ViewmakerModel.from_pretrained(args.run / "viewmaker").eval()
     grid = pipeline.view_grid(viewmaker, count=args.examples, seed=args.seed, scale=args.scale)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@
     python training/benchmark.py --config training/configs/cifar10_viewmaker_simclr.yaml \
         --per_device_train_batch_size 64 --steps 10 --device cpu --adversarial_update two_pass
 
-runs `--warmup_steps` untimed steps, then `--steps` timed steps of training/pretrain.py's own `forward_backward` and
-`optimizer_step`, and prints one JSON object as its last line: examples_per_second, step_seconds_median,
+runs `--warmup_steps` untimed steps, then `--steps` timed steps of the pretraining step
+(`hf_viewmaker.adversarial.AdversarialStep`, as training/pretrain.py takes it), and prints one JSON object as its last line: examples_per_second, step_seconds_median,
 peak_memory_mb (CUDA: peak allocated; CPU: the process's peak resident memory), device, recipe, batch_size,
 adversarial_update, ..., and the model FLOPs utilisation: flops_per_step (counted over one step by
 `torch.utils.flop_counter.FlopCounterMode`), achieved_tflops, matmul_tflops (the device's measured dense matmul rate
@@ -28,15 +28,23 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from hf_viewmaker.data import expert_views_for
+from hf_viewmaker.adversarial import (
+    AdversarialStep,
+    build_adversarial_optimizer,
+    in_channels_last,
+    make_accelerator,
+)
+from hf_viewmaker.arguments import PretrainingRun, parse_arguments
+from hf_viewmaker.data import expert_views_for, image_processor
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.views import WaveformCropNoiseViews
 
@@ -48,31 +56,47 @@ MATMUL = {"cuda": (8192, 50), "cpu": (512, 10)}
 SYNTHETIC_EXAMPLES = 50_000
 
 
-def build_parser():
-    parser = pretrain.build_parser()
-    bench = parser.add_argument_group("benchmark")
-    bench.add_argument("--steps", type=int, default=10, help="timed steps")
-    bench.add_argument("--warmup_steps", type=int, default=2, help="untimed steps first")
-    bench.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    bench.add_argument(
-        "--interleave_two_pass",
-        type=pretrain.string_to_bool,
-        default=False,
-        help="also time the original two-pass update, one step after each one-pass step on the same model, so that "
-        "both see the same machine state",
+@dataclass
+class BenchmarkArguments:
+    """What to time."""
+
+    _argument_group_name = "benchmark"
+
+    steps: int = field(default=10, metadata={"help": "timed steps"})
+    warmup_steps: int = field(default=2, metadata={"help": "untimed steps first"})
+    device: Literal["cpu", "cuda"] | None = field(
+        default=None, metadata={"help": "cpu or cuda (default: cuda if available)"}
     )
-    return parser
+    interleave_two_pass: bool = field(
+        default=False,
+        metadata={
+            "help": "also time the original two-pass update, one step after each one-pass step on the same model, so "
+            "that both see the same machine state, and report `speedup_over_two_pass`"
+        },
+    )
 
 
-def parse_args(argv: list[str] | None = None):
+def build_parser():
+    return pretrain.build_parser(extra_groups=(BenchmarkArguments,))
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[PretrainingRun, BenchmarkArguments, str | None]:
+    """The pretraining groups, the benchmark's, and the recipe's path (for the report)."""
     parser = build_parser()
-    args = pretrain.parse_args(argv, parser)
-    if args.interleave_two_pass and (args.adversarial_update != "one_pass" or args.view_mode == "expert"):
+    *groups, bench = parse_arguments(parser, argv)
+    run = PretrainingRun(*groups)
+    pretrain.check_run(parser, run)
+    if bench.interleave_two_pass and (
+        run.optimization.adversarial_update != "one_pass" or not run.views.uses_viewmaker
+    ):
         parser.error(
             "--interleave_two_pass compares one-pass with two-pass: it needs --adversarial_update one_pass "
             "and a viewmaker"
         )
-    return args
+    if bench.device is None:
+        bench.device = "cuda" if torch.cuda.is_available() else "cpu"
+    recipe, _ = parser.parse_known_args(argv)
+    return run, bench, recipe.config
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -118,9 +142,10 @@ def count_host_syncs(step: Callable[[], None]) -> int:
     return syncs(step) - syncs(lambda: None)
 
 
-def synthetic_device_images(args, device: torch.device) -> DeviceImageDataset:
+def synthetic_device_images(run: PretrainingRun, device: torch.device) -> DeviceImageDataset:
     """Random uint8 images of the recipe's shape, held on `device`."""
-    shape = (args.max_train_samples or SYNTHETIC_EXAMPLES, args.num_channels, args.image_size, args.image_size)
+    size = run.inputs.image_size
+    shape = (run.data.max_train_samples or SYNTHETIC_EXAMPLES, run.inputs.num_channels, size, size)
     pixels = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     return DeviceImageDataset(pixels, torch.zeros(shape[0], dtype=torch.long, device=device))
 
@@ -132,35 +157,37 @@ def endless(loader: DeviceImageLoader) -> Iterator[dict[str, torch.Tensor]]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    accelerator = Accelerator(
-        cpu=args.device == "cpu",
-        mixed_precision=args.mixed_precision,
-        dynamo_backend=args.torch_compile_backend if args.torch_compile else "no",
+    run, bench, recipe = parse_args(argv)
+    training, inputs, optimization = run.training, run.inputs, run.optimization
+    accelerator = make_accelerator(
+        cpu=bench.device == "cpu",
+        mixed_precision=training.mixed_precision,
+        dynamo_backend=training.torch_compile_backend if training.torch_compile else "no",
     )
-    set_seed(args.seed)
+    set_seed(training.seed)
     device = accelerator.device
-    batch_size = args.per_device_train_batch_size
-    if args.data_on_device:
-        images = synthetic_device_images(args, device)
-        num_examples, batches = len(images), endless(DeviceImageLoader(images, batch_size, seed=args.seed))
+    batch_size = training.per_device_train_batch_size
+    if training.data_on_device:
+        images = synthetic_device_images(run, device)
+        num_examples, batches = len(images), endless(DeviceImageLoader(images, batch_size, seed=training.seed))
     else:
         num_examples = max(batch_size, 4096)
+        shape = (batch_size, inputs.num_channels, inputs.image_size, inputs.image_size)
         batches = itertools.repeat(
             {
-                "pixel_values": torch.rand(
-                    batch_size, args.num_channels, args.image_size, args.image_size, device=device
-                ),
+                "pixel_values": torch.rand(*shape, device=device),
                 "indices": torch.randint(0, num_examples, (batch_size,), device=device),
             }
         )
-    model = pretrain.build_model(args, num_examples)
-    optimizer = pretrain.build_optimizer(model, args)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    # The statistics pretraining normalises image views with (spectrograms arrive normalised).
+    processor = image_processor(inputs) if run.data.domain == "image" else None
+    model = pretrain.build_model(run, processor, num_examples)
+    players = build_adversarial_optimizer(model, optimization)
+    model, optimizer = accelerator.prepare(model, players)
     model.train()
     # Handcrafted views that act on the model's inputs (image augmentations, spectrogram masking) are applied as in
     # training; waveform views (which act before the log-mel) are not.
-    expert_views = expert_views_for(args, args.domain) if "expert" in args.view_mode else None
+    expert_views = expert_views_for(run.views, run.data.domain, inputs.image_size)
     if isinstance(expert_views, WaveformCropNoiseViews):
         expert_views = None
 
@@ -169,60 +196,71 @@ def main(argv: list[str] | None = None) -> dict:
             return expert_views(batch["pixel_values"], generator), expert_views(batch["pixel_values"], generator)
         return batch["pixel_values"], None
 
-    if args.channels_last:
-        make_inputs = pretrain.in_channels_last(make_inputs)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
+    if training.channels_last:
+        make_inputs = in_channels_last(make_inputs)
+    generator = torch.Generator(device=device).manual_seed(training.seed)
     no_nonfinite_losses = torch.zeros((), device=device)
+    eager = accelerator.unwrap_model(model, keep_torch_compile=False)
+    steps = {
+        compiled: AdversarialStep(
+            accelerator,
+            model if compiled else eager,
+            optimizer,
+            players,
+            make_inputs,
+            optimization.adversarial_update,
+            optimization.max_grad_norm,
+        )
+        for compiled in (True, False)
+    }
 
-    def step(model=model, adversarial_update: str = args.adversarial_update) -> None:
+    def step(compiled: bool = True, adversarial_update: str | None = None) -> None:
         """One training step as training/pretrain.py takes it, from drawing the batch to the optimizer step."""
-        batch = next(batches)
-        pretrain.forward_backward(accelerator, model, optimizer, batch, make_inputs, generator, adversarial_update)
-        pretrain.optimizer_step(accelerator, model, optimizer, no_nonfinite_losses, args.max_grad_norm)
+        steps[compiled].forward_backward(next(batches), generator, update=adversarial_update)
+        steps[compiled].apply(no_nonfinite_losses)
         optimizer.zero_grad()
 
     # Counted on the eager model: the FLOPs are the same compiled, and the counter cannot see inside compiled graphs.
-    flops_per_step = count_flops(lambda: step(accelerator.unwrap_model(model, keep_torch_compile=False)))
+    flops_per_step = count_flops(lambda: step(compiled=False))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times: dict[str, list[float]] = {args.adversarial_update: []}
-    if args.interleave_two_pass:
+    times: dict[str, list[float]] = {optimization.adversarial_update: []}
+    if bench.interleave_two_pass:
         times["two_pass"] = []
-    viewmaker = accelerator.unwrap_model(model, keep_torch_compile=False).viewmaker
-    checkpointing = args.gradient_checkpointing != "none"
-    for index in range(args.warmup_steps + args.steps):
+    checkpointing = training.gradient_checkpointing != "none"
+    for index in range(bench.warmup_steps + bench.steps):
         for adversarial_update, update_times in times.items():
-            if args.interleave_two_pass:  # the original update, the baseline, keeps all activations
-                viewmaker.gradient_checkpointing = checkpointing and adversarial_update == "one_pass"
+            if bench.interleave_two_pass:  # the original update, the baseline, keeps all activations
+                eager.viewmaker.gradient_checkpointing = checkpointing and adversarial_update == "one_pass"
             started = time.perf_counter()
             step(adversarial_update=adversarial_update)
             synchronize(device)
-            if index >= args.warmup_steps:
+            if index >= bench.warmup_steps:
                 update_times.append(time.perf_counter() - started)
     host_syncs = count_host_syncs(step) if device.type == "cuda" else None
 
-    median = statistics.median(times[args.adversarial_update])
+    median = statistics.median(times[optimization.adversarial_update])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
     achieved_tflops = flops_per_step / median / 1e12
     peak_tflops = matmul_tflops(device, dtype)
     result = {
-        "recipe": Path(args.config).stem if args.config else None,
+        "recipe": Path(recipe).stem if recipe else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "adversarial_update": args.adversarial_update,
+        "adversarial_update": optimization.adversarial_update,
         "mixed_precision": accelerator.mixed_precision,
         "batch_size": batch_size,
-        "input_shape": [args.num_channels, args.image_size, args.image_size],
-        "steps": args.steps,
+        "input_shape": [inputs.num_channels, inputs.image_size, inputs.image_size],
+        "steps": bench.steps,
         "step_seconds_median": median,
-        "step_seconds_min": min(times[args.adversarial_update]),
+        "step_seconds_min": min(times[optimization.adversarial_update]),
         "examples_per_second": batch_size / median,
         "peak_memory_mb": peak_memory_mb(device),
         "torch_threads": torch.get_num_threads(),
-        "channels_last": args.channels_last,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "fused_optimizers": args.fused_optimizers,
-        "torch_compile": args.torch_compile,
-        "data_on_device": args.data_on_device,
+        "channels_last": training.channels_last,
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "fused_optimizers": optimization.fused_optimizers,
+        "torch_compile": training.torch_compile,
+        "data_on_device": training.data_on_device,
         "flops_per_step": flops_per_step,
         "achieved_tflops": achieved_tflops,
         "matmul_tflops": peak_tflops,
@@ -230,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mfu": achieved_tflops / peak_tflops,
         "host_syncs_per_step": host_syncs,
     }
-    if args.interleave_two_pass:
+    if bench.interleave_two_pass:
         two_pass_median = statistics.median(times["two_pass"])
         result |= {
             "two_pass_step_seconds_median": two_pass_median,

@@ -18,13 +18,16 @@ Methods (each a set of pretraining flags on top of the recipe):
 Flags after `--` go to every pretraining run (e.g. `-- --num_train_epochs 2` for a quick look).
 """
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
+from argparse import RawDescriptionHelpFormatter
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from transformers import HfArgumentParser
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"
@@ -36,21 +39,33 @@ METHODS = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--domain",
-        required=True,
-        help="the recipes <config_dir>/<domain>.yaml and eval_<domain>.yaml: fashion_mnist, asterisk, basic_motions",
+@dataclass
+class ComparisonArguments:
+    """Which comparison to run, and where."""
+
+    _argument_group_name = "comparison"
+
+    domain: str = field(
+        metadata={
+            "help": "the recipes <config_dir>/<domain>.yaml and eval_<domain>.yaml: fashion_mnist, asterisk, "
+            "basic_motions"
+        },
     )
-    parser.add_argument("--config_dir", default=str(CONFIGS), help="where the domain's two recipes are")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="pretraining and evaluation seeds")
-    parser.add_argument("--output_dir", default="outputs/comparison", help="runs go to <output_dir>/<domain>/...")
-    parser.add_argument("--overwrite", action="store_true", help="rerun runs whose results exist")
+    config_dir: str = field(default=str(CONFIGS), metadata={"help": "where the domain's two recipes are"})
+    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"choices": list(METHODS)})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "pretraining and evaluation seeds"})
+    output_dir: str = field(default="outputs/comparison", metadata={"help": "runs go to <output_dir>/<domain>/..."})
+    overwrite: bool = field(default=False, metadata={"help": "rerun runs whose results exist"})
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ComparisonArguments, list[str]]:
+    """The comparison's arguments, and the flags after `--` (for every pretraining run)."""
+    parser = HfArgumentParser(ComparisonArguments, description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    (args,) = parser.parse_args_into_dataclasses(
+        argv[: argv.index("--")] if "--" in argv else argv, look_for_args_file=False
+    )
     recipes = [Path(args.config_dir) / f"{prefix}{args.domain}.yaml" for prefix in ("", "eval_")]
     missing = [str(recipe) for recipe in recipes if not recipe.is_file()]
     if missing:

@@ -25,7 +25,6 @@ macro F1, and CIFAR-10-C with `--cifar10c_dir`), `eval_args.json`, and the probe
 override it.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -34,18 +33,24 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import set_seed
 from datasets import ClassLabel
 from torch.utils.data import DataLoader, Subset
 from transformers import AutoConfig
-from transformers.hf_argparser import string_to_bool
-from transformers.utils import cached_file
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
+from hf_viewmaker.adversarial import make_accelerator, noise_seed
+from hf_viewmaker.arguments import (
+    LinearEvalRun,
+    PretrainingRun,
+    ViewArguments,
+    parse_arguments,
+)
+from hf_viewmaker.arguments import (
+    build_parser as build_group_parser,
+)
 from hf_viewmaker.data import (
-    PACKAGED_DATASETS,
     SPEECH_TRANSFER_DATASETS,
     DataPipeline,
     ImageExamples,
@@ -54,16 +59,15 @@ from hf_viewmaker.data import (
     fixed_items,
 )
 from hf_viewmaker.data.pipelines import EXPERT_VIEWS
-from hf_viewmaker.evaluation.corruptions import CIFAR10C_IMAGES_PER_SEVERITY, evaluate_cifar10c
+from hf_viewmaker.evaluation.corruptions import evaluate_cifar10c
 from hf_viewmaker.evaluation.knn import knn_accuracy
 from hf_viewmaker.evaluation.linear_probe import (
-    LR_SCHEDULES,
     FeatureDataset,
     build_linear_probe,
     constant_schedule,
     extract_features,
+    find_file,
     gather_features,
-    normalizer,
     predict,
     resolve_subfolder,
     step_schedule,
@@ -71,242 +75,78 @@ from hf_viewmaker.evaluation.linear_probe import (
 )
 from hf_viewmaker.evaluation.metrics import classification_metrics
 from hf_viewmaker.processing import DATASET_NORMALIZATION_STATS, LogMelFeatureExtractor, SensorSpectrogramProcessor
-from hf_viewmaker.recipes import parse_args_with_recipe
 
 logger = get_logger(__name__)
 
-AUTO = "auto"
 #: The processor class each domain's encoder is saved with (`preprocessor_config.json`).
 PROCESSOR_CLASSES = {
     "image": ViewmakerImageProcessor,
     "audio": LogMelFeatureExtractor,
     "sensor": SensorSpectrogramProcessor,
 }
-# Pretraining's defaults for the spectral-masking views (training/pretrain.py).
-MASKING_DEFAULTS = {"max_freq_mask": 40, "max_time_mask": 40, "spectral_noise_std": 0.0}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="YAML recipe whose keys are the flags below (without dashes)")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--model_name_or_path", help="a pretraining run folder (encoder/ + viewmaker/), or an encoder")
-    model.add_argument(
-        "--encoder_subfolder", default=AUTO, help="'auto': encoder/ when present, else the root; '' for the root"
-    )
-    model.add_argument("--viewmaker_name_or_path", help="default: --model_name_or_path")
-    model.add_argument(
-        "--viewmaker_subfolder",
-        default=AUTO,
-        help="'auto': viewmaker/ when present (or the root of an explicit --viewmaker_name_or_path)",
-    )
-    model.add_argument("--revision", help="Hub revision of the model repo")
-    model.add_argument(
-        "--features",
-        default="prepool",
-        choices=["prepool", "pooled"],
-        help="the flattened pre-pool map (CIFAR-10, audio) or the pooled vector (Pamap2)",
-    )
-    model.add_argument("--num_labels", type=int, help="classes of the head (default: from the dataset)")
-    model.add_argument(
-        "--train_views",
-        default="viewmaker",
-        choices=["viewmaker", "expert", "none"],
-        help="train-time views: the frozen viewmaker, the expert views, or clean inputs",
-    )
-    model.add_argument(
-        "--expert_views",
-        default=AUTO,
-        choices=[AUTO, "simclr_image", "waveform_crop_noise", "spectral_masking"],
-        help="--train_views expert: which views; 'auto': the pretraining run's (training_args.json), else simclr_image "
-        "for images",
-    )
-    model.add_argument(
-        "--max_freq_mask", type=int, help="spectral_masking: widest frequency band (default: the run's, else 40)"
-    )
-    model.add_argument(
-        "--max_time_mask", type=int, help="spectral_masking: widest time band (default: the run's, else 40)"
-    )
-    model.add_argument(
-        "--spectral_noise_std", type=float, help="spectral_masking: noise after masking (default: the run's, else 0)"
-    )
-
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--domain",
-        default="image",
-        choices=["image", "audio", "sensor"],
-        help="the data pipeline: image, audio (log-mel spectrograms) or sensor (Pamap2 spectrograms)",
-    )
-    data.add_argument("--packaged_dataset", choices=sorted(PACKAGED_DATASETS), help="data that ships with the package")
-    data.add_argument(
-        "--transfer_dataset",
-        choices=sorted(SPEECH_TRANSFER_DATASETS),
-        help="audio: a speech transfer set (docs/method.md §4.3) read from --data_dir: train on its train "
-        "split, evaluate on its test split",
-    )
-    data.add_argument(
-        "--caller_intent", choices=["action", "object", "location"], help="fluent_speech_commands: which label"
-    )
-    data.add_argument("--dataset_name", help="Hub dataset id (e.g. uoft-cs/cifar10) or packaged builder (imagefolder)")
-    data.add_argument("--dataset_config_name")
-    data.add_argument("--train_dir", help="imagefolder layout: one sub-folder per class")
-    data.add_argument("--validation_dir")
-    data.add_argument("--train_file", help="parquet, csv, json or arrow file; sensor: a .ts series file")
-    data.add_argument("--validation_file")
-    data.add_argument("--train_split", default="train")
-    data.add_argument("--validation_split", help="default: 'validation' if present, else 'test'")
-    data.add_argument(
-        "--data_dir",
-        help="a local folder in a dataset's official layout: the folder holding "
-        "PAMAP2_Dataset/ (sensor), or a --transfer_dataset's folder ('' for LibriSpeech from the Hub)",
-    )
-    data.add_argument("--image_column_name", default="image")
-    data.add_argument("--audio_column_name", default="audio")
-    data.add_argument(
-        "--audio_normalization",
-        default=AUTO,
-        choices=[AUTO, "encoder", *sorted(DATASET_NORMALIZATION_STATS)],
-        help="log-mel statistics: 'auto' (the encoder's, or a --transfer_dataset's own, docs/method.md §4.3), "
-        "'encoder', or a dataset's",
-    )
-    data.add_argument("--label_column_name", default="label")
-    data.add_argument("--max_train_samples", type=int)
-    data.add_argument("--max_eval_samples", type=int)
-    data.add_argument("--cache_dir")
-    data.add_argument("--dataloader_num_workers", type=int, default=0)
-    data.add_argument(
-        "--skip_bad_examples",
-        type=string_to_bool,
-        default=False,
-        help="speech: replace an unreadable clip by the next readable one, with a warning",
-    )
-    data.add_argument("--image_size", type=int, help="images: default the encoder processor's size")
-    data.add_argument("--normalize_mean", type=float, nargs="+", help="default: the encoder processor's statistics")
-    data.add_argument("--normalize_std", type=float, nargs="+")
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--learning_rate", type=float, default=0.01)
-    optim.add_argument("--momentum", type=float, default=0.9)
-    optim.add_argument("--weight_decay", type=float, default=0.0)
-    optim.add_argument(
-        "--lr_scheduler_type",
-        default="step",
-        choices=LR_SCHEDULES,
-        help="step: the MoCo schedule (x lr_gamma at each milestone); constant",
-    )
-    optim.add_argument("--lr_milestones", type=float, nargs="+", default=[0.6, 0.8], help="fractions of the epochs")
-    optim.add_argument("--lr_gamma", type=float, default=0.1)
-    optim.add_argument("--max_grad_norm", type=float, help="clip the head's gradient norm (the paper does not)")
-
-    train = parser.add_argument_group("training")
-    train.add_argument("--output_dir", default="outputs/linear_eval")
-    train.add_argument("--seed", type=int, default=1337)
-    train.add_argument("--per_device_train_batch_size", type=int, default=128)
-    train.add_argument("--per_device_eval_batch_size", type=int, default=256)
-    train.add_argument("--num_train_epochs", type=int, default=100)
-    train.add_argument(
-        "--eval_every_epochs", type=int, default=0, help="also evaluate every N epochs (0: only at the end)"
-    )
-    train.add_argument(
-        "--cache_features",
-        type=string_to_bool,
-        default=False,
-        help="extract features once, then train on them (only with --train_views none)",
-    )
-    train.add_argument(
-        "--cpu", type=string_to_bool, default=False, help="run on the CPU even if an accelerator is present"
-    )
-    train.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], help="default: accelerate's config")
-    train.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all, or none")
-
-    knn = parser.add_argument_group("kNN")
-    knn.add_argument(
-        "--knn_only", type=string_to_bool, default=False, help="only report the kNN accuracy; train no head"
-    )
-    knn.add_argument("--knn_k", type=int, default=200)
-    knn.add_argument("--knn_temperature", type=float, default=0.07)
-    knn.add_argument("--knn_features", default="embeddings", choices=["embeddings", "pooled", "prepool"])
-    knn.add_argument("--knn_max_train_samples", type=int, help="training examples used as the kNN bank (default: all)")
-
-    robustness = parser.add_argument_group("robustness")
-    robustness.add_argument("--cifar10c_dir", help="a CIFAR-10-C folder (<corruption>.npy + labels.npy)")
-    robustness.add_argument(
-        "--cifar10c_images_per_severity",
-        type=int,
-        default=CIFAR10C_IMAGES_PER_SEVERITY,
-        help="the layout of the files (10000 in the release)",
-    )
-    robustness.add_argument(
-        "--cifar10c_max_images_per_severity", type=int, help="evaluate only the first N images of each severity"
-    )
-    return parser
+def build_parser():
+    return build_group_parser(LinearEvalRun.group_types(), description=__doc__.split("\n\n")[0])
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> LinearEvalRun:
     parser = build_parser()
-    args = parse_args_with_recipe(parser, argv)
-    if not args.model_name_or_path:
+    run = LinearEvalRun(*parse_arguments(parser, argv))
+    model, data, inputs = run.model, run.data, run.inputs
+    if not model.model_name_or_path:
         parser.error("--model_name_or_path is required (a run folder, or an encoder folder or Hub repo)")
-    if args.cache_features and args.train_views != "none":
+    if run.training.cache_features and model.train_views != "none":
         parser.error(
-            f"--cache_features needs --train_views none: with {args.train_views!r} views every epoch sees new inputs"
+            f"--cache_features needs --train_views none: with {model.train_views!r} views every epoch sees new inputs"
         )
-    if (args.normalize_mean is None) != (args.normalize_std is None):
-        parser.error("give --normalize_mean and --normalize_std together")
-    if args.domain != "image":
-        given = [f"--{k}" for k in ("image_size", "normalize_mean", "cifar10c_dir") if getattr(args, k) is not None]
+    if data.domain != "image":
+        given = [
+            f"--{k}"
+            for k, v in (
+                ("image_size", inputs.image_size),
+                ("normalize_mean", inputs.normalize_mean),
+                ("cifar10c_dir", run.robustness.cifar10c_dir),
+            )
+            if v is not None
+        ]
         if given:
             parser.error(
-                f"{', '.join(given)}: images only (--domain {args.domain} inputs come from the encoder's processor)"
+                f"{', '.join(given)}: images only (--domain {data.domain} inputs come from the encoder's processor)"
             )
-    if args.transfer_dataset and args.domain != "audio":
-        parser.error("--transfer_dataset is a speech transfer set: it needs --domain audio")
-    if args.transfer_dataset == "fluent_speech_commands" and not args.caller_intent:
-        parser.error("--transfer_dataset fluent_speech_commands needs --caller_intent action, object or location")
-    if args.data_dir == "":
-        args.data_dir = None
-    return args
+    if data.label_column_name is None:
+        parser.error("--label_column_name none: linear evaluation needs labels")
+    return run
 
 
-def _hub_kwargs(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in {"revision": args.revision, "cache_dir": args.cache_dir}.items() if v is not None}
+def _hub_kwargs(run: LinearEvalRun) -> dict:
+    given = {"revision": run.model.revision, "cache_dir": run.data.cache_dir}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _read_json(name_or_path: str, filename: str, subfolder: str = "", **hub) -> dict | None:
     """A JSON file of a local folder or Hub repo, or `None` when it has none."""
-    try:
-        found = cached_file(
-            name_or_path,
-            filename,
-            subfolder=subfolder,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **hub,
-        )
-    except OSError:
-        found = None
+    found = find_file(name_or_path, filename, subfolder, **hub)
     return json.loads(Path(found).read_text()) if found is not None else None
 
 
-def load_models(args: argparse.Namespace):
+def load_models(run: LinearEvalRun):
     """Where the encoder is (its `subfolder`), the frozen viewmaker (or `None`) and where it came from: resolved in a
     run folder, an encoder folder, or Hub repos."""
-    hub = _hub_kwargs(args)
-    encoder_subfolder = args.encoder_subfolder
-    if encoder_subfolder == AUTO:
-        encoder_subfolder = resolve_subfolder(args.model_name_or_path, "encoder", **hub)
+    hub, model = _hub_kwargs(run), run.model
+    encoder_subfolder = model.encoder_subfolder
+    if encoder_subfolder is None:
+        encoder_subfolder = resolve_subfolder(model.model_name_or_path, "encoder", **hub)
         if encoder_subfolder is None:
             raise FileNotFoundError(
-                f"no encoder at {args.model_name_or_path}: expected a config.json in it or in its encoder/ subfolder"
+                f"no encoder at {model.model_name_or_path}: expected a config.json in it or in its encoder/ subfolder"
             )
     viewmaker, viewmaker_where = None, None
-    if args.train_views == "viewmaker" and not args.knn_only:
-        explicit = args.viewmaker_name_or_path is not None
-        path = args.viewmaker_name_or_path or args.model_name_or_path
-        subfolder = args.viewmaker_subfolder
-        if subfolder == AUTO:
+    if model.train_views == "viewmaker" and not run.knn.knn_only:
+        explicit = model.viewmaker_name_or_path is not None
+        path = model.viewmaker_name_or_path or model.model_name_or_path
+        subfolder = model.viewmaker_subfolder
+        if subfolder is None:
             subfolder = resolve_subfolder(path, "viewmaker", fallback_to_root=explicit, **hub)
         if subfolder is None:
             raise FileNotFoundError(
@@ -321,30 +161,30 @@ def load_models(args: argparse.Namespace):
     return encoder_subfolder, viewmaker, viewmaker_where
 
 
-def load_encoder_processor(args: argparse.Namespace, encoder_subfolder: str):
+def load_encoder_processor(run: LinearEvalRun, encoder_subfolder: str):
     """The processor saved with the encoder (`preprocessor_config.json`), loaded with the class of `--domain`
     (`ViewmakerImageProcessor`, `LogMelFeatureExtractor` or `SensorSpectrogramProcessor`), or `None` when the
     encoder has none. A processor of another domain is an error: the encoder was trained on other inputs."""
-    hub = _hub_kwargs(args)
-    saved = _read_json(args.model_name_or_path, "preprocessor_config.json", encoder_subfolder, **hub)
+    hub, domain, where = _hub_kwargs(run), run.data.domain, run.model.model_name_or_path
+    saved = _read_json(where, "preprocessor_config.json", encoder_subfolder, **hub)
     if saved is None:
         return None
-    expected = PROCESSOR_CLASSES[args.domain]
+    expected = PROCESSOR_CLASSES[domain]
     kind = saved.get("image_processor_type") or saved.get("feature_extractor_type")
     if kind != expected.__name__:
         domains = {cls.__name__: domain for domain, cls in PROCESSOR_CLASSES.items()}
         raise ValueError(
-            f"--domain {args.domain} needs an encoder saved with a {expected.__name__}, but the encoder's "
+            f"--domain {domain} needs an encoder saved with a {expected.__name__}, but the encoder's "
             f"preprocessor_config.json holds a {kind}" + (f" (--domain {domains[kind]})" if kind in domains else "")
         )
-    return expected.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
+    return expected.from_pretrained(where, subfolder=encoder_subfolder, **hub)
 
 
-def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None, encoder_config):
+def image_processor_for(inputs, encoder_processor: ViewmakerImageProcessor | None, encoder_config):
     """The image processor the data go through: the encoder's (size, channels, and the statistics that normalise
     after the views), with `--image_size` / `--normalize_mean` / `--normalize_std` when given (docs/method.md §4.1)."""
-    if args.normalize_mean is not None:
-        mean, std = args.normalize_mean, args.normalize_std
+    if inputs.normalize_mean is not None:
+        mean, std = inputs.normalize_mean, inputs.normalize_std
     elif encoder_processor is not None:
         mean, std = list(encoder_processor.image_mean), list(encoder_processor.image_std)
     elif encoder_config.num_channels == 3:
@@ -352,7 +192,7 @@ def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None,
         mean, std = list(ViewmakerImageProcessor.image_mean), list(ViewmakerImageProcessor.image_std)
     else:
         raise ValueError("the encoder has no image processor: give --normalize_mean and --normalize_std")
-    image_size = args.image_size
+    image_size = inputs.image_size
     if image_size is None:
         if encoder_processor is not None:
             image_size = encoder_processor.size["height"]
@@ -370,13 +210,15 @@ def image_processor_for(args, encoder_processor: ViewmakerImageProcessor | None,
     return ViewmakerImageProcessor.from_dict(fields)
 
 
-def speech_processor_for(args, encoder_processor: LogMelFeatureExtractor | None, encoder_config):
-    """The log-mel front end saved with the encoder, with a transfer set's own statistics and sampling rate under
-    `--audio_normalization auto` (docs/method.md §4.3: every set shares the recipe, each has its statistics), or the
-    ones `--audio_normalization` names."""
-    statistics = args.audio_normalization
-    if statistics == AUTO:
-        statistics = SPEECH_TRANSFER_DATASETS[args.transfer_dataset][1] if args.transfer_dataset else "encoder"
+def speech_processor_for(
+    run: LinearEvalRun, encoder_processor: LogMelFeatureExtractor | None, encoder_config
+) -> LogMelFeatureExtractor:
+    """The log-mel front end saved with the encoder, with a transfer set's own statistics and sampling rate by
+    default (docs/method.md §4.3: every set shares the recipe, each has its statistics), or the ones
+    `--audio_normalization` names."""
+    statistics, transfer = run.inputs.audio_normalization, run.data.transfer_dataset
+    if statistics is None:
+        statistics = SPEECH_TRANSFER_DATASETS[transfer][1] if transfer else "encoder"
     if encoder_processor is None:
         size = encoder_config.image_size if isinstance(encoder_config.image_size, int) else encoder_config.image_size[0]
         fallback = "librispeech" if statistics == "encoder" else statistics
@@ -398,71 +240,79 @@ def speech_processor_for(args, encoder_processor: LogMelFeatureExtractor | None,
     )
 
 
-def expert_view_settings(args, run_args: dict | None) -> dict:
-    """The flags of `hf_viewmaker.data.expert_views_for`: `--expert_views` (or, with 'auto', the pretraining run's,
-    else simclr_image for images) and the masking sizes (the flags, else the run's, else pretraining's defaults)."""
-    if args.train_views != "expert":
-        return {"view_mode": "viewmaker", "expert_views": "none", **MASKING_DEFAULTS}
-    run_args = run_args or {}
-    name = args.expert_views
-    if name == AUTO:
-        name = run_args.get("expert_views") if run_args.get("expert_views") not in (None, "none") else None
-        if name is None and args.domain == "image":
+def pretraining_views(run: LinearEvalRun, encoder_subfolder: str) -> ViewArguments:
+    """The views of the pretraining run the encoder comes from (its `training_args.json`, beside `encoder/`), or the
+    defaults when the encoder is not in a run folder."""
+    where = run.model.model_name_or_path
+    saved = _read_json(where, PretrainingRun.FILENAME, **_hub_kwargs(run)) if encoder_subfolder else None
+    return PretrainingRun.from_dict(saved).views if saved is not None else ViewArguments()
+
+
+def expert_view_settings(run: LinearEvalRun, encoder_subfolder: str) -> ViewArguments | None:
+    """The handcrafted training views of `--train_views expert` (else `None`): `--expert_views` (default: the
+    pretraining run's, else simclr_image for images) and the masking sizes (the flags, else the run's, else
+    pretraining's defaults)."""
+    model, domain = run.model, run.data.domain
+    if model.train_views != "expert":
+        return None
+    run_views = pretraining_views(run, encoder_subfolder)
+    name = model.expert_views
+    if name is None:
+        name = run_views.expert_views if run_views.expert_views != "none" else None
+        if name is None and domain == "image":
             name = "simclr_image"
         if name is None:
             raise ValueError(
-                f"--train_views expert on --domain {args.domain}: name the views with --expert_views "
-                f"{' or '.join(EXPERT_VIEWS[args.domain])} (the run has no training_args.json that says)"
+                f"--train_views expert on --domain {domain}: name the views with --expert_views "
+                f"{' or '.join(EXPERT_VIEWS[domain])} (the run has no training_args.json that says)"
             )
-    if name not in EXPERT_VIEWS[args.domain]:
-        raise ValueError(
-            f"--expert_views {name} does not apply to --domain {args.domain} ({EXPERT_VIEWS[args.domain]})"
-        )
+    if name not in EXPERT_VIEWS[domain]:
+        raise ValueError(f"--expert_views {name} does not apply to --domain {domain} ({EXPERT_VIEWS[domain]})")
     masking = {
-        key: getattr(args, key) if getattr(args, key) is not None else run_args.get(key, default)
-        for key, default in MASKING_DEFAULTS.items()
+        key: getattr(model, key) if getattr(model, key) is not None else getattr(run_views, key)
+        for key in ("max_freq_mask", "max_time_mask", "spectral_noise_std")
     }
-    return {"view_mode": "expert", "expert_views": name, **masking}
+    return ViewArguments(view_mode="expert", expert_views=name, **masking)
 
 
-def describe_source(args, pipeline: DataPipeline) -> dict:
+def describe_source(data, pipeline: DataPipeline) -> dict:
     """Where the training and evaluation data came from, for eval_results.json."""
-    if args.domain == "sensor":
+    if data.domain == "sensor":
         train, validation = pipeline.train, pipeline.validation
-        if args.train_file:
-            return {"dataset": args.train_file, "train_split": "train", "split": str(validation.path)}
+        if data.train_file:
+            return {"dataset": data.train_file, "train_split": "train", "split": str(validation.path)}
         return {
             "dataset": "pamap2",
-            "data_dir": args.data_dir,
+            "data_dir": data.data_dir,
             "train_split": train.split,
             "split": validation.split,
             "train_subjects": train.subjects,
             "eval_subjects": validation.subjects,
         }
-    if args.transfer_dataset:
-        source = {"dataset": args.transfer_dataset, "data_dir": args.data_dir, "train_split": "train", "split": "test"}
-        return source | ({"caller_intent": args.caller_intent} if args.caller_intent else {})
-    if args.packaged_dataset:
-        return {"dataset": args.packaged_dataset, "train_split": "train", "split": "test"}
+    if data.transfer_dataset:
+        source = {"dataset": data.transfer_dataset, "data_dir": data.data_dir, "train_split": "train", "split": "test"}
+        return source | ({"caller_intent": data.caller_intent} if data.caller_intent else {})
+    if data.packaged_dataset:
+        return {"dataset": data.packaged_dataset, "train_split": "train", "split": "test"}
     eval_split = getattr(pipeline.validation.dataset, "split", None)
     return {
-        "dataset": args.dataset_name or args.train_dir or args.train_file,
-        "dataset_config_name": args.dataset_config_name,
-        "train_split": args.train_split if args.dataset_name else "train",
+        "dataset": data.dataset_name or data.train_dir or data.train_file,
+        "dataset_config_name": data.dataset_config_name,
+        "train_split": data.train_split if data.dataset_name else "train",
         "split": str(eval_split) if eval_split is not None else None,
     }
 
 
-def label_names(args, train, validation) -> tuple[int, dict | None]:
+def label_names(label_column: str, requested: int | None, train, validation) -> tuple[int, dict | None]:
     """The number of classes and their names when known: an image dataset's `ClassLabel` (else the largest label + 1),
     the speech training split's label map (which the evaluation split shares), the sensor activities."""
     if isinstance(train, ImageExamples):
-        feature = train.dataset.features[args.label_column_name]
+        feature = train.dataset.features[label_column]
         if isinstance(feature, ClassLabel):
             names = dict(enumerate(feature.names))
             num_labels = len(names)
         else:
-            labels = train.dataset[args.label_column_name] + validation.dataset[args.label_column_name]
+            labels = train.dataset[label_column] + validation.dataset[label_column]
             num_labels, names = int(max(labels)) + 1, None
     elif isinstance(train, SpeechExamples):
         names = {i: str(name) for i, name in enumerate(train.label_names)}
@@ -470,26 +320,27 @@ def label_names(args, train, validation) -> tuple[int, dict | None]:
     else:
         names = {i: str(name) for i, name in enumerate(train.label_names)}
         num_labels = len(names)
-    if args.num_labels is not None:
-        if args.num_labels < num_labels:
-            raise ValueError(f"--num_labels {args.num_labels}, but the dataset has {num_labels} classes")
-        if names is not None and args.num_labels > num_labels:
-            names.update({i: f"LABEL_{i}" for i in range(num_labels, args.num_labels)})
-        num_labels = args.num_labels
+    if requested is not None:
+        if requested < num_labels:
+            raise ValueError(f"--num_labels {requested}, but the dataset has {num_labels} classes")
+        if names is not None and requested > num_labels:
+            names.update({i: f"LABEL_{i}" for i in range(num_labels, requested)})
+        num_labels = requested
     return num_labels, names
 
 
-def run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels) -> dict:
+def run_knn(run: LinearEvalRun, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels) -> dict:
     """kNN accuracy (cosine, temperature-weighted votes) of clean-input features: no training."""
+    knn = run.knn
     bank = pipeline.train
-    if args.knn_max_train_samples is not None:
-        bank = Subset(bank, range(min(args.knn_max_train_samples, len(bank))))
+    if knn.knn_max_train_samples is not None:
+        bank = Subset(bank, range(min(knn.knn_max_train_samples, len(bank))))
     loaders = accelerator.prepare(
         *(
             DataLoader(
                 split,
-                batch_size=args.per_device_eval_batch_size,
-                num_workers=args.dataloader_num_workers,
+                batch_size=run.training.per_device_eval_batch_size,
+                num_workers=run.data.dataloader_num_workers,
                 collate_fn=pipeline.eval_collate,
             )
             for split in (bank, pipeline.validation)
@@ -497,20 +348,20 @@ def run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, sourc
     )
 
     def features(batch, index):
-        return extract_features(encoder, normalize(clean_inputs(batch)), args.knn_features)
+        return extract_features(encoder, normalize(clean_inputs(batch)), knn.knn_features)
 
     bank_features, bank_labels = gather_features(accelerator, loaders[0], features, accelerator.device)
     query_features, query_labels = gather_features(accelerator, loaders[1], features, accelerator.device)
     accuracy = knn_accuracy(
-        bank_features, bank_labels, query_features, query_labels, num_labels, args.knn_k, args.knn_temperature
+        bank_features, bank_labels, query_features, query_labels, num_labels, knn.knn_k, knn.knn_temperature
     )
     logger.info(f"kNN accuracy {accuracy:.4f} ({len(bank_labels)} bank examples, {len(query_labels)} queries)")
     return {
         **source,
         "knn_accuracy": accuracy,
-        "knn_k": args.knn_k,
-        "knn_temperature": args.knn_temperature,
-        "knn_features": args.knn_features,
+        "knn_k": knn.knn_k,
+        "knn_temperature": knn.knn_temperature,
+        "knn_features": knn.knn_features,
         "num_train_examples": len(bank_labels),
         "num_eval_examples": len(query_labels),
         "num_processes": accelerator.num_processes,
@@ -518,44 +369,38 @@ def run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, sourc
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    report_to = None if args.report_to == "none" or args.knn_only else args.report_to
-    launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
-    accelerator = Accelerator(
-        cpu=args.cpu or (launched_processes > 1 and not torch.accelerator.is_available()),
-        mixed_precision=args.mixed_precision,
+    run = parse_args(argv)
+    probe, data, training, optimization = run.model, run.data, run.training, run.optimization
+    report_to = None if run.knn.knn_only else training.trackers
+    accelerator = make_accelerator(
+        cpu=training.cpu,
+        mixed_precision=training.mixed_precision,
         log_with=report_to,
-        project_dir=args.output_dir,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        project_dir=training.output_dir,
+        data_seed=training.seed,
     )
-    if accelerator.num_processes != launched_processes:
-        raise RuntimeError(
-            f"{launched_processes} processes were launched but Accelerate sees {accelerator.num_processes}"
-        )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    set_seed(args.seed)
+    set_seed(training.seed)
     started = time.perf_counter()
-    output_dir = Path(args.output_dir)
+    output_dir = Path(training.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
     # Models: the encoder (frozen, eval mode), its processor and, for viewmaker views, the frozen viewmaker.
-    encoder_subfolder, viewmaker, viewmaker_where = load_models(args)
-    encoder_where = args.model_name_or_path
+    encoder_subfolder, viewmaker, viewmaker_where = load_models(run)
+    encoder_where = probe.model_name_or_path
     if encoder_subfolder:
         encoder_where = os.path.join(encoder_where, encoder_subfolder)
-    hub = _hub_kwargs(args)
-    encoder_config = AutoConfig.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
-    encoder_processor = load_encoder_processor(args, encoder_subfolder)
-    # The run's pretraining flags (beside encoder/), for the expert views it used.
-    run_args = _read_json(args.model_name_or_path, "training_args.json", **hub) if encoder_subfolder else None
+    hub = _hub_kwargs(run)
+    encoder_config = AutoConfig.from_pretrained(probe.model_name_or_path, subfolder=encoder_subfolder, **hub)
+    encoder_processor = load_encoder_processor(run, encoder_subfolder)
 
     # Data: the pretraining pipeline of the domain, fed by the encoder's processor.
-    if args.domain == "image":
-        processor = image_processor_for(args, encoder_processor, encoder_config)
-        normalize = normalizer(processor.image_mean, processor.image_std)  # after the views (docs/method.md §4.1)
-    elif args.domain == "audio":
-        processor = speech_processor_for(args, encoder_processor, encoder_config)
+    if data.domain == "image":
+        processor = image_processor_for(run.inputs, encoder_processor, encoder_config)
+        normalize = processor.normalize_tensor  # after the views (docs/method.md §4.1)
+    elif data.domain == "audio":
+        processor = speech_processor_for(run, encoder_processor, encoder_config)
         normalize = torch.nn.Identity()  # log-mels arrive normalised
     else:
         processor = encoder_processor
@@ -565,23 +410,15 @@ def main(argv: list[str] | None = None) -> None:
                 "pretraining statistics are unknown, so the encoder may see other inputs than it was trained on)"
             )
         normalize = torch.nn.Identity()  # spectrograms arrive normalised
-    view_settings = expert_view_settings(args, run_args)
-    pipeline_args = argparse.Namespace(
-        **{
-            **vars(args),
-            **view_settings,
-            "num_channels": encoder_config.num_channels,
-            "image_size": processor.size["height"] if args.domain == "image" else None,
-        }
-    )
-    pipeline = build_pipeline(pipeline_args, processor=processor)
+    expert_views = expert_view_settings(run, encoder_subfolder)
+    pipeline = build_pipeline(data, processor=processor, views=expert_views, seed=training.seed)
     if pipeline.validation is None:
         raise ValueError("linear evaluation needs an evaluation split (--validation_split, --validation_dir, ...)")
     train_examples, eval_examples = pipeline.train, pipeline.validation
-    num_labels, id2label = label_names(args, train_examples, eval_examples)
+    num_labels, id2label = label_names(data.label_column_name, probe.num_labels, train_examples, eval_examples)
     source = {
-        **describe_source(args, pipeline),
-        "model_name_or_path": args.model_name_or_path,
+        **describe_source(data, pipeline),
+        "model_name_or_path": probe.model_name_or_path,
         "encoder": encoder_where,
     }
 
@@ -590,14 +427,14 @@ def main(argv: list[str] | None = None) -> None:
         with torch.autocast(accelerator.device.type, enabled=False):
             return pipeline.make_inputs(batch, None, False)[0]
 
-    if args.knn_only:
-        encoder = ContrastiveResNetModel.from_pretrained(args.model_name_or_path, subfolder=encoder_subfolder, **hub)
+    if run.knn.knn_only:
+        encoder = ContrastiveResNetModel.from_pretrained(probe.model_name_or_path, subfolder=encoder_subfolder, **hub)
         encoder.requires_grad_(False).eval().to(accelerator.device)
-        results = run_knn(args, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels)
+        results = run_knn(run, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels)
         results["runtime_seconds"] = time.perf_counter() - started
         if accelerator.is_main_process:
             (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
-            (output_dir / "eval_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True))
+            run.save(output_dir)
         accelerator.end_training()
         return
 
@@ -607,9 +444,9 @@ def main(argv: list[str] | None = None) -> None:
         input_shape = list(clean_inputs(pipeline.eval_batch(1, "cpu")).shape[1:])
     height, width = input_shape[1:]
     classifier = build_linear_probe(
-        args.model_name_or_path,
+        probe.model_name_or_path,
         num_labels,
-        args.features,
+        probe.features,
         subfolder=encoder_subfolder,
         image_size=height if height == width else [height, width],
         id2label=id2label,
@@ -622,30 +459,35 @@ def main(argv: list[str] | None = None) -> None:
 
     head = classifier.classifier
     optimizer = torch.optim.SGD(
-        head.parameters(), lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        head.parameters(),
+        lr=optimization.learning_rate,
+        momentum=optimization.momentum,
+        weight_decay=optimization.weight_decay,
     )
     # Stepped once per epoch, outside Accelerate (which would step it once per process and batch).
-    if args.lr_scheduler_type == "step":
-        scheduler = step_schedule(optimizer, args.num_train_epochs, args.lr_milestones, args.lr_gamma)
+    if optimization.lr_scheduler_type == "step":
+        scheduler = step_schedule(
+            optimizer, training.num_train_epochs, optimization.lr_milestones, optimization.lr_gamma
+        )
     else:
         scheduler = constant_schedule(optimizer)
     # The evaluation split is never re-drawn: every evaluation sees the same inputs (for Pamap2, the windows of
     # epoch 0 of the validation subject).
     eval_loader = DataLoader(
         fixed_items(eval_examples),
-        batch_size=args.per_device_eval_batch_size,
-        num_workers=args.dataloader_num_workers,
+        batch_size=training.per_device_eval_batch_size,
+        num_workers=data.dataloader_num_workers,
         collate_fn=pipeline.eval_collate,
     )
     head, optimizer, eval_loader = accelerator.prepare(head, optimizer, eval_loader)
 
     def clean_features(batch, index):
-        return extract_features(encoder, normalize(clean_inputs(batch)), args.features)
+        return extract_features(encoder, normalize(clean_inputs(batch)), probe.features)
 
     generator = torch.Generator(device=accelerator.device)
     epoch_state = {"epoch": 0, "steps_per_epoch": 0}
     redraws = hasattr(train_examples, "set_epoch")  # Pamap2: new random windows every epoch
-    if args.cache_features:
+    if training.cache_features:
         # One pass over the clean training set; the head then trains on the cached features (same batches, order
         # and initialisation as without the cache).
         if redraws:
@@ -653,14 +495,14 @@ def main(argv: list[str] | None = None) -> None:
         extraction_loader = accelerator.prepare(
             DataLoader(
                 train_examples,
-                batch_size=args.per_device_eval_batch_size,
-                num_workers=args.dataloader_num_workers,
+                batch_size=training.per_device_eval_batch_size,
+                num_workers=data.dataloader_num_workers,
                 collate_fn=pipeline.eval_collate,
             )
         )
         cached = FeatureDataset(*gather_features(accelerator, extraction_loader, clean_features))
         logger.info(f"cached {tuple(cached.features.shape)} training features")
-        train_loader = DataLoader(cached, batch_size=args.per_device_train_batch_size, shuffle=True)
+        train_loader = DataLoader(cached, batch_size=training.per_device_train_batch_size, shuffle=True)
         redraws = False
 
         def train_features(batch, index):
@@ -670,34 +512,37 @@ def main(argv: list[str] | None = None) -> None:
         # speech, the first-or-last crop of long clips, docs/method.md §4.2).
         train_loader = DataLoader(
             train_examples,
-            batch_size=args.per_device_train_batch_size,
+            batch_size=training.per_device_train_batch_size,
             shuffle=True,
-            num_workers=args.dataloader_num_workers,
-            collate_fn=pipeline.eval_collate if args.train_views == "none" else pipeline.train_collate,
+            num_workers=data.dataloader_num_workers,
+            collate_fn=pipeline.eval_collate if probe.train_views == "none" else pipeline.train_collate,
         )
 
         def train_features(batch, index):
-            if args.train_views == "none":
+            if probe.train_views == "none":
                 return clean_features(batch, index)
             # Fresh noise for every batch of every epoch, reproducible from (seed, step, process).
             step = epoch_state["epoch"] * epoch_state["steps_per_epoch"] + index
-            seed = (args.seed * 1_000_003 + step) * accelerator.num_processes + accelerator.process_index
-            generator.manual_seed(seed)
+            generator.manual_seed(noise_seed(training.seed, step, accelerator.num_processes, accelerator.process_index))
             with torch.no_grad():
-                if args.train_views == "expert":
+                if probe.train_views == "expert":
                     with torch.autocast(accelerator.device.type, enabled=False):
                         inputs = pipeline.make_inputs(batch, generator, True, pair=False)[0]
                 else:
                     inputs = viewmaker(clean_inputs(batch), generator=generator).views
-            return extract_features(encoder, normalize(inputs), args.features)
+            return extract_features(encoder, normalize(inputs), probe.features)
 
     train_loader = accelerator.prepare(train_loader)
     epoch_state["steps_per_epoch"] = len(train_loader)
     if report_to:
-        accelerator.init_trackers("linear_eval", {k: str(v) for k, v in vars(args).items()})
+        accelerator.init_trackers(
+            "linear_eval",
+            {name: str(value) for name, value in run.flat().items()},
+        )
     logger.info(
         f"{len(train_examples)} training / {len(eval_examples)} evaluation examples, {num_labels} classes, "
-        f"{args.features} features of {input_shape} inputs, {args.train_views} views, {args.num_train_epochs} epochs"
+        f"{probe.features} features of {input_shape} inputs, {probe.train_views} views, "
+        f"{training.num_train_epochs} epochs"
     )
 
     def evaluate_head() -> dict:
@@ -709,17 +554,17 @@ def main(argv: list[str] | None = None) -> None:
         return metrics
 
     history, metrics = [], None
-    for epoch in range(args.num_train_epochs):
+    for epoch in range(training.num_train_epochs):
         epoch_state["epoch"] = epoch
         train_loader.set_epoch(epoch)
         if redraws:
             train_examples.set_epoch(epoch)
         learning_rate = optimizer.param_groups[0]["lr"]
-        loss = train_epoch(accelerator, head, optimizer, train_loader, train_features, args.max_grad_norm)
+        loss = train_epoch(accelerator, head, optimizer, train_loader, train_features, optimization.max_grad_norm)
         scheduler.step()
         record = {"epoch": epoch + 1, "train_loss": loss, "learning_rate": learning_rate}
-        last = epoch + 1 == args.num_train_epochs
-        if last or (args.eval_every_epochs and (epoch + 1) % args.eval_every_epochs == 0):
+        last = epoch + 1 == training.num_train_epochs
+        if last or (training.eval_every_epochs and (epoch + 1) % training.eval_every_epochs == 0):
             metrics = evaluate_head()
             record.update(metrics)
             logger.info(f"epoch {epoch + 1}: loss {loss:.4f}, top-1 {metrics['top1_accuracy']:.4f}")
@@ -733,38 +578,45 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         **source,
         **metrics,
-        "domain": args.domain,
+        "domain": data.domain,
         "num_train_examples": len(train_examples),
         "num_eval_examples": len(eval_examples),
         "num_labels": num_labels,
-        "epochs": args.num_train_epochs,
-        "features": args.features,
+        "epochs": training.num_train_epochs,
+        "features": probe.features,
         "feature_dim": classifier.classifier.in_features,
         "input_shape": input_shape,
-        "train_views": args.train_views,
+        "train_views": probe.train_views,
         "viewmaker": viewmaker_where,
-        "cache_features": args.cache_features,
-        "seed": args.seed,
+        "cache_features": training.cache_features,
+        "seed": training.seed,
         "num_processes": accelerator.num_processes,
         "history": history,
     }
-    if args.train_views == "expert":
-        results["expert_views"] = view_settings["expert_views"]
-        if view_settings["expert_views"] == "spectral_masking":
-            results.update({key: view_settings[key] for key in MASKING_DEFAULTS})
-    if args.domain == "audio":
+    if expert_views is not None:
+        results["expert_views"] = expert_views.expert_views
+        if expert_views.expert_views == "spectral_masking":
+            results.update(
+                {
+                    "max_freq_mask": expert_views.max_freq_mask,
+                    "max_time_mask": expert_views.max_time_mask,
+                    "spectral_noise_std": expert_views.spectral_noise_std,
+                }
+            )
+    if data.domain == "audio":
         extractor = pipeline.processors["encoder"]
         results["audio_normalization"] = {"mean": extractor.normalize_mean, "std": extractor.normalize_std}
-    if args.cifar10c_dir:
+    robustness = run.robustness
+    if robustness.cifar10c_dir:
         with accelerator.autocast():
             results["cifar10c"] = evaluate_cifar10c(
                 classifier,
-                args.cifar10c_dir,
+                robustness.cifar10c_dir,
                 processor.image_mean,
                 processor.image_std,
-                batch_size=args.per_device_eval_batch_size,
-                images_per_severity=args.cifar10c_images_per_severity,
-                max_images_per_severity=args.cifar10c_max_images_per_severity,
+                batch_size=training.per_device_eval_batch_size,
+                images_per_severity=robustness.cifar10c_images_per_severity,
+                max_images_per_severity=robustness.cifar10c_max_images_per_severity,
                 accelerator=accelerator,
             )
         logger.info(f"CIFAR-10-C mean accuracy {results['cifar10c']['mean_accuracy']:.4f}")
@@ -778,7 +630,7 @@ def main(argv: list[str] | None = None) -> None:
         classifier.save_pretrained(output_dir)
         pipeline.processors["encoder"].save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
-        (output_dir / "eval_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True))
+        run.save(output_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     logger.info(f"top-1 {results['top1_accuracy']:.4f}, top-5 {results['top5_accuracy']:.4f}; saved to {output_dir}")

@@ -8,7 +8,7 @@
 * `time_series`: whole labelled series from ``.ts`` files, and the filling of missing values;
 * `packaged`: the Fashion-MNIST sample shipped with the package;
 * `device_images`: image sets held on the training device;
-* `pipelines`: one data pipeline per domain, built from the scripts' flags.
+* `pipelines`: one data pipeline per domain, built from `DataArguments` (and `InputArguments`, or a saved processor).
 """
 
 from .device_images import DeviceImageDataset, DeviceImageLoader
@@ -23,7 +23,14 @@ from .pamap2 import (
     download_pamap2,
     read_pamap2_subject,
 )
-from .pipelines import PACKAGED_DATASETS, DataPipeline, build_pipeline, expert_views_for, fixed_items
+from .pipelines import (
+    PACKAGED_DATASETS,
+    DataPipeline,
+    build_pipeline,
+    expert_views_for,
+    fixed_items,
+    image_processor,
+)
 from .speech import SpeechCollator, SpeechExamples, decode_audio, load_audio_folder, load_speech_splits
 from .speech_transfer import (
     AUDIO_MNIST_TEST_SPEAKERS,
@@ -66,6 +73,7 @@ __all__ = [
     "expert_views_for",
     "fill_missing_values",
     "fixed_items",
+    "image_processor",
     "librispeech_speaker_id_split",
     "load_audio_folder",
     "load_audio_mnist",

@@ -5,9 +5,9 @@ Images arrive as [0, 1] pixels; speech as fitted waveforms whose log-mel spectro
 views act where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram
 before the log (masking).
 
-Pretraining builds each domain's processor from the flags (and fits the sensor statistics on training windows);
-evaluation passes the processor saved with the pretrained encoder instead (`build_pipeline(args, processor=...)`),
-so the encoder sees exactly the inputs it was trained on.
+Pretraining builds each domain's processor from its `InputArguments` (and fits the sensor statistics on training
+windows); evaluation passes the processor saved with the pretrained encoder instead (`build_pipeline(data,
+processor=...)`), so the encoder sees exactly the inputs it was trained on.
 """
 
 from collections.abc import Callable
@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset, default_collate
 
+from ..arguments import DataArguments, InputArguments, ViewArguments
 from ..processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
 from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
 from ..visualization import make_view_grid
@@ -69,12 +70,21 @@ class DataPipeline:
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     @torch.no_grad()
-    def view_grid(self, viewmaker: torch.nn.Module, count: int = 8, seed: int = 0, scale: int = 4) -> Image.Image:
+    def view_grid(
+        self,
+        viewmaker: torch.nn.Module,
+        count: int = 8,
+        seed: int = 0,
+        scale: int = 4,
+        distortion_budget: float | None = None,
+    ) -> Image.Image:
         """`make_view_grid` of `viewmaker` (a `ViewmakerModel`) on the first `count` validation items, the clean
-        inputs it was trained on, with the viewmaker's noise drawn from a generator seeded with `seed`."""
+        inputs it was trained on, with the viewmaker's noise drawn from a generator seeded with `seed`, at
+        `distortion_budget` (default: the viewmaker's own)."""
         device = next(viewmaker.parameters()).device
         inputs = self.make_inputs(self.eval_batch(count, device), None, False)[0]
-        views = viewmaker(inputs, generator=torch.Generator(device=device).manual_seed(seed))
+        generator = torch.Generator(device=device).manual_seed(seed)
+        views = viewmaker(inputs, generator=generator, distortion_budget=distortion_budget)
         return make_view_grid(
             inputs, views.views, views.perturbation, max_examples=count, scale=scale, origin=self.grid_origin
         )
@@ -91,21 +101,23 @@ def fixed_items(dataset: Dataset) -> Dataset:
     return Subset(dataset, range(len(dataset))) if hasattr(dataset, "set_epoch") else dataset
 
 
-def expert_views_for(args, domain: str, image_size: int | None = None) -> torch.nn.Module | None:
-    """The handcrafted views a run's flags ask for (`--view_mode`, `--expert_views`), or `None`. `image_size` (for
-    the SimCLR crops) defaults to `args.image_size`."""
-    if "expert" not in args.view_mode:
+def expert_views_for(views: ViewArguments | None, domain: str, image_size: int | None = None) -> torch.nn.Module | None:
+    """The handcrafted views `views` asks for (`view_mode`, `expert_views`) on `domain`, or `None`. `image_size` is
+    the size of the SimCLR crops (images only)."""
+    if views is None or not views.uses_expert_views:
         return None
-    if args.expert_views not in EXPERT_VIEWS[domain]:
+    if views.expert_views not in EXPERT_VIEWS[domain]:
         raise ValueError(
-            f"--view_mode {args.view_mode} on --domain {domain} needs --expert_views in {EXPERT_VIEWS[domain]}, "
-            f"got {args.expert_views!r}"
+            f"--view_mode {views.view_mode} on --domain {domain} needs --expert_views in {EXPERT_VIEWS[domain]}, "
+            f"got {views.expert_views!r}"
         )
-    if args.expert_views == "simclr_image":
-        return SimCLRImageViews(size=image_size or args.image_size)
-    if args.expert_views == "waveform_crop_noise":
+    if views.expert_views == "simclr_image":
+        if image_size is None:
+            raise ValueError("simclr_image views need the image size of their crops (`image_size`)")
+        return SimCLRImageViews(size=image_size)
+    if views.expert_views == "waveform_crop_noise":
         return WaveformCropNoiseViews()
-    return SpectralMaskingViews(args.max_freq_mask, args.max_time_mask, args.spectral_noise_std)
+    return SpectralMaskingViews(views.max_freq_mask, views.max_time_mask, views.spectral_noise_std)
 
 
 def _two_or_one(view, pair: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -113,44 +125,63 @@ def _two_or_one(view, pair: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     return (view(), view()) if pair else (view(), None)
 
 
-def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> DataPipeline:
-    if processor is None:
-        processor = ViewmakerImageProcessor(
-            num_channels=args.num_channels,
-            size={"height": args.image_size, "width": args.image_size},
-            **({"image_mean": args.normalize_mean, "image_std": args.normalize_std} if args.normalize_mean else {}),
+def image_processor(inputs: InputArguments) -> ViewmakerImageProcessor:
+    """The image processor of `inputs` (size, channels, statistics: CIFAR-10's unless given), as pretraining builds
+    it: its statistics are what the encoder's inputs are normalised with, after any views."""
+    statistics = (
+        {"image_mean": inputs.normalize_mean, "image_std": inputs.normalize_std} if inputs.normalize_mean else {}
+    )
+    processor = ViewmakerImageProcessor(
+        num_channels=inputs.num_channels, size={"height": inputs.image_size, "width": inputs.image_size}, **statistics
+    )
+    if len(processor.image_mean) != inputs.num_channels:
+        raise ValueError(
+            f"{inputs.num_channels}-channel images need their own --normalize_mean and --normalize_std (the default "
+            f"statistics are CIFAR-10's, for 3 channels)"
         )
+    return processor
+
+
+def image_pipeline(
+    data: DataArguments,
+    inputs: InputArguments,
+    processor: ViewmakerImageProcessor | None,
+    views: ViewArguments | None,
+    seed: int,
+) -> DataPipeline:
+    if processor is None:
+        processor = image_processor(inputs)
     else:
         if not isinstance(processor, ViewmakerImageProcessor):
             raise TypeError(f"--domain image needs a ViewmakerImageProcessor, got {type(processor).__name__}")
         # The data are [0, 1] pixels: the statistics are applied after the views.
         processor = ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": False})
-    if args.packaged_dataset:
-        files = PACKAGED_DATASETS[args.packaged_dataset]
-        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=args.cache_dir)
+    if data.packaged_dataset:
+        files = PACKAGED_DATASETS[data.packaged_dataset]
+        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=data.cache_dir)
     else:
         splits = load_image_splits(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_dir=args.train_dir,
-            validation_dir=args.validation_dir,
-            train_file=args.train_file,
-            validation_file=args.validation_file,
-            train_split=args.train_split,
-            validation_split=args.validation_split,
-            cache_dir=args.cache_dir,
+            dataset_name=data.dataset_name,
+            dataset_config_name=data.dataset_config_name,
+            train_dir=data.train_dir,
+            validation_dir=data.validation_dir,
+            train_file=data.train_file,
+            validation_file=data.validation_file,
+            train_split=data.train_split,
+            validation_split=data.validation_split,
+            cache_dir=data.cache_dir,
         )
-    limits = {"train": args.max_train_samples, "validation": args.max_eval_samples}
+    limits = {"train": data.max_train_samples, "validation": data.max_eval_samples}
     examples = {
-        split: ImageExamples(_limit(dataset, limits[split]), processor, args.image_column_name, args.label_column_name)
+        split: ImageExamples(_limit(dataset, limits[split]), processor, data.image_column_name, data.label_column_name)
         for split, dataset in splits.items()
     }
-    views = expert_views_for(args, "image", image_size=processor.size["height"])
+    expert = expert_views_for(views, "image", image_size=processor.size["height"])
 
     def make_inputs(batch, generator, augment, pair=True):
         pixels = batch["pixel_values"]
-        if augment and views is not None:
-            return _two_or_one(lambda: views(pixels, generator=generator), pair)
+        if augment and expert is not None:
+            return _two_or_one(lambda: expert(pixels, generator=generator), pair)
         return pixels, None
 
     # The viewmaker sees [0, 1] pixels, the encoder normalised ones (docs/method.md §4.1).
@@ -163,79 +194,89 @@ def image_pipeline(args, processor: ViewmakerImageProcessor | None = None) -> Da
     )
 
 
-def _extractor_from_flags(args) -> LogMelFeatureExtractor:
-    """The paper's log-mel recipe for `--audio_normalization`'s dataset (docs/method.md §4.2-4.3), with any STFT,
-    length or rate the flags set instead; `fit` leaves the statistics to be fitted on the training clips."""
-    fields = {key: value for key in ("sampling_rate", "n_fft", "hop_length") if (value := getattr(args, key, None))}
-    if getattr(args, "audio_max_length", None):
-        fields["max_length"] = args.audio_max_length
-    if args.audio_normalization == "fit":
-        return LogMelFeatureExtractor(size=args.image_size, **fields)
-    return LogMelFeatureExtractor.for_dataset(args.audio_normalization, size=args.image_size, **fields)
+def _extractor_from_inputs(inputs: InputArguments) -> LogMelFeatureExtractor:
+    """The paper's log-mel recipe for `audio_normalization`'s dataset (docs/method.md §4.2-4.3), with any STFT,
+    length or rate `inputs` set instead; `fit` leaves the statistics to be fitted on the training clips."""
+    given = {
+        "sampling_rate": inputs.sampling_rate,
+        "n_fft": inputs.n_fft,
+        "hop_length": inputs.hop_length,
+        "max_length": inputs.audio_max_length,
+    }
+    fields = {key: value for key, value in given.items() if value is not None}
+    if inputs.audio_normalization == "fit":
+        return LogMelFeatureExtractor(size=inputs.image_size, **fields)
+    return LogMelFeatureExtractor.for_dataset(inputs.audio_normalization, size=inputs.image_size, **fields)
 
 
-def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> DataPipeline:
+def speech_pipeline(
+    data: DataArguments,
+    inputs: InputArguments,
+    processor: LogMelFeatureExtractor | None,
+    views: ViewArguments | None,
+    seed: int,
+) -> DataPipeline:
     if processor is None:
-        extractor = _extractor_from_flags(args)
+        extractor = _extractor_from_inputs(inputs)
     elif not isinstance(processor, LogMelFeatureExtractor):
         raise TypeError(f"--domain audio needs a LogMelFeatureExtractor, got {type(processor).__name__}")
     else:
         extractor = processor
-    transfer = getattr(args, "transfer_dataset", None)
-    audio_column, label_column = args.audio_column_name, args.label_column_name
+    transfer = data.transfer_dataset
+    audio_column, label_column = data.audio_column_name, data.label_column_name
     if transfer:
         # A transfer set of docs/method.md §4.3 from its official layout: "train" and "test" splits, columns audio and
         # label (a ClassLabel shared by both splits).
-        options = {"caller_intent": args.caller_intent} if getattr(args, "caller_intent", None) else {}
-        if transfer == "librispeech_speaker_id" and args.cache_dir and not args.data_dir:
-            options["cache_dir"] = args.cache_dir
+        options = {"caller_intent": data.caller_intent} if data.caller_intent else {}
+        if transfer == "librispeech_speaker_id" and data.cache_dir and not data.data_dir:
+            options["cache_dir"] = data.cache_dir
         splits = {
-            split: load_speech_transfer_split(transfer, args.data_dir or None, source, **options)
+            split: load_speech_transfer_split(transfer, data.data_dir, source, **options)
             for split, source in (("train", "train"), ("validation", "test"))
         }
         audio_column, label_column = "audio", "label"
     else:
         splits = load_speech_splits(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_dir=args.train_dir,
-            validation_dir=args.validation_dir,
-            train_file=args.train_file,
-            validation_file=args.validation_file,
-            train_split=args.train_split,
-            validation_split=args.validation_split,
+            dataset_name=data.dataset_name,
+            dataset_config_name=data.dataset_config_name,
+            train_dir=data.train_dir,
+            validation_dir=data.validation_dir,
+            train_file=data.train_file,
+            validation_file=data.validation_file,
+            train_split=data.train_split,
+            validation_split=data.validation_split,
             audio_column=audio_column,
-            cache_dir=args.cache_dir,
+            cache_dir=data.cache_dir,
         )
     common = {
         "sampling_rate": extractor.sampling_rate,
         "audio_column": audio_column,
         "label_column": label_column,
-        "skip_bad_examples": args.skip_bad_examples,
+        "skip_bad_examples": data.skip_bad_examples,
     }
-    train = SpeechExamples(_limit(splits["train"], args.max_train_samples), **common)
+    train = SpeechExamples(_limit(splits["train"], data.max_train_samples), **common)
     validation = None
     if "validation" in splits:
         # One label map for both splits, so that the kNN monitor compares like with like.
         validation = SpeechExamples(
-            _limit(splits["validation"], args.max_eval_samples), label_map=train.label_map, **common
+            _limit(splits["validation"], data.max_eval_samples), label_map=train.label_map, **common
         )
-    if processor is None and args.audio_normalization == "fit":
+    if processor is None and inputs.audio_normalization == "fit":
         # Clips spread over the whole split: files are often sorted by speaker or class.
         step = max(1, len(train) // AUDIO_STATISTICS_CLIPS)
         extractor.fit_statistics(Subset(train, range(0, len(train), step)), max_clips=AUDIO_STATISTICS_CLIPS)
-    views = expert_views_for(args, "audio")
+    expert = expert_views_for(views, "audio")
 
     def make_inputs(batch, generator, augment, pair=True):
         waveforms = batch["input_values"]
-        if not augment or views is None:
+        if not augment or expert is None:
             return extractor.log_mel(waveforms), None
-        if isinstance(views, WaveformCropNoiseViews):
-            return _two_or_one(lambda: extractor.log_mel(views(waveforms, generator, batch["lengths"])), pair)
+        if isinstance(expert, WaveformCropNoiseViews):
+            return _two_or_one(lambda: extractor.log_mel(expert(waveforms, generator, batch["lengths"])), pair)
         # Masks act on the mel power spectrogram, noise after the log (docs/method.md §4.2).
         power = extractor.mel_power(waveforms)
         return _two_or_one(
-            lambda: views.add_noise(extractor.to_log_normalized(views.mask(power, generator)), generator), pair
+            lambda: expert.add_noise(extractor.to_log_normalized(expert.mask(power, generator)), generator), pair
         )
 
     return DataPipeline(
@@ -249,37 +290,41 @@ def speech_pipeline(args, processor: LogMelFeatureExtractor | None = None) -> Da
     )
 
 
-def _sensor_splits(args) -> tuple[Dataset, Dataset | None]:
+def _sensor_splits(data: DataArguments, seed: int) -> tuple[Dataset, Dataset | None]:
     """Pamap2 windows from `--data_dir`, or whole series from `.ts` files (`--train_file`, `--validation_file`)."""
-    if getattr(args, "train_file", None):
-        train = SeriesExamples(args.train_file, max_examples=args.max_train_samples)
+    if data.train_file:
+        train = SeriesExamples(data.train_file, max_examples=data.max_train_samples)
         validation = None
-        if args.validation_file:
-            validation = SeriesExamples(args.validation_file, train.label_names, max_examples=args.max_eval_samples)
+        if data.validation_file:
+            validation = SeriesExamples(data.validation_file, train.label_names, max_examples=data.max_eval_samples)
         return train, validation
-    if args.data_dir is None:
+    if data.data_dir is None:
         raise ValueError(
             "--domain sensor needs --data_dir (the folder holding PAMAP2_Dataset/, see download_pamap2) or "
             "--train_file (a .ts series file)"
         )
-    train = Pamap2Windows(
-        args.data_dir, split=args.train_split, seed=args.seed, examples_per_epoch=args.max_train_samples
-    )
+    train = Pamap2Windows(data.data_dir, split=data.train_split, seed=seed, examples_per_epoch=data.max_train_samples)
     validation = Pamap2Windows(
-        args.data_dir,
-        split=args.validation_split or "validation",
-        seed=args.seed,
-        examples_per_epoch=args.max_eval_samples,
+        data.data_dir,
+        split=data.validation_split or "validation",
+        seed=seed,
+        examples_per_epoch=data.max_eval_samples,
     )
     return train, validation
 
 
-def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -> DataPipeline:
-    train, validation = _sensor_splits(args)
+def sensor_pipeline(
+    data: DataArguments,
+    inputs: InputArguments,
+    processor: SensorSpectrogramProcessor | None,
+    views: ViewArguments | None,
+    seed: int,
+) -> DataPipeline:
+    train, validation = _sensor_splits(data, seed)
     num_channels = train.num_channels
     if processor is None:
-        # The paper's STFT (docs/method.md §4.4) unless the flags set another, e.g. for series shorter than 1,000.
-        stft = {k: v for k in ("n_fft", "hop_length") if (v := getattr(args, k, None)) is not None}
+        # The paper's STFT (docs/method.md §4.4) unless `inputs` set another, e.g. for series shorter than 1,000.
+        stft = {k: v for k, v in (("n_fft", inputs.n_fft), ("hop_length", inputs.hop_length)) if v is not None}
         statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
         processor = SensorSpectrogramProcessor(num_channels=num_channels, **stft).fit_statistics(statistics_windows)
     elif not isinstance(processor, SensorSpectrogramProcessor):
@@ -288,12 +333,12 @@ def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -
         raise ValueError("the given SensorSpectrogramProcessor has no channel statistics (it is never refitted here)")
     elif processor.num_channels != num_channels:
         raise ValueError(f"the processor expects {processor.num_channels} channels, the data have {num_channels}")
-    views = expert_views_for(args, "sensor")
+    expert = expert_views_for(views, "sensor")
 
     def make_inputs(batch, generator, augment, pair=True):
         spectrograms = processor.process(batch["values"])
-        if augment and views is not None:
-            return _two_or_one(lambda: views(spectrograms, generator=generator), pair)
+        if augment and expert is not None:
+            return _two_or_one(lambda: expert(spectrograms, generator=generator), pair)
         return spectrograms, None
 
     return DataPipeline(
@@ -307,23 +352,36 @@ def sensor_pipeline(args, processor: SensorSpectrogramProcessor | None = None) -
     )
 
 
-def build_pipeline(args, processor: Any | None = None) -> DataPipeline:
-    """The data pipeline of `args.domain` ("image", "audio" or "sensor") from the scripts' data flags.
+def build_pipeline(
+    data: DataArguments,
+    inputs: InputArguments | None = None,
+    processor: Any | None = None,
+    views: ViewArguments | None = None,
+    seed: int = 0,
+) -> DataPipeline:
+    """The data pipeline of `data.domain` ("image", "audio" or "sensor").
 
-    `processor`: use this data processor instead of building one from the flags, e.g. the one saved with a
-    pretrained encoder (`encoder/preprocessor_config.json`), so evaluation feeds the encoder what it was trained on:
+    Args:
+        data: where the data come from and which part of it is used.
+        inputs: how to build the domain's processor when `processor` is not given (default: `InputArguments()`).
+        processor: use this data processor instead, e.g. the one saved with a pretrained encoder
+            (`encoder/preprocessor_config.json`), so evaluation feeds the encoder what it was trained on (see below).
+        views: the handcrafted views `make_inputs(..., augment=True)` makes, when `views.view_mode` uses them.
+        seed: seeds the random windows of Pamap2.
+
+    What `processor` must be per domain:
 
     * image: a `ViewmakerImageProcessor`; its size and channels are used, and its statistics are what the
       `"encoder"` processor normalises with (the data stay [0, 1] pixels: normalise after any views);
     * audio: a `LogMelFeatureExtractor` (size, hop, sampling rate and dB statistics);
     * sensor: a `SensorSpectrogramProcessor` with its fitted per-channel statistics, used as is: never refitted.
 
-    Speech args may also name a transfer set (`args.transfer_dataset`, read from `args.data_dir` with
+    Speech data may also name a transfer set (`data.transfer_dataset`, read from `data.data_dir` with
     `load_speech_transfer_split`: its "train" split trains, its "test" split is the validation split, both with the
     `label` column).
     """
     builders = {"image": image_pipeline, "audio": speech_pipeline, "sensor": sensor_pipeline}
-    return builders[args.domain](args, processor)
+    return builders[data.domain](data, inputs or InputArguments(), processor, views, seed)
 
 
-__all__ = ["DataPipeline", "PACKAGED_DATASETS", "build_pipeline", "expert_views_for", "fixed_items"]
+__all__ = ["PACKAGED_DATASETS", "DataPipeline", "build_pipeline", "expert_views_for", "fixed_items", "image_processor"]

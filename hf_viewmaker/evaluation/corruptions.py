@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..processing.image_processing_viewmaker import normalize_channels
+
 # The 15 corruptions of the benchmark, in the order of the authors' script (the 4 "extra" ones of the release,
 # gaussian_blur, saturate, spatter and speckle_noise, are not part of it).
 CIFAR10C_CORRUPTIONS = (
@@ -60,7 +62,7 @@ def _load_array(path: Path, layout_hint: str) -> np.ndarray:
         raise FileNotFoundError(f"CIFAR-10-C file not found: {path} ({layout_hint})")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as error:  # noqa: BLE001 - numpy raises several types for a broken file
+    except Exception as error:
         raise ValueError(f"could not read the CIFAR-10-C file {path} as a .npy array: {error}") from error
 
 
@@ -149,13 +151,11 @@ def predict_images(
     `image_std`, then classified by `model` (a `ContrastiveResNetForClassification`, or any callable returning
     logits or an output with `.logits`)."""
     device = torch.device(device) if device is not None else torch.device("cpu")
-    mean = torch.as_tensor(image_mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std = torch.as_tensor(image_std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
     predictions = []
     for start in range(0, len(images), batch_size):
         # A copy: the memory-mapped release is read-only.
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
-        pixel_values = (batch.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        pixel_values = normalize_channels(batch.permute(0, 3, 1, 2).float() / 255.0, image_mean, image_std)
         out = model(pixel_values)
         logits = out.logits if hasattr(out, "logits") else out
         predictions.append(logits.argmax(dim=1).cpu())

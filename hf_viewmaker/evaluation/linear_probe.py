@@ -24,27 +24,32 @@ FEATURE_TYPES = ("prepool", "pooled", "embeddings")
 LR_SCHEDULES = ("step", "constant")
 
 
+def find_file(name_or_path: str, filename: str, subfolder: str = "", **hub_kwargs) -> str | None:
+    """The local path of `filename` in `subfolder` of `name_or_path` (a local folder or a Hub repo), or `None` when it
+    has none or the Hub cannot be reached. `hub_kwargs` (e.g. `revision`, `cache_dir`, `token`) go to
+    `transformers`' `cached_file`, which looks in the local cache before the Hub."""
+    try:
+        return cached_file(
+            name_or_path,
+            filename,
+            subfolder=subfolder,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+    except OSError:
+        return None
+
+
 def resolve_subfolder(
     name_or_path: str, subfolder: str | None, fallback_to_root: bool = True, **hub_kwargs
 ) -> str | None:
     """Where a model's `config.json` lives under `name_or_path` (a local folder or a Hub repo), `from_pretrained`'s
     `subfolder` semantics: `subfolder` when it holds one, else `""` (the root) when `fallback_to_root` and the root
-    holds one, else `None`. `hub_kwargs` (e.g. `revision`, `cache_dir`, `token`) go to `transformers`' `cached_file`,
-    which looks in the local cache before the Hub."""
+    holds one, else `None`. `hub_kwargs` go to `find_file`."""
     candidates = ([subfolder] if subfolder else []) + ([""] if fallback_to_root or not subfolder else [])
     for candidate in candidates:
-        try:
-            found = cached_file(
-                name_or_path,
-                "config.json",
-                subfolder=candidate,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-                **hub_kwargs,
-            )
-        except OSError:
-            found = None
-        if found is not None:
+        if find_file(name_or_path, "config.json", candidate, **hub_kwargs) is not None:
             return candidate
     return None
 
@@ -136,23 +141,6 @@ def constant_schedule(optimizer: torch.optim.Optimizer) -> torch.optim.lr_schedu
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-def normalizer(image_mean: Sequence[float], image_std: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`(x - mean) / std` per channel of a `[B, C, ...]` batch, on the batch's device and dtype."""
-    mean_values, std_values = list(image_mean), list(image_std)
-    if len(mean_values) != len(std_values):
-        raise ValueError(f"image_mean {mean_values} and image_std {std_values} need one value per channel each")
-
-    def normalize(x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != len(mean_values):
-            raise ValueError(f"inputs have {x.shape[1]} channels but the normalisation has {len(mean_values)}")
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        mean = torch.as_tensor(mean_values, dtype=x.dtype, device=x.device).view(shape)
-        std = torch.as_tensor(std_values, dtype=x.dtype, device=x.device).view(shape)
-        return (x - mean) / std
-
-    return normalize
-
-
 def train_epoch(
     accelerator,
     head: nn.Module,
@@ -241,10 +229,10 @@ __all__ = [
     "build_linear_probe",
     "constant_schedule",
     "extract_features",
+    "find_file",
     "freeze_encoder",
     "gather_features",
     "milestone_epochs",
-    "normalizer",
     "predict",
     "resolve_subfolder",
     "step_schedule",

@@ -6,6 +6,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..arguments import DataArguments, PretrainingRun
+
 TEMPLATE = Path(__file__).with_name("templates") / "pretraining_run.md"
 # Hub ids of the datasets the package loads under another name.
 PACKAGED_DATASET_IDS = {"fashion_mnist_sample": "zalando-datasets/fashion_mnist"}
@@ -24,51 +26,54 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _dataset_id(args: dict[str, Any]) -> str | None:
-    if args.get("packaged_dataset"):
-        return PACKAGED_DATASET_IDS[args["packaged_dataset"]]
-    return args.get("dataset_name") or args.get("train_file") or args.get("train_dir") or args.get("data_dir")
+def _dataset_id(data: DataArguments) -> str | None:
+    if data.packaged_dataset:
+        return PACKAGED_DATASET_IDS[data.packaged_dataset]
+    return data.dataset_name or data.transfer_dataset or data.train_file or data.train_dir or data.data_dir
 
 
-def _hyperparameters(args: dict[str, Any], train: dict[str, Any]) -> list[tuple[str, str]]:
+def _hyperparameters(run: PretrainingRun, train: dict[str, Any]) -> list[tuple[str, str]]:
+    model, views, objective, optimization = run.model, run.views, run.objective, run.optimization
     rows = [
-        ("training data", f"{_dataset_id(args)} (split {args.get('train_split', 'train')})"),
-        ("views", args["view_mode"] + (f" ({args['expert_views']})" if "expert" in args["view_mode"] else "")),
+        ("training data", f"{_dataset_id(run.data)} (split {run.data.train_split})"),
+        ("views", views.view_mode + (f" ({views.expert_views})" if views.uses_expert_views else "")),
         (
             "objective",
-            f"{args['objective']}" + (f" ({args['simclr_variant']})" if args["objective"] == "simclr" else ""),
+            objective.objective + (f" ({objective.simclr_variant})" if objective.objective == "simclr" else ""),
         ),
-        ("temperature", args["temperature"]),
-        ("input", f"{args['num_channels']} x {args['image_size']} x {args['image_size']}"),
-        ("encoder", f"{args['encoder_preset']} (embedding {args['embedding_dim']}, {args['projection_head']} head)"),
-        ("batch size per process", args["per_device_train_batch_size"]),
+        ("temperature", objective.temperature),
+        ("input", f"{run.inputs.num_channels} x {run.inputs.image_size} x {run.inputs.image_size}"),
+        ("encoder", f"{model.encoder_preset} (embedding {model.embedding_dim}, {model.projection_head} head)"),
+        ("batch size per process", run.training.per_device_train_batch_size),
         ("optimizer steps", train["completed_steps"]),
         (
             "encoder optimizer",
-            f"SGD lr {args['learning_rate']}, momentum {args['momentum']}, weight decay {args['weight_decay']}",
+            f"SGD lr {optimization.learning_rate}, momentum {optimization.momentum}, "
+            f"weight decay {optimization.weight_decay}",
         ),
-        ("adversarial update", args.get("adversarial_update", "one_pass")),
-        ("seed", args["seed"]),
+        ("adversarial update", optimization.adversarial_update),
+        ("seed", run.training.seed),
         ("mixed precision", train.get("mixed_precision", "no")),
         ("hardware", train.get("hardware", "not recorded")),
         ("training time", f"{train['train_runtime_seconds'] / 60:.1f} min"),
     ]
-    if "viewmaker" in args["view_mode"]:
+    if views.uses_viewmaker:
         rows[5:5] = [
-            ("distortion budget", f"{args['distortion_budget']} ({args['budget_norm']})"),
-            ("viewmaker optimizer", f"Adam lr {args['viewmaker_learning_rate']}"),
+            ("distortion budget", f"{model.distortion_budget} ({model.budget_norm})"),
+            ("viewmaker optimizer", f"Adam lr {optimization.viewmaker_learning_rate}"),
         ]
     return [(name, str(value)) for name, value in rows]
 
 
-def _results(args: dict[str, Any], train: dict[str, Any], evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _results(run: PretrainingRun, train: dict[str, Any], evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
+    data = run.data
     if train.get("knn_accuracy") is not None:
         rows.append(
             {
-                "evaluation": f"kNN monitor (k={args['knn_k']})",
-                "dataset": _dataset_id(args),
-                "split": args.get("validation_split") or ("test" if args.get("packaged_dataset") else "validation"),
+                "evaluation": f"kNN monitor (k={run.training.knn_k})",
+                "dataset": _dataset_id(data),
+                "split": data.validation_split or ("test" if data.packaged_dataset else "validation"),
                 "metric": "accuracy",
                 "metric_type": "accuracy",
                 "value": train["knn_accuracy"],
@@ -85,7 +90,7 @@ def _results(args: dict[str, Any], train: dict[str, Any], evals: list[dict[str, 
                 rows.append(
                     {
                         "evaluation": name,
-                        "dataset": result.get("dataset") or _dataset_id(args),
+                        "dataset": result.get("dataset") or _dataset_id(data),
                         "split": result.get("split", "test"),
                         "metric": label,
                         "metric_type": "f1" if key == "macro_f1" else "accuracy",
@@ -124,28 +129,28 @@ def build_model_card(
     Only measured numbers appear: the run's kNN monitor and the given evaluations.
     """
     output_dir = Path(output_dir)
-    args = _read_json(output_dir / "training_args.json")
-    train = _read_json(output_dir / "train_results.json")
-    if args is None or train is None:
+    saved, train = _read_json(output_dir / PretrainingRun.FILENAME), _read_json(output_dir / "train_results.json")
+    if saved is None or train is None:
         raise FileNotFoundError(
             f"{output_dir} is not a finished run: training_args.json and train_results.json are needed"
         )
+    run = PretrainingRun.from_dict(saved)
     paths = [Path(p) for p in eval_results] if eval_results is not None else [output_dir / "eval_results.json"]
     missing = [str(p) for p in paths if eval_results is not None and not p.is_file()]
     if missing:
         raise FileNotFoundError(f"evaluation results not found: {missing}")
     evals = [r for r in (_read_json(p) for p in paths) if r is not None]
 
-    domain = args.get("domain", "image")
+    domain = run.data.domain
     has_viewmaker = (output_dir / "viewmaker").is_dir()
-    results = _results(args, train, evals)
+    results = _results(run, train, evals)
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
         license=license,
         tags=["viewmaker", "self-supervised", "contrastive-learning", DOMAIN_TAGS[domain], "hf-viewmaker"],
-        datasets=[_dataset_id(args)] if "/" in str(_dataset_id(args)) else None,
+        datasets=[_dataset_id(run.data)] if "/" in str(_dataset_id(run.data)) else None,
         metrics=sorted({row["metric_type"] for row in results}) or None,
         pipeline_tag=PIPELINE_TAGS[domain],
         eval_results=[
@@ -166,26 +171,27 @@ def build_model_card(
         ]
         or None,
     )
-    input_shape = f"{args['num_channels']}, {args['image_size']}, {args['image_size']}"
+    inputs = run.inputs
+    input_shape = f"{inputs.num_channels}, {inputs.image_size}, {inputs.image_size}"
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
         model_name=model_name,
         repo_id=repo_id,
-        objective_text="SimCLR" if args["objective"] == "simclr" else "instance-discrimination (memory bank)",
+        objective_text="SimCLR" if run.objective.objective == "simclr" else "instance-discrimination (memory bank)",
         viewmaker_text=(
-            f"makes views: adds a perturbation within a distortion budget of {args['distortion_budget']} "
-            f"({args['budget_norm']} norm) to {args['num_channels']}-channel inputs"
+            f"makes views: adds a perturbation within a distortion budget of {run.model.distortion_budget} "
+            f"({run.model.budget_norm} norm) to {inputs.num_channels}-channel inputs"
             if has_viewmaker
             else "not part of this run (handcrafted views)"
         ),
         encoder_text=(
-            f"{args['encoder_preset']} ResNet; `pooler_output` is the representation, `embeddings` the "
-            f"{args['embedding_dim']}-d contrastive projection, `last_hidden_state` the pre-pool map"
+            f"{run.model.encoder_preset} ResNet; `pooler_output` is the representation, `embeddings` the "
+            f"{run.model.embedding_dim}-d contrastive projection, `last_hidden_state` the pre-pool map"
         ),
         has_viewmaker=has_viewmaker,
         input_shape=input_shape,
-        hyperparameters=_hyperparameters(args, train),
+        hyperparameters=_hyperparameters(run, train),
         results=[{**row, "value": f"{row['value']:.4f}"} for row in results],
         has_views=(output_dir / "views.png").is_file(),
     )

@@ -121,7 +121,7 @@ def push_run_to_hub(
                 "Use a token with write access to this namespace."
             ) from None
         _raise_without_token(error, resolved_token)
-    except Exception as error:  # noqa: BLE001  only re-raised, cleaned of the token if need be
+    except Exception as error:
         _raise_without_token(error, resolved_token)
     logger.info("Pushed %s", commit.commit_url)
     return commit.commit_url

@@ -14,8 +14,8 @@ __all__ = [
     "CIFAR10_STD",
     "DATASET_NORMALIZATION_STATS",
     "HOP_LENGTH_FOR_SIZE",
-    "LogMelFeatureExtractor",
     "MAX_LENGTH",
+    "LogMelFeatureExtractor",
     "SensorSpectrogramProcessor",
     "ViewmakerImageProcessor",
 ]

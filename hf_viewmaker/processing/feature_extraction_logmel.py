@@ -50,8 +50,8 @@ __all__ = [
     "AMIN",
     "DATASET_NORMALIZATION_STATS",
     "HOP_LENGTH_FOR_SIZE",
-    "LogMelFeatureExtractor",
     "MAX_LENGTH",
+    "LogMelFeatureExtractor",
 ]
 
 #: Samples each clip is fit to (≈ 9.41 s at 16 kHz), as in the original code.

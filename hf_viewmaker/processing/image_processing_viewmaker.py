@@ -1,5 +1,7 @@
 """Image processor: PIL images to [0, 1] tensors for the viewmaker, with the statistics to normalise its views."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from PIL import Image
@@ -51,10 +53,25 @@ class ViewmakerImageProcessor(PilBackend):
         return super().process_image(image, **kwargs)
 
     def normalize_tensor(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """`(pixel_values - image_mean) / image_std` per channel, for a `[batch, C, H, W]` tensor on any device."""
-        mean = torch.as_tensor(self.image_mean, dtype=pixel_values.dtype, device=pixel_values.device)
-        std = torch.as_tensor(self.image_std, dtype=pixel_values.dtype, device=pixel_values.device)
-        return (pixel_values - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        """`(pixel_values - image_mean) / image_std` per channel, for a `[batch, C, ...]` tensor on any device."""
+        return normalize_channels(pixel_values, self.image_mean, self.image_std)
 
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "ViewmakerImageProcessor"]
+def normalize_channels(
+    pixel_values: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
+    """`(pixel_values - mean) / std` per channel of a `[batch, C, ...]` tensor, in its dtype and on its device: the
+    one normalisation of images, wherever it happens (after the viewmaker in training, in the linear probe, in the
+    corruption benchmark), with the statistics of the processor saved with the encoder."""
+    mean = torch.as_tensor(mean, dtype=pixel_values.dtype, device=pixel_values.device)
+    std = torch.as_tensor(std, dtype=pixel_values.dtype, device=pixel_values.device)
+    if not pixel_values.shape[1] == mean.numel() == std.numel():
+        raise ValueError(
+            f"inputs have {pixel_values.shape[1]} channels but the normalisation has {mean.numel()} means and "
+            f"{std.numel()} stds"
+        )
+    shape = (1, -1) + (1,) * (pixel_values.ndim - 2)
+    return (pixel_values - mean.view(shape)) / std.view(shape)
+
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "ViewmakerImageProcessor", "normalize_channels"]

@@ -9,6 +9,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...objectives import InstDiscLoss, SimCLRLoss
+from ...processing.image_processing_viewmaker import normalize_channels
 from ..encoder import ContrastiveResNetModel
 from ..viewmaker import ViewmakerModel
 from .configuration_pretraining import ViewmakerPretrainingConfig
@@ -126,11 +127,12 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         # initialises its own memory bank, which transformers' generic init must not touch.
         return
 
-    def _normalize(self, views: torch.Tensor) -> torch.Tensor:
+    def normalize(self, views: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees of `views`: normalised with the encoder processor's statistics (images), else as
+        they are."""
         if self.config.normalize_mean is None:
             return views
-        shape = (1, -1) + (1,) * (views.ndim - 2)
-        return (views - self.normalize_mean.view(shape)) / self.normalize_std.view(shape)
+        return normalize_channels(views, self.normalize_mean, self.normalize_std)
 
     def forward(
         self,
@@ -138,6 +140,7 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         pixel_values_2: torch.Tensor | None = None,
         indices: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        distortion_budget: float | None = None,
         adversarial_phase: str = "both",
         return_dict: bool | None = None,
         **kwargs,
@@ -156,6 +159,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
                 mode the bank is updated once per call.
             generator (`torch.Generator`, *optional*):
                 Source of the viewmaker's noise (and of InstDisc's negatives), for reproducible steps.
+            distortion_budget (`float`, *optional*):
+                The viewmaker's budget for this step (a schedule's value); defaults to its config's.
             adversarial_phase (`str`, defaults to `"both"`):
                 `"both"`: one pass trains both players (gradient reversal). `"encoder"` and `"viewmaker"` reproduce
                 the original's two passes per batch (docs/method.md §3.4): `"encoder"` makes the views without
@@ -188,13 +193,15 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             views = encoder_inputs = batch
         elif adversarial_phase == "encoder":
             with torch.no_grad():
-                views = encoder_inputs = self.viewmaker(batch, generator=generator).views
+                views = encoder_inputs = self.viewmaker(
+                    batch, generator=generator, distortion_budget=distortion_budget
+                ).views
         else:
-            views = self.viewmaker(batch, generator=generator).views
+            views = self.viewmaker(batch, generator=generator, distortion_budget=distortion_budget).views
             weight = self.config.viewmaker_loss_weight
             encoder_inputs = _GradientReversal.apply(views, weight) if adversarial_phase == "both" else views
         with _without_weight_gradients(self.encoder, adversarial_phase == "viewmaker"):
-            embeddings = self.encoder(self._normalize(encoder_inputs)).embeddings.chunk(len(inputs))
+            embeddings = self.encoder(self.normalize(encoder_inputs)).embeddings.chunk(len(inputs))
 
         if simclr:
             loss = self.objective(*embeddings)

@@ -227,9 +227,8 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         hidden = self.act(self.in5(self.deconv2(hidden, output_size=inputs.shape[2:])))
         return self.deconv3(hidden)
 
-    def _bound(self, raw: torch.Tensor) -> torch.Tensor:
-        """Map the network output to a perturbation within the budget, per example (see `ViewmakerConfig`)."""
-        budget = self.config.distortion_budget
+    def _bound(self, raw: torch.Tensor, budget: float) -> torch.Tensor:
+        """Map the network output to a perturbation within `budget`, per example (see `ViewmakerConfig`)."""
         delta = torch.tanh(raw)
         if self.config.budget_norm == "linf":
             return budget * delta
@@ -248,6 +247,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         self,
         pixel_values: torch.Tensor,
         generator: torch.Generator | None = None,
+        distortion_budget: float | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> ViewmakerOutput | tuple[torch.Tensor, torch.Tensor]:
@@ -261,6 +261,8 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
                 Source of the noise, on the input's device, for reproducible views that leave the global RNG alone.
                 Without it the noise comes from the global RNG, in the original's order: one full-resolution map,
                 then one bottleneck map per residual block.
+            distortion_budget (`float`, *optional*):
+                The budget of this call, e.g. from a schedule during training; defaults to `config.distortion_budget`.
             return_dict (`bool`, *optional*):
                 Return a [`ViewmakerOutput`] instead of a `(views, perturbation)` tuple.
         """
@@ -281,7 +283,8 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
 
         # The budget is a ratio of sums over the whole example: reduced precision would make it drift.
         with torch.autocast(device_type=raw.device.type, enabled=False):
-            perturbation = self._bound(raw.float())
+            budget = self.config.distortion_budget if distortion_budget is None else distortion_budget
+            perturbation = self._bound(raw.float(), budget)
             if self.config.frequency_domain:
                 perturbation = _apply_dct(perturbation, self.config.spatial_dims, inverse=True)
             if self.config.downsample_size is not None:

@@ -1,0 +1,28 @@
+"""Adversarial pretraining, the library side of `training/pretrain.py` and `training/benchmark.py`: the model and
+its joint optimizer built from the run's arguments, one training step of both players, the budget schedule,
+crash-safe checkpoints and the run's `Accelerator`."""
+
+from .checkpoints import list_checkpoints, load_training_state, resolve_checkpoint, save_checkpoint
+from .model import build_adversarial_optimizer, build_pretraining_config, build_pretraining_model
+from .optimizer import AdversarialOptimizer, distortion_budget_at
+from .runtime import describe_hardware, make_accelerator, replica_checksums
+from .step import AdversarialStep, in_channels_last, noise_seed, report_skipped_steps
+
+__all__ = [
+    "AdversarialOptimizer",
+    "AdversarialStep",
+    "build_adversarial_optimizer",
+    "build_pretraining_config",
+    "build_pretraining_model",
+    "describe_hardware",
+    "distortion_budget_at",
+    "in_channels_last",
+    "list_checkpoints",
+    "load_training_state",
+    "make_accelerator",
+    "noise_seed",
+    "replica_checksums",
+    "report_skipped_steps",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]

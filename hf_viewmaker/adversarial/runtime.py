@@ -1,0 +1,70 @@
+"""The `Accelerator` of a training run, and what the run records about its processes."""
+
+import os
+import platform
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+
+
+def make_accelerator(
+    cpu: bool = False,
+    mixed_precision: str | None = None,
+    log_with: str | None = None,
+    project_dir: str | None = None,
+    gradient_accumulation_steps: int = 1,
+    find_unused_parameters: bool = False,
+    dynamo_backend: str | None = None,
+    data_seed: int | None = None,
+) -> Accelerator:
+    """An `Accelerator` whose data loaders shuffle with epoch-seeded samplers (a resumed run sees the order an
+    uninterrupted one would), which refuses to run when it sees fewer processes than were launched.
+
+    Args:
+        cpu: run on the CPU even if an accelerator is present.
+        find_unused_parameters: for DDP; each of the original update's two passes leaves one player without
+            gradients.
+        data_seed: the samplers' seed (default: Accelerate's, from the global seed).
+        The rest: as `Accelerator`'s.
+    """
+    launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    accelerator = Accelerator(
+        # Several processes on a machine without accelerators (`accelerate launch --multi_gpu` or torchrun) must be
+        # told to run on the CPU, or Accelerate treats each of them as an independent single-process job.
+        cpu=cpu or (launched_processes > 1 and not torch.accelerator.is_available()),
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        log_with=log_with,
+        project_dir=project_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=data_seed),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
+        dynamo_backend=dynamo_backend,
+    )
+    if accelerator.num_processes != launched_processes:
+        raise RuntimeError(
+            f"{launched_processes} processes were launched but Accelerate sees {accelerator.num_processes}: they would "
+            "train independently and overwrite each other's outputs"
+        )
+    return accelerator
+
+
+def describe_hardware(accelerator: Accelerator) -> str:
+    """What the run trained on, for the model card."""
+    device = accelerator.device
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{device.type} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"{accelerator.num_processes} x {name}"
+
+
+def replica_checksums(accelerator: Accelerator, model: torch.nn.Module) -> list[float]:
+    """One float64 checksum of all parameters per process; DDP replicas must agree bit for bit."""
+    params = [p.detach().double().flatten() for p in accelerator.unwrap_model(model).parameters()]
+    weights = torch.arange(1, sum(p.numel() for p in params) + 1, dtype=torch.float64, device=params[0].device)
+    checksum = (torch.cat(params) * weights.remainder(7).add(1)).sum().reshape(1)
+    return accelerator.gather(checksum).tolist()
+
+
+__all__ = ["describe_hardware", "make_accelerator", "replica_checksums"]

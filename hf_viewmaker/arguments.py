@@ -1,0 +1,766 @@
+"""Typed argument groups shared by the training scripts, and the arguments a pretraining run saves.
+
+Each group is a dataclass, as in the transformers examples (`ModelArguments`, `DataTrainingArguments`): the scripts
+parse flags into them with `parse_arguments` (a `--config` YAML recipe supplies defaults, flags override it), pass
+them on field by field, and a pretraining run saves its groups (`PretrainingRun.save`) so that evaluation, model
+cards and `tools/draw_views.py` read them back by field instead of re-parsing flags.
+
+Sentinels follow one convention: a field left at `None` means "decide automatically" (each field's help says how);
+the string `"none"` means "explicitly nothing" (no labels, no handcrafted views, no tracker, no local folder). (A
+`subfolder` of `""` is transformers' own spelling of a repository's root.)
+"""
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from transformers import HfArgumentParser
+
+# The choices of the flags, kept in step with what the library provides (tests/test_arguments.py compares each with
+# its registry) and listed here so that this module imports nothing of ours.
+DOMAINS = ("image", "audio", "sensor")
+PACKAGED_DATASETS = ("fashion_mnist_sample",)
+#: `hf_viewmaker.processing.DATASET_NORMALIZATION_STATS`
+SPEECH_DATASETS = ("audio_mnist", "fluent_speech_commands", "google_speech_commands", "librispeech", "voxceleb1")
+#: `hf_viewmaker.data.SPEECH_TRANSFER_DATASETS`
+TRANSFER_DATASETS = (
+    "audio_mnist",
+    "fluent_speech_commands",
+    "google_speech_commands",
+    "librispeech_speaker_id",
+    "voxceleb1",
+)
+#: `hf_viewmaker.data.pipelines.EXPERT_VIEWS`, all domains
+EXPERT_VIEWS = ("simclr_image", "waveform_crop_noise", "spectral_masking")
+#: the `ContrastiveResNetConfig` presets
+ENCODER_PRESETS = ("resnet18_cifar", "resnet18_audio", "resnet50_audio")
+#: `hf_viewmaker.evaluation.linear_probe.LR_SCHEDULES` and `FEATURE_TYPES`
+LR_SCHEDULES = ("step", "constant")
+FEATURE_TYPES = ("prepool", "pooled", "embeddings")
+
+
+def _help(text: str, **metadata: Any) -> Any:
+    return {"help": text, **metadata}
+
+
+def _check_statistics(mean: list[float] | None, std: list[float] | None) -> None:
+    if (mean is None) != (std is None):
+        raise ValueError("give --normalize_mean and --normalize_std together")
+    if mean is not None and len(mean) != len(std):
+        raise ValueError(
+            f"--normalize_mean has {len(mean)} values and --normalize_std {len(std)}: one per channel each"
+        )
+
+
+def _trackers(report_to: str) -> str | None:
+    """`--report_to` for `Accelerator(log_with=...)`."""
+    return None if report_to == "none" else report_to
+
+
+def _number_types(annotation: Any) -> set:
+    """The scalar types a field's annotation admits (`float` for `list[float] | None`)."""
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    kinds = set()
+    for kind in typing.get_args(annotation) if union else (annotation,):
+        kinds |= set(typing.get_args(kind)) if typing.get_origin(kind) is list else {kind}
+    return kinds & {int, float}
+
+
+class _Arguments:
+    """Numbers as their fields declare them: an integer where a float is meant (`distortion_budget: 1` in a recipe)
+    becomes a float, a whole float where an integer is meant becomes an int, anything else is an error naming the
+    field."""
+
+    def __post_init__(self) -> None:
+        for name, annotation in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            kinds = _number_types(annotation)
+            if not kinds or value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            if float in kinds:
+                values = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values]
+            elif int in kinds:
+                if any(isinstance(v, float) and not v.is_integer() for v in values):
+                    raise ValueError(f"--{name} must be an integer, got {value}")
+                values = [int(v) if isinstance(v, float) else v for v in values]
+            setattr(self, name, values if isinstance(value, list) else values[0])
+
+
+@dataclass
+class DataArguments(_Arguments):
+    """Where the data come from and which part of it is used: what `hf_viewmaker.data.build_pipeline` reads."""
+
+    _argument_group_name = "data"
+
+    domain: Literal[DOMAINS] = field(
+        default="image",
+        metadata=_help(
+            "the data pipeline: image, audio (log-mel spectrograms) or sensor (spectrograms of sensor windows); in "
+            "evaluation it must match the encoder's processor"
+        ),
+    )
+    packaged_dataset: Literal[PACKAGED_DATASETS] | None = field(
+        default=None, metadata=_help("data that ships with the package (fashion_mnist_sample)")
+    )
+    transfer_dataset: Literal[TRANSFER_DATASETS] | None = field(
+        default=None,
+        metadata=_help(
+            "audio: a speech transfer set (docs/method.md §4.3) read from --data_dir: its train split trains, its "
+            "test split evaluates"
+        ),
+    )
+    caller_intent: Literal["action", "object", "location"] | None = field(
+        default=None, metadata=_help("fluent_speech_commands: which label")
+    )
+    dataset_name: str | None = field(
+        default=None, metadata=_help("Hub dataset id (e.g. uoft-cs/cifar10) or packaged builder (imagefolder)")
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata=_help("the dataset's configuration, e.g. `clean` for LibriSpeech")
+    )
+    train_dir: str | None = field(default=None, metadata=_help("imagefolder layout: one sub-folder per class"))
+    validation_dir: str | None = field(default=None, metadata=_help("imagefolder validation folder"))
+    train_file: str | None = field(
+        default=None,
+        metadata=_help(
+            "parquet, csv, json or arrow file; sensor: a `.ts` series file (sktime/aeon format, e.g. BasicMotions)"
+        ),
+    )
+    validation_file: str | None = field(default=None, metadata=_help("validation file, same formats"))
+    train_split: str = field(default="train", metadata=_help("the split to train on"))
+    validation_split: str | None = field(default=None, metadata=_help("default: 'validation' if present, else 'test'"))
+    data_dir: str | None = field(
+        default=None,
+        metadata=_help(
+            "a local folder in a dataset's official layout: the one holding `PAMAP2_Dataset/`, or a transfer set's "
+            "(`none`: LibriSpeech dev-clean from the Hub)"
+        ),
+    )
+    image_column_name: str = field(default="image", metadata=_help("image column (`img` for `uoft-cs/cifar10`)"))
+    audio_column_name: str = field(default="audio", metadata=_help("audio column (speech data)"))
+    label_column_name: str | None = field(
+        default="label", metadata=_help("label column (`speaker_id` for LibriSpeech); `none`: no labels")
+    )
+    max_train_samples: int | None = field(default=None, metadata=_help("use only the first N training examples"))
+    max_eval_samples: int | None = field(default=None, metadata=_help("use only the first N validation examples"))
+    cache_dir: str | None = field(default=None, metadata=_help("`datasets` / Hub cache folder"))
+    dataloader_num_workers: int = field(default=0, metadata=_help("data-loading worker processes"))
+    skip_bad_examples: bool = field(
+        default=False,
+        metadata=_help(
+            "speech: replace an unreadable clip by the next readable one, with a warning and a count (otherwise an "
+            "error naming the file)"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label_column_name == "none":
+            self.label_column_name = None
+        if self.data_dir == "":
+            raise ValueError("--data_dir '': write --data_dir none for no local folder (or leave it unset)")
+        if self.data_dir == "none":
+            self.data_dir = None
+        if self.transfer_dataset and self.domain != "audio":
+            raise ValueError("--transfer_dataset is a speech transfer set: it needs --domain audio")
+        if self.transfer_dataset == "fluent_speech_commands" and not self.caller_intent:
+            raise ValueError(
+                "--transfer_dataset fluent_speech_commands needs --caller_intent action, object or location"
+            )
+
+
+@dataclass
+class InputArguments(_Arguments):
+    """How pretraining turns the data into model inputs: the processors it builds (and saves with the models)."""
+
+    _argument_group_name = "inputs"
+
+    image_size: int = field(default=32, metadata=_help("inputs are resized to image_size x image_size"))
+    num_channels: int = field(default=3, metadata=_help("input channels (1 greyscale / spectrogram, 3 RGB, 52 Pamap2)"))
+    normalize_mean: list[float] | None = field(
+        default=None,
+        metadata=_help(
+            "images: per-channel mean, applied after the viewmaker (default: CIFAR-10's, for 3 channels; other channel "
+            "counts must give theirs)"
+        ),
+    )
+    normalize_std: list[float] | None = field(
+        default=None, metadata=_help("images: per-channel std, with `--normalize_mean`")
+    )
+    audio_normalization: Literal[(*SPEECH_DATASETS, "fit")] = field(
+        default="librispeech",
+        metadata=_help(
+            "speech: log-mel statistics and sampling rate of this dataset (docs/method.md §4.3), or `fit`: "
+            "measured on up to 500 training clips spread over the split"
+        ),
+    )
+    sampling_rate: int | None = field(
+        default=None,
+        metadata=_help("speech: the clips' rate (default: `--audio_normalization`'s; nothing is resampled)"),
+    )
+    audio_max_length: int | None = field(
+        default=None,
+        metadata=_help("speech: samples each clip is cut or padded to (default 150,526, docs/method.md §4.2)"),
+    )
+    n_fft: int | None = field(
+        default=None, metadata=_help("speech / sensor STFT size (default: the paper's, 2048 / 63)")
+    )
+    hop_length: int | None = field(
+        default=None, metadata=_help("speech / sensor STFT hop (default: the paper's for the size / 32)")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_statistics(self.normalize_mean, self.normalize_std)
+
+
+@dataclass
+class ViewArguments(_Arguments):
+    """Which views the encoder is trained on, and the settings of the handcrafted ("expert") ones."""
+
+    _argument_group_name = "views"
+
+    view_mode: Literal["viewmaker", "expert", "viewmaker+expert"] = field(
+        default="viewmaker",
+        metadata=_help("viewmaker views, handcrafted (expert) views, or the viewmaker applied to expert views"),
+    )
+    expert_views: Literal[("none", *EXPERT_VIEWS)] = field(
+        default="none",
+        metadata=_help(
+            "which handcrafted views: simclr_image, waveform_crop_noise, spectral_masking (`hf_viewmaker.views`)"
+        ),
+    )
+    max_freq_mask: int = field(default=40, metadata=_help("spectral_masking: widest frequency band"))
+    max_time_mask: int = field(default=40, metadata=_help("spectral_masking: widest time band"))
+    spectral_noise_std: float = field(default=0.0, metadata=_help("spectral_masking: noise after masking"))
+
+    @property
+    def uses_expert_views(self) -> bool:
+        return "expert" in self.view_mode
+
+    @property
+    def uses_viewmaker(self) -> bool:
+        return "viewmaker" in self.view_mode
+
+
+@dataclass
+class ModelArguments(_Arguments):
+    """The two players: the viewmaker network and the encoder."""
+
+    _argument_group_name = "model"
+
+    encoder_preset: Literal[ENCODER_PRESETS] = field(
+        default="resnet18_cifar",
+        metadata=_help("resnet18_cifar (3×3 stem), resnet18_audio (7×7 stem), resnet50_audio (bottleneck + MLP head)"),
+    )
+    encoder_depths: list[int] | None = field(default=None, metadata=_help("blocks per stage (overrides the preset)"))
+    encoder_hidden_sizes: list[int] | None = field(default=None, metadata=_help("stage widths (overrides the preset)"))
+    encoder_stem_channels: int | None = field(default=None, metadata=_help("stem width (overrides the preset)"))
+    embedding_dim: int = field(default=128, metadata=_help("width of the contrastive projection"))
+    projection_head: Literal["linear", "mlp"] = field(
+        default="linear", metadata=_help("linear (as the original) or mlp")
+    )
+    distortion_budget: float = field(
+        default=0.05, metadata=_help("epsilon, the viewmaker's budget (docs/method.md §1)")
+    )
+    budget_norm: Literal["l1", "l2", "linf"] = field(
+        default="l1", metadata=_help("how the budget bounds the perturbation (see `ViewmakerConfig`)")
+    )
+    num_res_blocks: int = field(default=3, metadata=_help("viewmaker residual blocks (0–5)"))
+    viewmaker_activation: Literal["relu", "leaky_relu"] = field(default="relu", metadata=_help("relu or leaky_relu"))
+    clamp_views: bool = field(default=True, metadata=_help("clamp views to [0, 1] (images only)"))
+    frequency_domain: bool = field(default=False, metadata=_help("bound the perturbation in the DCT domain"))
+
+
+@dataclass
+class ObjectiveArguments(_Arguments):
+    """The contrastive objective both players play on."""
+
+    _argument_group_name = "objective"
+
+    objective: Literal["simclr", "instdisc"] = field(
+        default="simclr", metadata=_help("simclr or instdisc (memory bank)")
+    )
+    simclr_variant: Literal["nt_xent", "original"] = field(
+        default="nt_xent", metadata=_help("standard NT-Xent, or the authors' asymmetric loss")
+    )
+    temperature: float = field(default=0.07, metadata=_help("softmax temperature"))
+    viewmaker_loss_weight: float = field(
+        default=1.0, metadata=_help("the viewmaker maximises this times the encoder's loss")
+    )
+    num_negatives: int = field(default=4096, metadata=_help("InstDisc negatives per example"))
+    bank_momentum: float = field(default=0.5, metadata=_help("InstDisc memory-bank momentum"))
+
+
+@dataclass
+class OptimizationArguments(_Arguments):
+    """How the two players are updated: the encoder's SGD, the viewmaker's Adam, the budget schedule."""
+
+    _argument_group_name = "optimization"
+
+    learning_rate: float = field(default=0.03, metadata=_help("encoder SGD"))
+    momentum: float = field(default=0.9, metadata=_help("encoder SGD momentum"))
+    weight_decay: float = field(default=1e-4, metadata=_help("encoder SGD weight decay"))
+    viewmaker_learning_rate: float = field(default=1e-3, metadata=_help("viewmaker Adam"))
+    viewmaker_freeze_epoch: int | None = field(
+        default=None, metadata=_help("stop updating the viewmaker from this epoch on")
+    )
+    distortion_budget_start: float | None = field(
+        default=None, metadata=_help("ramp the budget linearly from this value ...")
+    )
+    distortion_budget_warmup_epochs: float = field(default=0.0, metadata=_help("... over these epochs"))
+    adversarial_update: Literal["one_pass", "two_pass"] = field(
+        default="one_pass",
+        metadata=_help(
+            "one_pass: one forward/backward trains both players; two_pass: the original's update (encoder step, "
+            "then a fresh pass for the viewmaker; docs/method.md §3.4)"
+        ),
+    )
+    fused_optimizers: bool = field(default=False, metadata=_help("fused SGD and Adam kernels"))
+    max_grad_norm: float | None = field(
+        default=None, metadata=_help("clip the global gradient norm (the paper does not)")
+    )
+
+
+@dataclass
+class PretrainingArguments(_Arguments):
+    """The pretraining loop: batches, steps, precision and speed options, checkpoints, logging, the kNN monitor,
+    publishing."""
+
+    _argument_group_name = "training"
+
+    output_dir: str = field(
+        default="outputs/pretrain", metadata=_help("where models, pictures, logs and checkpoints go")
+    )
+    seed: int = field(default=0, metadata=_help("seeds initialisation, data order and viewmaker noise"))
+    per_device_train_batch_size: int = field(
+        default=256, metadata=_help("examples per process per step (each gives 2 views for SimCLR)")
+    )
+    per_device_eval_batch_size: int = field(default=256, metadata=_help("batch size of the kNN monitor"))
+    num_train_epochs: int = field(default=200, metadata=_help("epochs over the training set"))
+    max_steps: int | None = field(
+        default=None,
+        metadata=_help(
+            "optimizer steps; overrides num_train_epochs; 0 saves the untrained models (the random-initialised "
+            "baseline)"
+        ),
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("micro-batches per optimizer step, for both players")
+    )
+    channels_last: bool = field(
+        default=False,
+        metadata=_help("channels-last (NHWC) memory format for the model and its inputs (faster convolutions on GPUs)"),
+    )
+    gradient_checkpointing: Literal["none", "selective", "full"] = field(
+        default="none",
+        metadata=_help(
+            "recompute the viewmaker's activations in backward instead of keeping them "
+            "(`model.activation_checkpointing_enable()`): selective keeps the convolutions' outputs and recomputes "
+            "the cheap rest, full recomputes the whole network; lower peak memory for more compute (see "
+            "benchmarks/RESULTS.md)"
+        ),
+    )
+    torch_compile: bool = field(
+        default=False, metadata=_help("compile the model with `torch.compile` (through Accelerate's dynamo backend)")
+    )
+    torch_compile_backend: str = field(default="inductor", metadata=_help("the `torch.compile` backend"))
+    data_on_device: bool = field(
+        default=False,
+        metadata=_help(
+            "images: decode the training set once and hold it on the device as uint8 `[N, C, H, W]` "
+            "(`hf_viewmaker.data.DeviceImageLoader`); every batch, seeded per epoch, sharded over the processes and "
+            "resumable mid-epoch, and its expert views are made there (for sets that fit in device memory: "
+            "CIFAR-10's takes 147 MiB)"
+        ),
+    )
+    cpu: bool = field(default=False, metadata=_help("train on the CPU even if an accelerator is present"))
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
+        default=None, metadata=_help("default: accelerate's config (no / fp16 / bf16)")
+    )
+    checkpointing_steps: str | None = field(default=None, metadata=_help("an integer N (every N steps) or 'epoch'"))
+    checkpoints_total_limit: int = field(default=2, metadata=_help("keep the newest K checkpoints"))
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata=_help("'latest' (in output_dir) or a checkpoint folder")
+    )
+    report_to: str = field(default="tensorboard", metadata=_help("tensorboard, wandb, all, or none"))
+    logging_steps: int = field(
+        default=10, metadata=_help("log the loss every N steps (the only time it is read from the device)")
+    )
+    knn_k: int = field(default=200, metadata=_help("neighbours of the per-epoch kNN monitor on the validation split"))
+    knn_temperature: float = field(default=0.07, metadata=_help("vote temperature of the kNN monitor"))
+    knn_max_train_samples: int = field(default=10000, metadata=_help("training examples used as the kNN bank"))
+    push_to_hub: bool = field(
+        default=False,
+        metadata=_help(
+            "publish the run at the end: `viewmaker/`, `encoder/`, the model card, `views.png`, results (see "
+            '"Sharing on the Hub")'
+        ),
+    )
+    hub_model_id: str | None = field(default=None, metadata=_help("NAMESPACE/NAME of the model repository"))
+    hub_private: bool = field(default=False, metadata=_help("create the repository private"))
+    max_nonfinite_steps: int = field(
+        default=5, metadata=_help("stop after this many non-finite steps in a row (checked at logging steps)")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.checkpointing_steps not in (None, "epoch") and not str(self.checkpointing_steps).isdigit():
+            raise ValueError(f"--checkpointing_steps must be an integer or 'epoch', got {self.checkpointing_steps!r}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ValueError(f"--max_steps must be >= 0, got {self.max_steps}")
+
+    @property
+    def checkpoint_every(self) -> int | None:
+        """`--checkpointing_steps` as a step count, `None` for none or 'epoch'."""
+        return int(self.checkpointing_steps) if str(self.checkpointing_steps).isdigit() else None
+
+    @property
+    def trackers(self) -> str | None:
+        """`--report_to` for `Accelerator(log_with=...)`."""
+        return _trackers(self.report_to)
+
+
+class _Groups:
+    """A script's argument groups as one object (a dataclass with a field per group), saved as `FILENAME`."""
+
+    FILENAME: str
+
+    @classmethod
+    def group_types(cls) -> tuple[type, ...]:
+        return tuple(f.default_factory for f in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def flat(self) -> dict[str, Any]:
+        """Every field of every group by its flag name (the names are distinct across groups), e.g. for trackers."""
+        return {name: value for fields in self.to_dict().values() for name, value in fields.items()}
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / self.FILENAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> "_Groups":
+        """The groups of a saved run: `{group: {field: value}}`, or the flat `{flag: value}` layout of runs saved
+        before the groups existed. A field this version does not know is an error naming it."""
+        if not all(isinstance(values, dict) for values in saved.values()):
+            saved = cls._grouped({k: v for k, v in saved.items() if k != "config"})
+        groups = {}
+        for group in dataclasses.fields(cls):
+            values = dict(saved.get(group.name, {}))
+            known = {f.name for f in dataclasses.fields(group.default_factory)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ValueError(f"{cls.FILENAME}: unknown fields {unknown} in group {group.name!r}")
+            groups[group.name] = group.default_factory(**values)
+        unknown_groups = sorted(set(saved) - set(groups))
+        if unknown_groups:
+            raise ValueError(f"{cls.FILENAME}: unknown groups {unknown_groups}")
+        return cls(**groups)
+
+    @classmethod
+    def _grouped(cls, flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        owner = {
+            f.name: group.name for group in dataclasses.fields(cls) for f in dataclasses.fields(group.default_factory)
+        }
+        unknown = sorted(set(flat) - set(owner))
+        if unknown:
+            raise ValueError(f"{cls.FILENAME}: unknown fields {unknown}")
+        grouped: dict[str, dict[str, Any]] = {}
+        for name, value in flat.items():
+            grouped.setdefault(owner[name], {})[name] = value
+        return grouped
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "_Groups":
+        """The arguments a run saved in `folder/FILENAME`."""
+        path = Path(folder) / cls.FILENAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} has no {cls.FILENAME}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+@dataclass
+class PretrainingRun(_Groups):
+    """Every argument group of a pretraining run: what `training/pretrain.py` parses and saves as
+    `training_args.json`, one object per group."""
+
+    data: DataArguments = field(default_factory=DataArguments)
+    inputs: InputArguments = field(default_factory=InputArguments)
+    views: ViewArguments = field(default_factory=ViewArguments)
+    model: ModelArguments = field(default_factory=ModelArguments)
+    objective: ObjectiveArguments = field(default_factory=ObjectiveArguments)
+    optimization: OptimizationArguments = field(default_factory=OptimizationArguments)
+    training: PretrainingArguments = field(default_factory=PretrainingArguments)
+
+    FILENAME = "training_args.json"
+
+
+@dataclass
+class ProbeArguments(_Arguments):
+    """The encoder to evaluate, where its viewmaker is, and what the linear head trains on."""
+
+    _argument_group_name = "model"
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata=_help("a run folder (encoder/ + viewmaker/), or an encoder folder or Hub repo (required)"),
+    )
+    encoder_subfolder: str | None = field(
+        default=None, metadata=_help("default: encoder/ when present, else the root; `''` for the root")
+    )
+    viewmaker_name_or_path: str | None = field(default=None, metadata=_help("default: `--model_name_or_path`"))
+    viewmaker_subfolder: str | None = field(
+        default=None,
+        metadata=_help("default: viewmaker/ when present (or the root of an explicit `--viewmaker_name_or_path`)"),
+    )
+    revision: str | None = field(default=None, metadata=_help("Hub revision of the model repo"))
+    features: Literal[FEATURE_TYPES[:2]] = field(
+        default="prepool",
+        metadata=_help("prepool (flattened pre-pool map: CIFAR-10, audio) or pooled (Pamap2, meta transfer)"),
+    )
+    num_labels: int | None = field(
+        default=None,
+        metadata=_help("classes of the head (default: from the dataset; 11 for Pamap2, 12 reproduces the original)"),
+    )
+    train_views: Literal["viewmaker", "expert", "none"] = field(
+        default="viewmaker",
+        metadata=_help("train-time views: the frozen viewmaker, the expert views, or clean inputs"),
+    )
+    expert_views: Literal[EXPERT_VIEWS] | None = field(
+        default=None,
+        metadata=_help(
+            "`--train_views expert`: simclr_image, waveform_crop_noise or spectral_masking; default: the run's "
+            "(`training_args.json`), else simclr_image for images"
+        ),
+    )
+    max_freq_mask: int | None = field(
+        default=None, metadata=_help("spectral_masking: widest frequency band (default: the run's, else 40)")
+    )
+    max_time_mask: int | None = field(
+        default=None, metadata=_help("spectral_masking: widest time band (default: the run's, else 40)")
+    )
+    spectral_noise_std: float | None = field(
+        default=None, metadata=_help("spectral_masking: noise after masking (default: the run's, else 0)")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("encoder_subfolder", "viewmaker_subfolder"):
+            if getattr(self, name) == "auto":
+                raise ValueError(f"--{name} auto: leave --{name} unset to find the subfolder automatically")
+
+
+@dataclass
+class EvaluationInputArguments(_Arguments):
+    """Changes to the inputs the encoder's saved processor makes (by default none: the encoder sees what it was
+    trained on)."""
+
+    _argument_group_name = "inputs"
+
+    image_size: int | None = field(default=None, metadata=_help("images: default the encoder processor's size"))
+    normalize_mean: list[float] | None = field(
+        default=None, metadata=_help("images: default the encoder processor's statistics")
+    )
+    normalize_std: list[float] | None = field(default=None, metadata=_help("with `--normalize_mean`"))
+    audio_normalization: Literal[(*SPEECH_DATASETS, "encoder")] | None = field(
+        default=None,
+        metadata=_help(
+            "log-mel statistics: `encoder` (the encoder processor's), or a dataset's; default: a transfer set's own "
+            "(docs/method.md §4.3), else the encoder's"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_statistics(self.normalize_mean, self.normalize_std)
+
+
+@dataclass
+class ProbeOptimizationArguments(_Arguments):
+    """The linear head's SGD and its schedule."""
+
+    _argument_group_name = "optimization"
+
+    learning_rate: float = field(default=0.01, metadata=_help("SGD on the head"))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
+    weight_decay: float = field(default=0.0, metadata=_help("SGD weight decay"))
+    lr_scheduler_type: Literal[LR_SCHEDULES] = field(
+        default="step", metadata=_help("step (MoCo: ×`lr_gamma` at each milestone) or constant")
+    )
+    lr_milestones: list[float] = field(
+        default_factory=lambda: [0.6, 0.8], metadata=_help("milestones as fractions of the epochs (`int(m·E)`)")
+    )
+    lr_gamma: float = field(default=0.1, metadata=_help("decay factor at each milestone"))
+    max_grad_norm: float | None = field(
+        default=None, metadata=_help("clip the head's gradient norm (the paper does not)")
+    )
+
+
+@dataclass
+class EvaluationArguments(_Arguments):
+    """The evaluation loop: batches, epochs, precision, logging."""
+
+    _argument_group_name = "training"
+
+    output_dir: str = field(default="outputs/linear_eval", metadata=_help("probe, eval_results.json, logs"))
+    seed: int = field(default=1337, metadata=_help("head init, data order and view noise"))
+    per_device_train_batch_size: int = field(default=128, metadata=_help("per process"))
+    per_device_eval_batch_size: int = field(default=256, metadata=_help("per process"))
+    num_train_epochs: int = field(default=100, metadata=_help("epochs of the head"))
+    eval_every_epochs: int = field(default=0, metadata=_help("also evaluate every N epochs (0: only at the end)"))
+    cache_features: bool = field(
+        default=False,
+        metadata=_help(
+            "extract features once and train on them (only with `--train_views none`; Pamap2 then reuses the first "
+            "epoch's windows)"
+        ),
+    )
+    cpu: bool = field(default=False, metadata=_help("run on the CPU even if an accelerator is present"))
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
+        default=None, metadata=_help("default: accelerate's config (no / fp16 / bf16)")
+    )
+    report_to: str = field(default="tensorboard", metadata=_help("tensorboard, wandb, all, or none"))
+
+    @property
+    def trackers(self) -> str | None:
+        """`--report_to` for `Accelerator(log_with=...)`."""
+        return _trackers(self.report_to)
+
+
+@dataclass
+class KnnArguments(_Arguments):
+    """k-nearest-neighbour evaluation of the encoder's features, without training."""
+
+    _argument_group_name = "kNN"
+
+    knn_only: bool = field(
+        default=False, metadata=_help("only report kNN accuracy (cosine, weighted votes); train no head")
+    )
+    knn_k: int = field(default=200, metadata=_help("neighbours"))
+    knn_temperature: float = field(default=0.07, metadata=_help("vote temperature"))
+    knn_features: Literal[FEATURE_TYPES] = field(default="embeddings", metadata=_help("embeddings, pooled or prepool"))
+    knn_max_train_samples: int | None = field(
+        default=None, metadata=_help("training examples in the bank (default: all)")
+    )
+
+
+@dataclass
+class RobustnessArguments(_Arguments):
+    """Accuracy under the CIFAR-10-C corruptions."""
+
+    _argument_group_name = "robustness"
+
+    cifar10c_dir: str | None = field(
+        default=None,
+        metadata=_help("evaluate the trained probe on this CIFAR-10-C folder (`<corruption>.npy` + `labels.npy`)"),
+    )
+    cifar10c_images_per_severity: int = field(
+        default=10_000, metadata=_help("the layout of the files (10000 in the release)")
+    )
+    cifar10c_max_images_per_severity: int | None = field(
+        default=None, metadata=_help("evaluate only the first N images of each severity")
+    )
+
+
+@dataclass
+class LinearEvalRun(_Groups):
+    """Every argument group of `training/linear_eval.py`, saved as `eval_args.json`."""
+
+    model: ProbeArguments = field(default_factory=ProbeArguments)
+    data: DataArguments = field(default_factory=DataArguments)
+    inputs: EvaluationInputArguments = field(default_factory=EvaluationInputArguments)
+    optimization: ProbeOptimizationArguments = field(default_factory=ProbeOptimizationArguments)
+    training: EvaluationArguments = field(default_factory=EvaluationArguments)
+    knn: KnnArguments = field(default_factory=KnnArguments)
+    robustness: RobustnessArguments = field(default_factory=RobustnessArguments)
+
+    FILENAME = "eval_args.json"
+
+
+def build_parser(group_types: Sequence[type], description: str | None = None) -> HfArgumentParser:
+    """One flag per field of `group_types` (dataclasses with distinct field names), plus `--config`."""
+    parser = HfArgumentParser(list(group_types), description=description)
+    parser.add_argument("--config", help="YAML recipe whose keys are the flags below (without dashes)")
+    return parser
+
+
+def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """The dataclasses of `parser` (see `build_parser`) from `argv`, with the keys of the `--config` YAML recipe (if
+    any) as the defaults, so that command-line flags override the recipe. A recipe key that is no field, or an
+    invalid value, is a command-line error naming it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        path = Path(known.config)
+        if not path.is_file():
+            parser.error(f"--config {path}: no such file")
+        try:
+            recipe = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            parser.error(f"--config {path}: not valid YAML ({error})")
+        if not isinstance(recipe, dict):
+            parser.error(f"--config {path}: a recipe is a mapping of flag names to values")
+        fields = {f.name for group in parser.dataclass_types for f in dataclasses.fields(group)}
+        unknown = sorted(set(recipe) - fields)
+        if unknown:
+            parser.error(f"unknown keys in {path}: {unknown}")
+        parser.set_defaults(**recipe)
+    try:
+        *groups, _extra = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    except ValueError as error:
+        parser.error(str(error))
+    return tuple(groups)
+
+
+def flag_rows(group_type: type) -> list[tuple[str, str, str]]:
+    """`(flag, default, help)` of each field of `group_type`, as the README's flag tables list them."""
+    rows = []
+    for f in dataclasses.fields(group_type):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, list):
+            default = " ".join(str(v) for v in default)
+        rows.append((f"--{f.name}", "" if default is None else str(default), f.metadata.get("help", "")))
+    return rows
+
+
+def flag_table(group_type: type) -> str:
+    """The README's markdown table of `group_type`'s flags."""
+    title = getattr(group_type, "_argument_group_name", group_type.__name__)
+    lines = [f"| {title} flag | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{flag}` | {default} | {text} |" for flag, default, text in flag_rows(group_type)]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DataArguments",
+    "EvaluationArguments",
+    "EvaluationInputArguments",
+    "InputArguments",
+    "KnnArguments",
+    "LinearEvalRun",
+    "ModelArguments",
+    "ObjectiveArguments",
+    "OptimizationArguments",
+    "PretrainingArguments",
+    "PretrainingRun",
+    "ProbeArguments",
+    "ProbeOptimizationArguments",
+    "RobustnessArguments",
+    "ViewArguments",
+    "build_parser",
+    "flag_rows",
+    "flag_table",
+    "parse_arguments",
+]
