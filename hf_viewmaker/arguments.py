@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from transformers import HfArgumentParser
@@ -76,11 +76,28 @@ def _number_types(annotation: Any) -> set:
 class _Arguments:
     """Numbers as their fields declare them: an integer where a float is meant (`distortion_budget: 1` in a recipe)
     becomes a float, a whole float where an integer is meant becomes an int, anything else is an error naming the
-    field."""
+    field. Then each field of `MINIMA` must be at least its minimum, and each of `POSITIVE` a positive finite
+    number (every value of a list), where set."""
+
+    MINIMA: ClassVar[dict[str, float]] = {}
+    POSITIVE: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        for name, annotation in typing.get_type_hints(type(self)).items():
+        self._coerce_numbers()
+        for name, minimum in self.MINIMA.items():
             value = getattr(self, name)
+            if value is not None and not value >= minimum:
+                raise ValueError(f"--{name} must be >= {minimum}, got {value}")
+        for name in self.POSITIVE:
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [value]
+            if value is not None and not all(0 < v < float("inf") for v in values):
+                raise ValueError(f"--{name} must be a positive finite number, got {value}")
+
+    def _coerce_numbers(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for name in (f.name for f in dataclasses.fields(self)):
+            annotation, value = hints[name], getattr(self, name)
             kinds = _number_types(annotation)
             if not kinds or value is None:
                 continue
@@ -96,9 +113,33 @@ class _Arguments:
 
 @dataclass
 class DataArguments(_Arguments):
-    """Where the data come from and which part of it is used: what `hf_viewmaker.data.build_pipeline` reads."""
+    """Where the data come from and which part of it is used: what `hf_viewmaker.data.build_pipeline` reads.
+
+    Exactly one source: `packaged_dataset`, `transfer_dataset`, `dataset_name`, `train_dir` or `train_file` (or, for
+    Pamap2, `data_dir` alone). `train_dir` implies the imagefolder builder, so `--dataset_name imagefolder` may stand
+    beside it. A source named on the command line replaces a recipe's: its source and the fields that describe it
+    (`SOURCE_DETAILS`) are dropped (`parse_arguments`).
+    """
 
     _argument_group_name = "data"
+    MINIMA: ClassVar[dict[str, float]] = {"max_train_samples": 1, "max_eval_samples": 1, "dataloader_num_workers": 0}
+    # What names a source, and what only makes sense with the source it was given with.
+    SOURCE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "packaged_dataset",
+        "transfer_dataset",
+        "dataset_name",
+        "train_dir",
+        "train_file",
+    )
+    SOURCE_DETAILS: ClassVar[tuple[str, ...]] = (
+        "caller_intent",
+        "dataset_config_name",
+        "validation_dir",
+        "validation_file",
+        "data_dir",
+        "train_split",
+        "validation_split",
+    )
 
     domain: Literal[DOMAINS] = field(
         default="image",
@@ -175,6 +216,13 @@ class DataArguments(_Arguments):
             raise ValueError(
                 "--transfer_dataset fluent_speech_commands needs --caller_intent action, object or location"
             )
+        if self.dataset_name == "imagefolder" and self.train_dir is not None:
+            self.dataset_name = None  # --train_dir reads with the imagefolder builder
+        named = [f"--{name}" for name in self.SOURCE_FIELDS if getattr(self, name) is not None]
+        if self.domain == "sensor" and self.data_dir is not None:
+            named.append("--data_dir")
+        if len(named) > 1:
+            raise ValueError(f"give one data source, not {' and '.join(named)}")
 
 
 @dataclass
@@ -182,6 +230,15 @@ class InputArguments(_Arguments):
     """How pretraining turns the data into model inputs: the processors it builds (and saves with the models)."""
 
     _argument_group_name = "inputs"
+    MINIMA: ClassVar[dict[str, float]] = {
+        "image_size": 1,
+        "num_channels": 1,
+        "sampling_rate": 1,
+        "audio_max_length": 1,
+        "n_fft": 1,
+        "hop_length": 1,
+    }
+    POSITIVE: ClassVar[tuple[str, ...]] = ("normalize_std",)
 
     image_size: int = field(default=32, metadata=_help("inputs are resized to image_size x image_size"))
     num_channels: int = field(default=3, metadata=_help("input channels (1 greyscale / spectrogram, 3 RGB, 52 Pamap2)"))
@@ -227,6 +284,7 @@ class ViewArguments(_Arguments):
     """Which views the encoder is trained on, and the settings of the handcrafted ("expert") ones."""
 
     _argument_group_name = "views"
+    MINIMA: ClassVar[dict[str, float]] = {"max_freq_mask": 0, "max_time_mask": 0, "spectral_noise_std": 0}
 
     view_mode: Literal["viewmaker", "expert", "viewmaker+expert"] = field(
         default="viewmaker",
@@ -256,6 +314,8 @@ class ModelArguments(_Arguments):
     """The two players: the viewmaker network and the encoder."""
 
     _argument_group_name = "model"
+    MINIMA: ClassVar[dict[str, float]] = {"embedding_dim": 1, "encoder_stem_channels": 1, "num_res_blocks": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("distortion_budget", "encoder_depths", "encoder_hidden_sizes")
 
     encoder_preset: Literal[ENCODER_PRESETS] = field(
         default="resnet18_cifar",
@@ -285,6 +345,8 @@ class ObjectiveArguments(_Arguments):
     """The contrastive objective both players play on."""
 
     _argument_group_name = "objective"
+    MINIMA: ClassVar[dict[str, float]] = {"num_negatives": 1, "bank_momentum": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("temperature", "viewmaker_loss_weight")
 
     objective: Literal["simclr", "instdisc"] = field(
         default="simclr", metadata=_help("simclr or instdisc (memory bank)")
@@ -305,6 +367,16 @@ class OptimizationArguments(_Arguments):
     """How the two players are updated: the encoder's SGD, the viewmaker's Adam, the budget schedule."""
 
     _argument_group_name = "optimization"
+    MINIMA: ClassVar[dict[str, float]] = {
+        "learning_rate": 0,
+        "momentum": 0,
+        "weight_decay": 0,
+        "viewmaker_learning_rate": 0,
+        "viewmaker_freeze_epoch": 0,
+        "distortion_budget_start": 0,
+        "distortion_budget_warmup_epochs": 0,
+    }
+    POSITIVE: ClassVar[tuple[str, ...]] = ("max_grad_norm",)
 
     learning_rate: float = field(default=0.03, metadata=_help("encoder SGD"))
     momentum: float = field(default=0.9, metadata=_help("encoder SGD momentum"))
@@ -336,6 +408,19 @@ class PretrainingArguments(_Arguments):
     publishing."""
 
     _argument_group_name = "training"
+    MINIMA: ClassVar[dict[str, float]] = {
+        "per_device_train_batch_size": 1,
+        "per_device_eval_batch_size": 1,
+        "num_train_epochs": 1,
+        "max_steps": 0,
+        "gradient_accumulation_steps": 1,
+        "checkpoints_total_limit": 1,
+        "logging_steps": 1,
+        "knn_k": 1,
+        "knn_max_train_samples": 1,
+        "max_nonfinite_steps": 1,
+    }
+    POSITIVE: ClassVar[tuple[str, ...]] = ("knn_temperature",)
 
     output_dir: str = field(
         default="outputs/pretrain", metadata=_help("where models, pictures, logs and checkpoints go")
@@ -389,7 +474,28 @@ class PretrainingArguments(_Arguments):
     checkpointing_steps: str | None = field(default=None, metadata=_help("an integer N (every N steps) or 'epoch'"))
     checkpoints_total_limit: int = field(default=2, metadata=_help("keep the newest K checkpoints"))
     resume_from_checkpoint: str | None = field(
-        default=None, metadata=_help("'latest' (in output_dir) or a checkpoint folder")
+        default=None,
+        metadata=_help(
+            "'latest' (the newest intact checkpoint in output_dir; damaged newer ones are passed over with a "
+            "warning) or a checkpoint folder"
+        ),
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help("start a new run in an output_dir that holds another one, deleting its checkpoints"),
+    )
+    resume_with_changed_arguments: bool = field(
+        default=False,
+        metadata=_help(
+            "resume although arguments that change the results (seed, batch, data, model, ...) differ from the "
+            "checkpoint's"
+        ),
+    )
+    resume_without_rng_states: bool = field(
+        default=False,
+        metadata=_help(
+            "resume a checkpoint that lacks its RNG states (the run then no longer reproduces an uninterrupted one)"
+        ),
     )
     report_to: str = field(default="tensorboard", metadata=_help("tensorboard, wandb, all, or none"))
     logging_steps: int = field(
@@ -413,10 +519,9 @@ class PretrainingArguments(_Arguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.checkpointing_steps not in (None, "epoch") and not str(self.checkpointing_steps).isdigit():
-            raise ValueError(f"--checkpointing_steps must be an integer or 'epoch', got {self.checkpointing_steps!r}")
-        if self.max_steps is not None and self.max_steps < 0:
-            raise ValueError(f"--max_steps must be >= 0, got {self.max_steps}")
+        steps = self.checkpointing_steps
+        if steps not in (None, "epoch") and not (str(steps).isdigit() and int(steps) >= 1):
+            raise ValueError(f"--checkpointing_steps must be a positive integer or 'epoch', got {steps!r}")
 
     @property
     def checkpoint_every(self) -> int | None:
@@ -505,6 +610,28 @@ class PretrainingRun(_Groups):
     training: PretrainingArguments = field(default_factory=PretrainingArguments)
 
     FILENAME = "training_args.json"
+    # What a resumed run may change without changing what it computes: where it reads from and how fast, how long it
+    # runs, how it logs and saves. Everything else (the data, the model, the objective, the optimisation, the seed
+    # and the batch) must match the checkpoint's.
+    RESUMABLE_CHANGES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("cache_dir", "dataloader_num_workers"),
+        "training": tuple(
+            f.name
+            for f in dataclasses.fields(PretrainingArguments)
+            if f.name not in ("seed", "per_device_train_batch_size", "gradient_accumulation_steps")
+        ),
+    }
+
+    def changes_from(self, saved: "PretrainingRun") -> list[str]:
+        """The fields whose value differs from `saved`'s (a checkpoint's run) and would change the results, as
+        `--name saved -> current`."""
+        changes = []
+        current, before = self.to_dict(), saved.to_dict()
+        for group, fields in current.items():
+            for name, value in fields.items():
+                if name not in self.RESUMABLE_CHANGES.get(group, ()) and before[group][name] != value:
+                    changes.append(f"--{name} {before[group][name]!r} -> {value!r}")
+        return changes
 
 
 @dataclass
@@ -592,6 +719,8 @@ class ProbeOptimizationArguments(_Arguments):
     """The linear head's SGD and its schedule."""
 
     _argument_group_name = "optimization"
+    MINIMA: ClassVar[dict[str, float]] = {"learning_rate": 0, "momentum": 0, "weight_decay": 0, "lr_gamma": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("max_grad_norm",)
 
     learning_rate: float = field(default=0.01, metadata=_help("SGD on the head"))
     momentum: float = field(default=0.9, metadata=_help("SGD momentum"))
@@ -613,8 +742,17 @@ class EvaluationArguments(_Arguments):
     """The evaluation loop: batches, epochs, precision, logging."""
 
     _argument_group_name = "training"
+    MINIMA: ClassVar[dict[str, float]] = {
+        "per_device_train_batch_size": 1,
+        "per_device_eval_batch_size": 1,
+        "num_train_epochs": 0,
+        "eval_every_epochs": 0,
+    }
 
     output_dir: str = field(default="outputs/linear_eval", metadata=_help("probe, eval_results.json, logs"))
+    overwrite_output_dir: bool = field(
+        default=False, metadata=_help("evaluate into an output_dir that holds another evaluation, replacing it")
+    )
     seed: int = field(default=1337, metadata=_help("head init, data order and view noise"))
     per_device_train_batch_size: int = field(default=128, metadata=_help("per process"))
     per_device_eval_batch_size: int = field(default=256, metadata=_help("per process"))
@@ -644,6 +782,8 @@ class KnnArguments(_Arguments):
     """k-nearest-neighbour evaluation of the encoder's features, without training."""
 
     _argument_group_name = "kNN"
+    MINIMA: ClassVar[dict[str, float]] = {"knn_k": 1, "knn_max_train_samples": 1}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("knn_temperature",)
 
     knn_only: bool = field(
         default=False, metadata=_help("only report kNN accuracy (cosine, weighted votes); train no head")
@@ -661,6 +801,7 @@ class RobustnessArguments(_Arguments):
     """Accuracy under the CIFAR-10-C corruptions."""
 
     _argument_group_name = "robustness"
+    MINIMA: ClassVar[dict[str, float]] = {"cifar10c_images_per_severity": 1, "cifar10c_max_images_per_severity": 1}
 
     cifar10c_dir: str | None = field(
         default=None,
@@ -696,6 +837,23 @@ def build_parser(group_types: Sequence[type], description: str | None = None) ->
     return parser
 
 
+def _flags_given(argv: Sequence[str]) -> set[str]:
+    """The fields that `argv` names (`--name value`, `--name=value`, `--name-with-dashes`)."""
+    return {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+
+
+def _without_replaced_sources(recipe: dict[str, Any], parser: HfArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
+    """`recipe` less its data source and the fields describing it when the command line names another source, so
+    that the two are never combined."""
+    given = _flags_given(argv)
+    for group in parser.dataclass_types:
+        sources = getattr(group, "SOURCE_FIELDS", ())
+        if given & set(sources):
+            dropped = set(sources) | set(getattr(group, "SOURCE_DETAILS", ()))
+            recipe = {key: value for key, value in recipe.items() if key not in dropped or key in given}
+    return recipe
+
+
 def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None) -> tuple[Any, ...]:
     """The dataclasses of `parser` (see `build_parser`) from `argv`, with the keys of the `--config` YAML recipe (if
     any) as the defaults, so that command-line flags override the recipe. A recipe key that is no field, or an
@@ -716,7 +874,7 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None)
         unknown = sorted(set(recipe) - fields)
         if unknown:
             parser.error(f"unknown keys in {path}: {unknown}")
-        parser.set_defaults(**recipe)
+        parser.set_defaults(**_without_replaced_sources(recipe, parser, argv))
     try:
         *groups, _extra = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
     except ValueError as error:

@@ -135,6 +135,20 @@ def write_ts_file(path, series_per_class=4, channels=3, length=64, classes=("Wal
     return values, labels
 
 
+def write_image_folder(root, per_class=12, classes=("boot", "shirt"), size=20, seed=0) -> Path:
+    """An imagefolder layout of random greyscale PNGs: `root/<class>/<n>.png`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / name / f"{n}.png")
+    return root
+
+
 def load_script(path) -> ModuleType:
     """A script of the repository (`training/pretrain.py`, `tools/draw_views.py`, ...) imported by its path."""
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)

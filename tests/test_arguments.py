@@ -79,6 +79,37 @@ def test_a_bad_recipe_is_a_one_line_error_naming_it(tmp_path, capsys, recipe, me
     assert message in capsys.readouterr().err
 
 
+def test_a_source_on_the_command_line_replaces_the_recipes_source_and_its_details(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        "transfer_dataset: librispeech_speaker_id\ndata_dir: LibriSpeech\ndomain: audio\nlabel_column_name: speaker\n"
+    )
+    run = _parse(["--config", str(tmp_path / "r.yaml"), "--train_file", "clips.parquet"])
+    assert (run.data.transfer_dataset, run.data.data_dir, run.data.train_file) == (None, None, "clips.parquet")
+    assert run.data.domain == "audio" and run.data.label_column_name == "speaker"  # not a source: kept
+    # A detail alone (the recipe's folder moved) keeps the recipe's source.
+    run = _parse(["--config", str(tmp_path / "r.yaml"), "--data_dir", "elsewhere"])
+    assert (run.data.transfer_dataset, run.data.data_dir) == ("librispeech_speaker_id", "elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--packaged_dataset", "fashion_mnist_sample", "--train_dir", "d"], "--packaged_dataset and --train_dir"),
+        (["--dataset_name", "uoft-cs/cifar10", "--train_file", "f.parquet"], "--dataset_name and --train_file"),
+        (["--domain", "sensor", "--train_file", "s.ts", "--data_dir", "p"], "--train_file and --data_dir"),
+    ],
+)
+def test_two_sources_at_one_level_are_an_error_naming_both(capsys, argv, named):
+    with pytest.raises(SystemExit):
+        _parse(argv)
+    assert named in capsys.readouterr().err
+
+
+def test_train_dir_implies_the_imagefolder_builder():
+    run = _parse(["--dataset_name", "imagefolder", "--train_dir", "d"])
+    assert (run.data.dataset_name, run.data.train_dir) == (None, "d")
+
+
 def test_a_missing_recipe_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _parse(["--config", str(tmp_path / "nope.yaml")])

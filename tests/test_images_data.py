@@ -13,6 +13,8 @@ from hf_viewmaker.demo import main as demo_main
 from hf_viewmaker.processing import ViewmakerImageProcessor
 from hf_viewmaker.visualization import make_view_grid
 
+from helpers import write_image_folder
+
 
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -118,3 +120,10 @@ def test_packaged_sample_and_demo(tmp_path):
     demo_main(["--output_dir", str(tmp_path), "--num_images", "3"])
     assert PILImage.open(tmp_path / "views.png").size[0] > 0
     assert (tmp_path / "viewmaker" / "model.safetensors").is_file()
+
+
+def test_a_packaged_builder_reads_the_data_dir_it_is_given(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "images", per_class=3)
+    monkeypatch.chdir(tmp_path)  # nothing to find here: the builder must read `data_dir`
+    splits = load_image_splits(dataset_name="imagefolder", data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
+    assert splits["train"].num_rows == 6

@@ -22,7 +22,7 @@ from hf_viewmaker.data import decode_audio
 from hf_viewmaker.data.device_images import DeviceImageDataset
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
 
-from helpers import load_script, write_librispeech_parquet, write_pamap2_subject, write_ts_file
+from helpers import load_script, write_image_folder, write_librispeech_parquet, write_pamap2_subject, write_ts_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "training" / "pretrain.py"
@@ -140,6 +140,12 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     assert not (killed / "encoder").exists(), "the run finished before the kill: nothing was tested"
 
     _run(command + ["--output_dir", str(killed), *args, "--resume_from_checkpoint", "latest"])
+    # The resumed run's results hold the whole loss history, from before the kill too, as the uninterrupted one's.
+    histories = [
+        json.loads((folder / "train_results.json").read_text())["encoder_loss_history"]
+        for folder in (tmp_path / "uninterrupted", killed)
+    ]
+    assert histories[0] == histories[1] and [step for step, _ in histories[0]] == [2, 4, 6, 8, 10, 12]
     expected, resumed = _weights(tmp_path / "uninterrupted"), _weights(killed)
     assert expected.keys() == resumed.keys()
     for name in expected:
@@ -486,6 +492,31 @@ def test_zero_steps_saves_the_untrained_models(tmp_path, in_process):
     assert ContrastiveResNetModel.from_pretrained(tmp_path / "a" / "encoder").config.embedding_dim == 16
     with pytest.raises(SystemExit):
         pretrain.parse_args([*TINY, "--max_steps", "-1"])
+
+
+def test_a_data_source_on_the_command_line_replaces_the_recipes(tmp_path, in_process):
+    """quickstart.yaml names the packaged Fashion-MNIST sample; `--dataset_name imagefolder --train_dir` must train
+    on that folder instead (not on both, not on the recipe's), and the run says what it read."""
+    folder = write_image_folder(tmp_path / "images", per_class=12)
+    in_process(
+        [
+            *TINY,
+            "--dataset_name",
+            "imagefolder",
+            "--train_dir",
+            str(folder),
+            "--validation_dir",
+            str(folder),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--max_steps",
+            "1",
+        ]
+    )
+    data = json.loads((tmp_path / "run" / "train_results.json").read_text())["data"]
+    assert data["dataset"] == str(folder) and data["num_train_examples"] == 24
+    saved = json.loads((tmp_path / "run" / "training_args.json").read_text())["data"]
+    assert saved["packaged_dataset"] is None and saved["train_dir"] == str(folder)
 
 
 def test_image_pretraining_with_expert_and_combined_views(tmp_path, in_process):

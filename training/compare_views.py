@@ -104,6 +104,9 @@ def run_cell(
         str(seed),
         "--output_dir",
         str(folder / "pretrain"),
+        # A cell without its record.json is unfinished: it is redone from the start.
+        "--overwrite_output_dir",
+        "true",
         *extra,
     ]
     evaluate = [
@@ -117,6 +120,8 @@ def run_cell(
         str(seed),
         "--output_dir",
         str(folder / "linear_eval"),
+        "--overwrite_output_dir",
+        "true",
     ]
     pretrain_seconds = run(pretrain, folder / "pretrain.log")
     eval_seconds = run(evaluate, folder / "linear_eval.log")

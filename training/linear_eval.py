@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from transformers import AutoConfig
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
-from hf_viewmaker.adversarial import make_accelerator, noise_seed
+from hf_viewmaker.adversarial import make_accelerator, noise_seed, prepare_output_dir
 from hf_viewmaker.arguments import (
     LinearEvalRun,
     PretrainingRun,
@@ -52,10 +52,10 @@ from hf_viewmaker.arguments import (
 )
 from hf_viewmaker.data import (
     SPEECH_TRANSFER_DATASETS,
-    DataPipeline,
     ImageExamples,
     SpeechExamples,
     build_pipeline,
+    describe_data,
     fixed_items,
 )
 from hf_viewmaker.data.pipelines import EXPERT_VIEWS
@@ -275,34 +275,6 @@ def expert_view_settings(run: LinearEvalRun, encoder_subfolder: str) -> ViewArgu
     return ViewArguments(view_mode="expert", expert_views=name, **masking)
 
 
-def describe_source(data, pipeline: DataPipeline) -> dict:
-    """Where the training and evaluation data came from, for eval_results.json."""
-    if data.domain == "sensor":
-        train, validation = pipeline.train, pipeline.validation
-        if data.train_file:
-            return {"dataset": data.train_file, "train_split": "train", "split": str(validation.path)}
-        return {
-            "dataset": "pamap2",
-            "data_dir": data.data_dir,
-            "train_split": train.split,
-            "split": validation.split,
-            "train_subjects": train.subjects,
-            "eval_subjects": validation.subjects,
-        }
-    if data.transfer_dataset:
-        source = {"dataset": data.transfer_dataset, "data_dir": data.data_dir, "train_split": "train", "split": "test"}
-        return source | ({"caller_intent": data.caller_intent} if data.caller_intent else {})
-    if data.packaged_dataset:
-        return {"dataset": data.packaged_dataset, "train_split": "train", "split": "test"}
-    eval_split = getattr(pipeline.validation.dataset, "split", None)
-    return {
-        "dataset": data.dataset_name or data.train_dir or data.train_file,
-        "dataset_config_name": data.dataset_config_name,
-        "train_split": data.train_split if data.dataset_name else "train",
-        "split": str(eval_split) if eval_split is not None else None,
-    }
-
-
 def label_names(label_column: str, requested: int | None, train, validation) -> tuple[int, dict | None]:
     """The number of classes and their names when known: an image dataset's `ClassLabel` (else the largest label + 1),
     the speech training split's label map (which the evaluation split shares), the sensor activities."""
@@ -383,8 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training.seed)
     started = time.perf_counter()
     output_dir = Path(training.output_dir)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:  # before any work: a folder it cannot write, or another evaluation's
+        prepare_output_dir(output_dir, False, training.overwrite_output_dir, run_files=("eval_results.json",))
+    accelerator.wait_for_everyone()
 
     # Models: the encoder (frozen, eval mode), its processor and, for viewmaker views, the frozen viewmaker.
     encoder_subfolder, viewmaker, viewmaker_where = load_models(run)
@@ -417,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     train_examples, eval_examples = pipeline.train, pipeline.validation
     num_labels, id2label = label_names(data.label_column_name, probe.num_labels, train_examples, eval_examples)
     source = {
-        **describe_source(data, pipeline),
+        **describe_data(data, pipeline),
         "model_name_or_path": probe.model_name_or_path,
         "encoder": encoder_where,
     }

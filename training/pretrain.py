@@ -38,6 +38,7 @@ from hf_viewmaker.adversarial import (
     load_training_state,
     make_accelerator,
     noise_seed,
+    prepare_output_dir,
     replica_checksums,
     report_skipped_steps,
     resolve_checkpoint,
@@ -45,12 +46,14 @@ from hf_viewmaker.adversarial import (
 )
 from hf_viewmaker.arguments import PretrainingRun, parse_arguments
 from hf_viewmaker.arguments import build_parser as build_group_parser
-from hf_viewmaker.data import build_pipeline, fixed_items, image_processor
+from hf_viewmaker.data import build_pipeline, describe_data, fixed_items, image_processor
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import push_run_to_hub, write_model_card
 
 logger = get_logger(__name__)
+# What a finished run leaves in its output folder: a new run there must resume it or replace it explicitly.
+FINISHED_RUN_FILES = ("training_args.json", "train_results.json", "encoder", "viewmaker")
 
 
 def build_parser(extra_groups: tuple[type, ...] = ()):
@@ -84,6 +87,46 @@ def parse_args(argv: list[str] | None = None) -> PretrainingRun:
     run = PretrainingRun(*parse_arguments(parser, argv))
     check_run(parser, run)
     return run
+
+
+def resolve_resume(run: PretrainingRun, accelerator: Accelerator) -> tuple[Path | None, dict]:
+    """The checkpoint to resume from (or `None`) and its training state (`{}` for none). A checkpoint saved with
+    arguments that change the results is refused, naming them, unless `--resume_with_changed_arguments`."""
+    training = run.training
+    if training.resume_from_checkpoint is None:
+        return None, {}
+    checkpoint = resolve_checkpoint(
+        training.output_dir,
+        training.resume_from_checkpoint,
+        accelerator.num_processes,
+        allow_missing_rng_states=training.resume_without_rng_states,
+    )
+    if checkpoint is None:
+        return None, {}
+    state = load_training_state(checkpoint)
+    changes = run.changes_from(PretrainingRun.from_dict(state["arguments"])) if "arguments" in state else []
+    if state.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
+        changes.append(f"processes {state['num_processes']} -> {accelerator.num_processes} (the global batch)")
+    if changes and not training.resume_with_changed_arguments:
+        raise ValueError(
+            f"{checkpoint} was saved by a run with other arguments: {'; '.join(changes)}. Resume with the same ones, "
+            "or pass --resume_with_changed_arguments true"
+        )
+    if changes:
+        logger.warning(f"resuming {checkpoint} with changed arguments: {'; '.join(changes)}")
+    return checkpoint, state
+
+
+def training_state(run: PretrainingRun, accelerator: Accelerator, completed_steps: int, loss_history, knn) -> dict:
+    """What a checkpoint saves beside `accelerator.save_state`: the position, the results so far, and the arguments
+    (to refuse a resume that would change them)."""
+    return {
+        "completed_steps": completed_steps,
+        "encoder_loss_history": loss_history,
+        "knn_accuracy": knn,
+        "num_processes": accelerator.num_processes,
+        "arguments": run.to_dict(),
+    }
 
 
 def build_model(run: PretrainingRun, encoder_processor, num_examples: int):
@@ -189,11 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     set_seed(training.seed)
+    # Everything that can refuse the run does so before the data are read and the first step is taken.
     if accelerator.is_main_process:
-        Path(training.output_dir).mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(
+            training.output_dir,
+            training.resume_from_checkpoint is not None,
+            training.overwrite_output_dir,
+            run_files=FINISHED_RUN_FILES,
+        )
+    accelerator.wait_for_everyone()
+    checkpoint, resumed = resolve_resume(run, accelerator)
 
     pipeline = build_pipeline(data, run.inputs, views=run.views, seed=training.seed)
     train_examples, eval_examples = pipeline.train, pipeline.validation
+    data_read = describe_data(data, pipeline)
+    logger.info(f"data: {data_read}")
     train_loader = build_train_loader(run, train_examples, pipeline.train_collate, accelerator)
     if len(train_loader) == 0:
         raise ValueError(
@@ -235,14 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     num_epochs = math.ceil(max_steps / steps_per_epoch)
 
     completed_steps = 0
-    checkpoint = (
-        resolve_checkpoint(training.output_dir, training.resume_from_checkpoint)
-        if training.resume_from_checkpoint
-        else None
-    )
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
-        completed_steps = load_training_state(checkpoint)["completed_steps"]
+        completed_steps = resumed["completed_steps"]
         logger.info(f"resumed from {checkpoint} at step {completed_steps}")
     start_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
     resume_batches *= training.gradient_accumulation_steps
@@ -268,7 +316,10 @@ def main(argv: list[str] | None = None) -> None:
     logged_step = completed_steps
     running = {"encoder_loss": torch.zeros((), device=accelerator.device), "batches": 0}
     grid, started = None, time.perf_counter()
-    run_started, loss_history, knn_result, skipped_examples = started, [], None, 0
+    # A resumed run's results hold the whole history, from before the interruption too.
+    loss_history = [tuple(entry) for entry in resumed.get("encoder_loss_history", [])]
+    knn_result, skipped_examples = resumed.get("knn_accuracy"), 0
+    run_started = started
     budget = run.model.distortion_budget
 
     for epoch in range(start_epoch, num_epochs):
@@ -345,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
                     accelerator,
                     training.output_dir,
                     completed_steps,
-                    {"completed_steps": completed_steps},
+                    training_state(run, accelerator, completed_steps, loss_history, knn_result),
                     training.checkpoints_total_limit,
                 )
             if completed_steps >= max_steps:
@@ -381,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
                 accelerator,
                 training.output_dir,
                 completed_steps,
-                {"completed_steps": completed_steps},
+                training_state(run, accelerator, completed_steps, loss_history, knn_result),
                 training.checkpoints_total_limit,
             )
         if completed_steps >= max_steps:
@@ -399,6 +450,7 @@ def main(argv: list[str] | None = None) -> None:
         if torch.is_tensor(skipped_examples)
         else 0,
         "knn_accuracy": knn_result,
+        "data": data_read,
         "num_processes": accelerator.num_processes,
         "hardware": describe_hardware(accelerator),
         "mixed_precision": accelerator.mixed_precision,

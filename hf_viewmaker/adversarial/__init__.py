@@ -2,7 +2,15 @@
 its joint optimizer built from the run's arguments, one training step of both players, the budget schedule,
 crash-safe checkpoints and the run's `Accelerator`."""
 
-from .checkpoints import list_checkpoints, load_training_state, resolve_checkpoint, save_checkpoint
+from .checkpoints import (
+    checkpoint_problems,
+    list_checkpoints,
+    load_training_state,
+    missing_rng_states,
+    prepare_output_dir,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .model import build_adversarial_optimizer, build_pretraining_config, build_pretraining_model
 from .optimizer import AdversarialOptimizer, distortion_budget_at
 from .runtime import describe_hardware, make_accelerator, replica_checksums
@@ -14,13 +22,16 @@ __all__ = [
     "build_adversarial_optimizer",
     "build_pretraining_config",
     "build_pretraining_model",
+    "checkpoint_problems",
     "describe_hardware",
     "distortion_budget_at",
     "in_channels_last",
     "list_checkpoints",
     "load_training_state",
     "make_accelerator",
+    "missing_rng_states",
     "noise_seed",
+    "prepare_output_dir",
     "replica_checksums",
     "report_skipped_steps",
     "resolve_checkpoint",

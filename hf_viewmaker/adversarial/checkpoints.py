@@ -1,12 +1,19 @@
-"""Crash-safe training checkpoints: a checkpoint folder exists under its final name only once it is complete."""
+"""Crash-safe training checkpoints: a checkpoint folder exists under its final name only once it is complete, a
+damaged one is named and passed over, and a run never starts over another run's folder by accident."""
 
 import json
+import logging
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
+from accelerate.utils import RNG_STATE_NAME, SAFE_WEIGHTS_NAME
+from safetensors import SafetensorError, safe_open
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 # Written last, inside the partial folder, just before the rename that publishes it.
@@ -31,16 +38,101 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def resolve_checkpoint(output_dir: str | Path, resume_from_checkpoint: str) -> Path | None:
-    """`"latest"` gives the newest complete checkpoint of `output_dir` (or `None` when there is none yet, so that a
-    restarted job simply starts); anything else is a path that must be a complete checkpoint."""
+def checkpoint_problems(checkpoint: str | Path) -> list[str]:
+    """What keeps `checkpoint` from resuming, each naming its file: `[]` for a complete, readable checkpoint. The
+    weights' header is read (a truncated file fails there), not the tensors."""
+    checkpoint, problems = Path(checkpoint), []
+    state = checkpoint / TRAINING_STATE_FILE
+    try:
+        json.loads(state.read_text())
+    except FileNotFoundError:
+        problems.append(f"{state} is missing")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problems.append(f"{state} is not valid JSON ({error})")
+    weights = checkpoint / SAFE_WEIGHTS_NAME
+    try:
+        with safe_open(str(weights), framework="pt") as opened:
+            opened.keys()
+    except FileNotFoundError:
+        problems.append(f"{weights} is missing")
+    except (SafetensorError, OSError) as error:
+        problems.append(f"{weights} cannot be read ({error})")
+    return problems
+
+
+def missing_rng_states(checkpoint: str | Path, num_processes: int) -> list[Path]:
+    """The per-process RNG state files `accelerator.save_state` wrote that `checkpoint` lacks."""
+    paths = [Path(checkpoint) / f"{RNG_STATE_NAME}_{index}.pkl" for index in range(num_processes)]
+    return [path for path in paths if not path.is_file()]
+
+
+def resolve_checkpoint(
+    output_dir: str | Path,
+    resume_from_checkpoint: str,
+    num_processes: int = 1,
+    allow_missing_rng_states: bool = False,
+) -> Path | None:
+    """The checkpoint to resume from. `"latest"` gives the newest intact checkpoint of `output_dir`, passing over
+    damaged newer ones with a warning that names what is wrong (`None` when there is none yet, so that a restarted
+    job simply starts); anything else is a path that must be an intact checkpoint.
+
+    A checkpoint without the RNG states of every process cannot resume exactly (the data order and the noise would
+    differ from an uninterrupted run): an error unless `allow_missing_rng_states`."""
     if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
-    path = Path(resume_from_checkpoint)
-    if not (path / TRAINING_STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {TRAINING_STATE_FILE} in it)")
-    return path
+        candidates = list_checkpoints(output_dir)
+        if not candidates:
+            return None
+    else:
+        candidates = [Path(resume_from_checkpoint)]
+        if not (candidates[0] / TRAINING_STATE_FILE).is_file():
+            raise FileNotFoundError(f"{candidates[0]} is not a complete checkpoint (no {TRAINING_STATE_FILE} in it)")
+    damaged = []
+    for checkpoint in reversed(candidates):
+        problems = checkpoint_problems(checkpoint)
+        if not problems:
+            break
+        damaged.append(f"{checkpoint.name}: {'; '.join(problems)}")
+    else:
+        raise ValueError(f"no intact checkpoint to resume from ({' | '.join(damaged)})")
+    if damaged:
+        logger.warning(f"resuming from {checkpoint}, passing over damaged newer checkpoints: {' | '.join(damaged)}")
+    missing = missing_rng_states(checkpoint, num_processes)
+    if missing and not allow_missing_rng_states:
+        raise ValueError(
+            f"{checkpoint} lacks {', '.join(str(path) for path in missing)}: resuming would not reproduce the "
+            "uninterrupted run; pass --resume_without_rng_states true to resume anyway"
+        )
+    if missing:
+        logger.warning(f"resuming {checkpoint} without {', '.join(map(str, missing))}: the run is no longer exact")
+    return checkpoint
+
+
+def prepare_output_dir(
+    output_dir: str | Path, resuming: bool, overwrite: bool, run_files: tuple[str, ...] = ()
+) -> None:
+    """Check, before any work, that a run may write to `output_dir`: it can be created and written to, and it does
+    not hold another run (checkpoints, or any of `run_files`), unless the run resumes (`resuming`) or replaces it
+    (`overwrite`, which deletes the old checkpoints so that their rotation cannot delete the new ones)."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"--output_dir {output_dir} cannot be written to ({error}): nothing was run") from None
+    if resuming:
+        return
+    held = [path.name for path in list_checkpoints(output_dir)] + [
+        name for name in run_files if (output_dir / name).exists()
+    ]
+    if held and not overwrite:
+        raise FileExistsError(
+            f"--output_dir {output_dir} holds another run ({', '.join(held)}): resume it with "
+            "--resume_from_checkpoint latest, choose another --output_dir, or pass --overwrite_output_dir true to "
+            "replace it"
+        )
+    if held and checkpoints_dir(output_dir).exists():
+        shutil.rmtree(checkpoints_dir(output_dir))
 
 
 def save_checkpoint(
@@ -79,4 +171,12 @@ def load_training_state(checkpoint: str | Path) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / TRAINING_STATE_FILE).read_text())
 
 
-__all__ = ["list_checkpoints", "load_training_state", "resolve_checkpoint", "save_checkpoint"]
+__all__ = [
+    "checkpoint_problems",
+    "list_checkpoints",
+    "load_training_state",
+    "missing_rng_states",
+    "prepare_output_dir",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]

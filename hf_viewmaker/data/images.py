@@ -23,19 +23,21 @@ def load_image_splits(
     train_split: str = "train",
     validation_split: str | None = None,
     cache_dir: str | None = None,
+    data_dir: str | None = None,
 ) -> DatasetDict:
     """Load a training and a validation split, the way transformers' example scripts take data from the command line.
 
     Exactly one source: `dataset_name` (a Hub id such as `uoft-cs/cifar10`, or a packaged builder such as
     `imagefolder` / `parquet` together with `dataset_config_name`), `train_dir` (+ `validation_dir`) folders for the
     `imagefolder` builder (class sub-folders become labels), or `train_file` (+ `validation_file`) in parquet, csv,
-    json or arrow. `validation_split` defaults to "validation" when the dataset has one, else "test".
+    json or arrow. `validation_split` defaults to "validation" when the dataset has one, else "test". `data_dir` is
+    the folder a packaged builder reads (`dataset_name="imagefolder", data_dir=...`).
 
     Returns a `DatasetDict` with "train" and, when the source has one, "validation".
     """
     check_single_source(dataset_name, train_dir, train_file)
     if dataset_name is not None:
-        raw = load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+        raw = load_dataset(dataset_name, dataset_config_name, data_dir=data_dir, cache_dir=cache_dir)
     elif train_dir is not None:
         data_files = {"train": os.path.join(train_dir, "**")}
         if validation_dir is not None:

@@ -170,6 +170,7 @@ def image_pipeline(
             train_split=data.train_split,
             validation_split=data.validation_split,
             cache_dir=data.cache_dir,
+            data_dir=data.data_dir,
         )
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples}
     examples = {
@@ -247,6 +248,7 @@ def speech_pipeline(
             validation_split=data.validation_split,
             audio_column=audio_column,
             cache_dir=data.cache_dir,
+            data_dir=data.data_dir,
         )
     common = {
         "sampling_rate": extractor.sampling_rate,
@@ -352,6 +354,35 @@ def sensor_pipeline(
     )
 
 
+def describe_data(data: DataArguments, pipeline: DataPipeline) -> dict[str, Any]:
+    """What a pipeline actually read, for a run's logs and results: the dataset, its splits (and Pamap2's subjects),
+    and the number of examples of each split."""
+    train, validation = pipeline.train, pipeline.validation
+    if data.domain == "sensor" and data.train_file:
+        source = {"dataset": data.train_file, "train_split": "train"}
+        source["split"] = str(validation.path) if validation is not None else None
+    elif data.domain == "sensor":
+        source = {"dataset": "pamap2", "data_dir": data.data_dir, "train_split": train.split}
+        source |= {"split": validation.split, "eval_subjects": validation.subjects} if validation is not None else {}
+        source["train_subjects"] = train.subjects
+    elif data.transfer_dataset:
+        source = {"dataset": data.transfer_dataset, "data_dir": data.data_dir, "train_split": "train", "split": "test"}
+        source |= {"caller_intent": data.caller_intent} if data.caller_intent else {}
+    elif data.packaged_dataset:
+        source = {"dataset": data.packaged_dataset, "train_split": "train", "split": "test"}
+    else:
+        eval_split = getattr(getattr(validation, "dataset", None), "split", None)
+        source = {
+            "dataset": data.dataset_name or data.train_dir or data.train_file,
+            "dataset_config_name": data.dataset_config_name,
+            "train_split": data.train_split if data.dataset_name else "train",
+            "split": str(eval_split) if eval_split is not None else None,
+        }
+        source |= {"data_dir": data.data_dir} if data.data_dir else {}
+    counts = {"num_train_examples": len(train), "num_validation_examples": len(validation) if validation else 0}
+    return source | counts
+
+
 def build_pipeline(
     data: DataArguments,
     inputs: InputArguments | None = None,
@@ -384,4 +415,12 @@ def build_pipeline(
     return builders[data.domain](data, inputs or InputArguments(), processor, views, seed)
 
 
-__all__ = ["PACKAGED_DATASETS", "DataPipeline", "build_pipeline", "expert_views_for", "fixed_items", "image_processor"]
+__all__ = [
+    "PACKAGED_DATASETS",
+    "DataPipeline",
+    "build_pipeline",
+    "describe_data",
+    "expert_views_for",
+    "fixed_items",
+    "image_processor",
+]

@@ -76,14 +76,22 @@ def load_data_files(
 
 
 def load_hub_split(
-    name: str, config: str | None, split: str, cache_dir: str | None = None, streaming: bool = False
+    name: str,
+    config: str | None,
+    split: str,
+    cache_dir: str | None = None,
+    streaming: bool = False,
+    data_dir: str | None = None,
 ) -> Dataset | IterableDataset:
-    """One split of a Hub / local dataset; ``"a+b"`` concatenates splits a and b."""
+    """One split of a Hub / local dataset (or of a packaged builder reading `data_dir`); ``"a+b"`` concatenates
+    splits a and b."""
     parts = [s.strip() for s in split.split("+")]
     loaded = []
     for part in parts:
         try:
-            loaded.append(load_dataset(name, config, split=part, cache_dir=cache_dir, streaming=streaming))
+            loaded.append(
+                load_dataset(name, config, data_dir=data_dir, split=part, cache_dir=cache_dir, streaming=streaming)
+            )
         except ValueError as error:
             if "split" in str(error).lower():
                 raise ValueError(f"dataset {name!r} (config {config!r}) has no split {part!r}: {error}") from error
@@ -108,21 +116,23 @@ def load_hub_splits(
     validation_split: str | None = None,
     cache_dir: str | None = None,
     streaming: bool = False,
+    data_dir: str | None = None,
 ) -> dict[str, Dataset | IterableDataset]:
     """``{"train": ..., "validation": ...}`` of a Hub / local dataset, loaded split by split (:func:`load_hub_split`:
     ``"a+b"`` concatenates). Without ``validation_split``, the first of :func:`validation_split_candidates` that
     loads; no "validation" key when none does."""
-    train = load_hub_split(name, config, train_split, cache_dir, streaming)
+    train = load_hub_split(name, config, train_split, cache_dir, streaming, data_dir)
     if validation_split is None:
         validation = None
-        for candidate in validation_split_candidates(hub_split_names(name, config, cache_dir)):
+        available = None if data_dir is not None else hub_split_names(name, config, cache_dir)
+        for candidate in validation_split_candidates(available):
             try:
-                validation = load_hub_split(name, config, candidate, cache_dir, streaming)
+                validation = load_hub_split(name, config, candidate, cache_dir, streaming, data_dir)
                 break
             except ValueError:
                 continue
     else:
-        validation = load_hub_split(name, config, validation_split, cache_dir, streaming)
+        validation = load_hub_split(name, config, validation_split, cache_dir, streaming, data_dir)
     return {"train": train} | ({"validation": validation} if validation is not None else {})
 
 

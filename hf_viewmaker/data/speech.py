@@ -161,6 +161,7 @@ def load_speech_splits(
     audio_column: str = "audio",
     cache_dir: str | None = None,
     streaming: bool = False,
+    data_dir: str | None = None,
 ) -> DatasetDict | IterableDatasetDict:
     """Load a training and (when there is one) a validation split of a speech dataset, audio left undecoded.
 
@@ -185,7 +186,9 @@ def load_speech_splits(
             "one sub-folder per class instead"
         )
     if dataset_name is not None:
-        splits = load_hub_splits(dataset_name, dataset_config_name, train_split, validation_split, cache_dir, streaming)
+        splits = load_hub_splits(
+            dataset_name, dataset_config_name, train_split, validation_split, cache_dir, streaming, data_dir
+        )
     elif train_dir is not None:
         if streaming:
             raise ValueError("streaming is for Hub datasets; a local folder is read directly")
