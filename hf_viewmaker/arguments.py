@@ -197,8 +197,8 @@ class DataArguments(_Arguments):
     skip_bad_examples: bool = field(
         default=False,
         metadata=_help(
-            "speech: replace an unreadable clip by the next readable one, with a warning and a count (otherwise an "
-            "error naming the file)"
+            "images and speech: replace an unreadable image or clip by the next readable one, with a warning and a "
+            "count (otherwise an error naming the file)"
         ),
     )
 
@@ -336,7 +336,10 @@ class ModelArguments(_Arguments):
     )
     num_res_blocks: int = field(default=3, metadata=_help("viewmaker residual blocks (0–5)"))
     viewmaker_activation: Literal["relu", "leaky_relu"] = field(default="relu", metadata=_help("relu or leaky_relu"))
-    clamp_views: bool = field(default=True, metadata=_help("clamp views to [0, 1] (images only)"))
+    clamp_views: bool | None = field(
+        default=None,
+        metadata=_help("clamp views to [0, 1] (default: true for images, false for spectrograms, which are z-scored)"),
+    )
     frequency_domain: bool = field(default=False, metadata=_help("bound the perturbation in the DCT domain"))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,17 +54,26 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("hf_viewmaker").setLevel(logging.INFO)
 
-    from .hub import HubAuthenticationError, HubPushError, push_run_to_hub, write_model_card
+    from .hub import HubAuthenticationError, HubPushError, build_model_card, check_repo_id, push_run_to_hub
 
     if args.command == "push":
         kwargs = {} if args.commit_message is None else {"commit_message": args.commit_message}
         try:
+            check_repo_id(args.hub_model_id)
+            card = None
             if not args.no_model_card:
-                write_model_card(args.output_dir, repo_id=args.hub_model_id, eval_results=args.eval_results)
+                card = build_model_card(args.output_dir, repo_id=args.hub_model_id, eval_results=args.eval_results)
             url = push_run_to_hub(
-                args.output_dir, args.hub_model_id, private=args.private, revision=args.revision, **kwargs
+                args.output_dir,
+                args.hub_model_id,
+                private=args.private,
+                revision=args.revision,
+                model_card=None if card is None else str(card),
+                **kwargs,
             )
-        except (FileNotFoundError, HubAuthenticationError, HubPushError) as error:
+            if card is not None:  # the local card changes only once the Hub has the same one
+                card.save(Path(args.output_dir) / "README.md")
+        except (OSError, ValueError, HubAuthenticationError, HubPushError) as error:
             print(f"hf-viewmaker push: error: {error}", file=sys.stderr)
             return 1
         print(url)

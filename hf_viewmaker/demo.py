@@ -25,9 +25,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--distortion_budget", type=float, default=0.05, help="epsilon (docs/method.md §1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.num_images < 1:
+        parser.error(f"--num_images must be at least 1, got {args.num_images}")
+    if not args.distortion_budget > 0:
+        parser.error(f"--distortion_budget must be > 0, got {args.distortion_budget}")
 
     torch.manual_seed(args.seed)
-    images = load_fashion_mnist_sample()["test"].select(range(args.num_images))["image"]
+    sample = load_fashion_mnist_sample()["test"]
+    if args.num_images > len(sample):
+        parser.error(f"--num_images {args.num_images}: the packaged sample has {len(sample)} test images")
+    images = sample.select(range(args.num_images))["image"]
     pixels = torch.from_numpy(np.stack([np.asarray(image, dtype=np.float32) / 255.0 for image in images]))[:, None]
 
     viewmaker = ViewmakerModel(ViewmakerConfig(num_channels=1, distortion_budget=args.distortion_budget)).eval()

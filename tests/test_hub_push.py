@@ -369,3 +369,65 @@ def test_a_quickstart_model_is_evaluated_carded_pushed_and_loaded_back(run_dir, 
     assert reported["linear probe (prepool features): top-1 accuracy"] == round(top1, 4)
     assert f'AutoModel.from_pretrained("{repo_id}", subfolder="encoder"' in card.text
     _load_back_and_compare(hub, repo_id, HfApi().model_info(repo_id).sha, run, tmp_path)
+
+
+def _silent_server():
+    """A socket on 127.0.0.1 that accepts connections and never answers; `(url, close)`."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return f"http://127.0.0.1:{server.getsockname()[1]}", server.close
+
+
+def _point_at(monkeypatch, url):
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+
+
+def test_a_hub_that_never_answers_is_an_error_naming_it_within_the_timeout(run_dir, hub, monkeypatch):
+    url, close = _silent_server()
+    _point_at(monkeypatch, url)
+    try:
+        with pytest.raises(HubPushError, match=f"the Hub at {url} did not answer .*in 2 tries"):
+            push_run_to_hub(run_dir, "alice/run", timeout=0.5, tries=2)
+    finally:
+        close()
+
+
+def test_a_refused_connection_is_a_one_line_error_and_the_local_card_is_kept(
+    run_dir, hub, tmp_path, monkeypatch, capsys
+):
+    run = _copy_run(run_dir, tmp_path)
+    card_before = (run / "README.md").read_text()
+    url, close = _silent_server()
+    close()  # nothing listens there any more: connections are refused
+    _point_at(monkeypatch, url)
+    monkeypatch.setattr("hf_viewmaker.hub.push.time.sleep", lambda seconds: None)
+    assert _push(run, "--hub_model_id", "alice/elsewhere") == 1
+    err = capsys.readouterr().err
+    assert f"the Hub at {url} did not answer (ConnectError" in err and "Traceback" not in err
+    assert (run / "README.md").read_text() == card_before  # the failed push rewrote nothing
+
+
+@pytest.mark.parametrize("repo_id", ["alice/run/extra", "alice/bad name", "just-a-name"])
+def test_a_bad_repository_id_is_refused_before_anything_is_sent(run_dir, hub, capsys, repo_id):
+    assert _push(run_dir, "--hub_model_id", repo_id) == 1
+    assert f"--hub_model_id {repo_id!r}" in capsys.readouterr().err
+    assert hub.requests == []
+
+
+def test_malformed_eval_results_are_named(run_dir, hub, tmp_path, capsys):
+    (tmp_path / "eval_results.json").write_text("{not json")
+    assert _push(run_dir, "--hub_model_id", "alice/run", "--eval_results", str(tmp_path / "eval_results.json")) == 1
+    assert "eval_results.json is not valid JSON" in capsys.readouterr().err
+    assert hub.repos == {}
+
+
+def test_links_out_of_the_run_folder_are_never_uploaded(run_dir, hub, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    (run / "encoder" / "notes.txt").symlink_to("/etc/hostname")
+    with pytest.raises(HubPushError, match="links to /etc/hostname, outside"):
+        push_run_to_hub(run, "alice/run")
+    assert hub.repos == {}

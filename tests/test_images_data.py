@@ -127,3 +127,14 @@ def test_a_packaged_builder_reads_the_data_dir_it_is_given(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)  # nothing to find here: the builder must read `data_dir`
     splits = load_image_splits(dataset_name="imagefolder", data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
     assert splits["train"].num_rows == 6
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--num_images", "0"], "at least 1"), (["--num_images", "100000"], "has"), (["--distortion_budget", "0"], "> 0")],
+)
+def test_demo_refuses_settings_it_cannot_draw(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit):
+        demo_main(["--output_dir", str(tmp_path), *flags])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "views.png").exists()

@@ -335,6 +335,20 @@ def test_cifar10c_results_are_added_after_training(tmp_path):
     assert again["per_severity"] == corrupted["per_severity"]
 
 
+def test_a_trained_probe_given_as_the_encoder_gets_a_fresh_head(launched_eval, caplog):
+    """A probe folder (encoder + trained head) passed as --model_name_or_path: the new probe must not start from
+    (and, with --num_train_epochs 0, report) the old head."""
+    import logging
+
+    old = ContrastiveResNetForClassification.from_pretrained(launched_eval).classifier.weight
+    with caplog.at_level(logging.WARNING):
+        probe = build_linear_probe(str(launched_eval), num_labels=old.shape[0], features="prepool")
+    assert "holds a trained classifier head" in caplog.text
+    assert not torch.equal(probe.classifier.weight, old)
+    torch.testing.assert_close(probe.resnet.state_dict(), ContrastiveResNetForClassification.from_pretrained(
+        launched_eval).resnet.state_dict())  # fmt: skip
+
+
 def test_flag_checks_and_recipes(tmp_path):
     with pytest.raises(SystemExit):
         linear_eval.parse_args(["--model_name_or_path", "x", "--cache_features", "true"])  # viewmaker views

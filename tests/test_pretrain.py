@@ -117,6 +117,14 @@ def test_quickstart_run_saves_loadable_models_and_views(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(viewmaker.state_dict().values(), initial.state_dict().values()))
 
 
+def test_two_processes_asked_without_multi_gpu_is_an_error_not_one_silent_process(tmp_path):
+    command = _launch(tmp_path / "run", "--max_steps", "1")
+    command[command.index("--num_processes") + 1] = "2"  # as a user would type it, forgetting --multi_gpu
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode != 0 and "--num_processes 2` started one process" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
     # 4 steps per epoch, so the run crosses epoch boundaries; a checkpoint after every step.
     args = ["--max_steps", "12", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2"]
@@ -517,6 +525,18 @@ def test_a_data_source_on_the_command_line_replaces_the_recipes(tmp_path, in_pro
     assert data["dataset"] == str(folder) and data["num_train_examples"] == 24
     saved = json.loads((tmp_path / "run" / "training_args.json").read_text())["data"]
     assert saved["packaged_dataset"] is None and saved["train_dir"] == str(folder)
+
+
+def test_an_unreadable_image_is_named_or_skipped_with_a_count(tmp_path, in_process):
+    folder = write_image_folder(tmp_path / "images", per_class=8)
+    (folder / "boot" / "3.png").write_bytes(b"not a png")
+    flags = [*TINY, "--dataset_name", "imagefolder", "--train_dir", str(folder), "--validation_dir", str(folder)]
+    with pytest.raises(ValueError, match=r"boot/3\.png.*--skip_bad_examples"):
+        in_process([*flags, "--output_dir", str(tmp_path / "strict"), "--max_steps", "1"])
+    # One batch of 16 is the whole set, so every step meets the broken image and replaces it.
+    in_process([*flags, "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--skip_bad_examples", "true"])
+    results = json.loads((tmp_path / "run" / "train_results.json").read_text())
+    assert results["completed_steps"] == 2 and results["skipped_examples"] == 2
 
 
 def test_image_pretraining_with_expert_and_combined_views(tmp_path, in_process):

@@ -241,6 +241,7 @@ def test_non_finite_input_is_rejected():
         ({"budget_norm": "l3"}, "budget_norm"),
         ({"num_res_blocks": 6}, "num_res_blocks"),
         ({"distortion_budget": 0.0}, "distortion_budget"),
+        ({"distortion_budget": float("inf")}, "distortion_budget"),
         ({"spatial_dims": 3}, "spatial_dims"),
         ({"downsample_to": [8, 8, 8]}, "downsample_to"),
     ],
@@ -248,3 +249,77 @@ def test_non_finite_input_is_rejected():
 def test_invalid_config_values_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         ViewmakerConfig(**kwargs)
+
+
+def test_an_integer_budget_is_that_float():
+    config = ViewmakerConfig(distortion_budget=1)
+    assert config.distortion_budget == 1.0 and isinstance(config.distortion_budget, float)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error", "message"),
+    [
+        (torch.rand(2, 3, 8, 8).numpy(), TypeError, "torch.Tensor .*ndarray"),
+        ([[0.5]], TypeError, "torch.Tensor .*list"),
+        ((torch.rand(2, 3, 8, 8) * 255).to(torch.uint8), TypeError, "floating point, got torch.uint8.*/ 255"),
+        (torch.rand(0, 3, 8, 8), ValueError, "empty batch"),
+        (torch.rand(2, 3, 8, 8) * 255, ValueError, r"ranges over \[.*, .*\], but clamp=True"),
+    ],
+    ids=["numpy", "list", "uint8", "empty", "0-255"],
+)
+def test_inputs_it_cannot_make_views_of_are_named(inputs, error, message):
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0))
+    with pytest.raises(error, match=message):
+        model(inputs)
+
+
+def test_unclamped_viewmakers_take_inputs_of_any_range():
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0, clamp=False))
+    assert model(torch.randn(2, 3, 8, 8) * 50).views.shape == (2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_floating_inputs_of_any_precision_give_views_of_their_dtype(dtype):
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=1)).eval()
+    x = torch.rand(2, 3, 12, 12)
+    reference = model(x, generator=torch.Generator().manual_seed(0)).views
+    views = model(x.to(dtype), generator=torch.Generator().manual_seed(0)).views
+    assert views.dtype == dtype
+    torch.testing.assert_close(views.float(), reference, atol=2e-2, rtol=0)
+
+
+def test_a_downsampled_perturbation_stays_within_the_budget_at_full_size():
+    """The budget holds where the network runs (16x16); upsampled to 32x32 the perturbation is smoother, its mean
+    magnitude a little below the budget and never above (documented in `ViewmakerConfig.downsample_to`)."""
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=1, downsample_to=16, clamp=False)).eval()
+    perturbation = model(torch.rand(8, 3, 32, 32), generator=torch.Generator().manual_seed(0)).perturbation
+    magnitude = perturbation.abs().mean(dim=(1, 2, 3))
+    assert bool((magnitude <= 0.05 + 1e-6).all()) and bool((magnitude >= 0.8 * 0.05).all()), magnitude
+
+
+@pytest.mark.parametrize("part", ["viewmaker", "encoder"])
+def test_damaged_weights_are_refused_naming_the_folder(tmp_path, part):
+    from safetensors.torch import save_file
+
+    from hf_viewmaker import ContrastiveResNetConfig, ContrastiveResNetModel
+
+    model_class, config = {
+        "viewmaker": (ViewmakerModel, ViewmakerConfig(num_res_blocks=0)),
+        "encoder": (ContrastiveResNetModel, ContrastiveResNetConfig(depths=[1], hidden_sizes=[8], stem_channels=8)),
+    }[part]
+    model_class(config).save_pretrained(tmp_path / "good")
+    weights = (tmp_path / "good" / "model.safetensors").read_bytes()
+    for name in ("truncated", "nan"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_bytes((tmp_path / "good" / "config.json").read_bytes())
+    (tmp_path / "truncated" / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    state = load_file(tmp_path / "good" / "model.safetensors")
+    first = next(name for name, tensor in state.items() if tensor.is_floating_point())
+    state[first] = torch.full_like(state[first], float("nan"))
+    save_file(state, tmp_path / "nan" / "model.safetensors", metadata={"format": "pt"})
+
+    with pytest.raises(OSError, match="truncated.*cannot be read"):
+        AutoModel.from_pretrained(tmp_path / "truncated")
+    with pytest.raises(ValueError, match=f"nan hold NaN or inf values: {first}"):
+        model_class.from_pretrained(tmp_path / "nan")
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "good"), model_class)

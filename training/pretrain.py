@@ -79,6 +79,8 @@ def check_run(parser, run: PretrainingRun) -> None:
             image_processor(run.inputs)
         except ValueError as error:
             parser.error(str(error))
+    if run.model.clamp_views is None:  # resolved here, so that the run saves what it trained with
+        run.model.clamp_views = run.data.domain == "image"
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainingRun:
@@ -117,13 +119,18 @@ def resolve_resume(run: PretrainingRun, accelerator: Accelerator) -> tuple[Path 
     return checkpoint, state
 
 
-def training_state(run: PretrainingRun, accelerator: Accelerator, completed_steps: int, loss_history, knn) -> dict:
-    """What a checkpoint saves beside `accelerator.save_state`: the position, the results so far, and the arguments
-    (to refuse a resume that would change them)."""
+def training_state(
+    run: PretrainingRun, accelerator: Accelerator, completed_steps: int, loss_history, knn, running: dict
+) -> dict:
+    """What a checkpoint saves beside `accelerator.save_state`: the position, the results so far (with the loss
+    summed since the last logging step, so that a resumed run logs what an uninterrupted one would), and the
+    arguments (to refuse a resume that would change them). Every process calls it (the loss is reduced)."""
     return {
         "completed_steps": completed_steps,
         "encoder_loss_history": loss_history,
         "knn_accuracy": knn,
+        "running_encoder_loss": accelerator.reduce(running["encoder_loss"], reduction="mean").item(),
+        "running_batches": running["batches"],
         "num_processes": accelerator.num_processes,
         "arguments": run.to_dict(),
     }
@@ -314,7 +321,10 @@ def main(argv: list[str] | None = None) -> None:
     # Whether each step since the last logging step was skipped: kept on the device, read with the loss.
     skipped_steps = torch.zeros(training.logging_steps, dtype=torch.bool, device=accelerator.device)
     logged_step = completed_steps
-    running = {"encoder_loss": torch.zeros((), device=accelerator.device), "batches": 0}
+    running = {
+        "encoder_loss": torch.tensor(resumed.get("running_encoder_loss", 0.0), device=accelerator.device),
+        "batches": resumed.get("running_batches", 0),
+    }
     grid, started = None, time.perf_counter()
     # A resumed run's results hold the whole history, from before the interruption too.
     loss_history = [tuple(entry) for entry in resumed.get("encoder_loss_history", [])]
@@ -353,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
                 running["encoder_loss"] += encoder_loss
                 running["batches"] += 1
                 if "num_skipped" in batch:  # unreadable examples replaced under --skip_bad_examples
-                    skipped_examples += batch["num_skipped"]
+                    skipped_examples += batch["num_skipped"].sum()
                 if accelerator.sync_gradients:
                     skipped_steps[completed_steps - logged_step] = step.apply(window_nonfinite)
                     window_nonfinite.zero_()
@@ -396,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
                     accelerator,
                     training.output_dir,
                     completed_steps,
-                    training_state(run, accelerator, completed_steps, loss_history, knn_result),
+                    training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
                     training.checkpoints_total_limit,
                 )
             if completed_steps >= max_steps:
@@ -432,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
                 accelerator,
                 training.output_dir,
                 completed_steps,
-                training_state(run, accelerator, completed_steps, loss_history, knn_result),
+                training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
                 training.checkpoints_total_limit,
             )
         if completed_steps >= max_steps:

@@ -1,7 +1,9 @@
 """The `Accelerator` of a training run, and what the run records about its processes."""
 
+import itertools
 import os
 import platform
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -29,6 +31,12 @@ def make_accelerator(
         The rest: as `Accelerator`'s.
     """
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    asked = _processes_asked_of_the_launcher()
+    if launched_processes == 1 and asked > 1:
+        raise RuntimeError(
+            f"`accelerate launch --num_processes {asked}` started one process (on this machine it needs --multi_gpu "
+            "to start several, which then run on the CPU): relaunch with --multi_gpu, or with --num_processes 1"
+        )
     accelerator = Accelerator(
         # Several processes on a machine without accelerators (`accelerate launch --multi_gpu` or torchrun) must be
         # told to run on the CPU, or Accelerate treats each of them as an independent single-process job.
@@ -47,6 +55,23 @@ def make_accelerator(
             "train independently and overwrite each other's outputs"
         )
     return accelerator
+
+
+def _processes_asked_of_the_launcher() -> int:
+    """The `--num_processes` given to the `accelerate launch` that started this process (its parent), or 1 where
+    that cannot be seen: Accelerate passes nothing of it to a single process it starts instead."""
+    try:
+        command = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return 1
+    if not any(part.endswith("accelerate") or part == "accelerate.commands.launch" for part in command):
+        return 1
+    # `--num_processes N` or `--num_processes=N`, as one sequence of words.
+    words = [word for part in command for word in part.split("=", 1)]
+    for flag, value in itertools.pairwise(words):
+        if flag in ("--num_processes", "--num-processes") and value.isdigit():
+            return int(value)
+    return 1
 
 
 def describe_hardware(accelerator: Accelerator) -> str:

@@ -10,7 +10,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from PIL import Image as PILImage
 
 from ..processing.image_processing_viewmaker import ViewmakerImageProcessor
-from .sources import check_single_source, load_data_files, undecoded, validation_split_candidates
+from .sources import check_single_source, first_readable, load_data_files, undecoded, validation_split_candidates
 
 
 def load_image_splits(
@@ -60,7 +60,8 @@ def load_image_splits(
 
 
 class ImageExamples(torch.utils.data.Dataset):
-    """A `datasets` image split as training examples: `{"pixel_values", "labels", "indices"}` per item.
+    """A `datasets` image split as training examples: `{"pixel_values", "labels", "indices", "num_skipped"}` per
+    item.
 
     Images are decoded here rather than by `datasets`, so that an unreadable image raises an error naming its file
     (or its row) instead of a bare PIL error deep inside a data-loader worker.
@@ -70,6 +71,8 @@ class ImageExamples(torch.utils.data.Dataset):
         image_processor: turns a PIL image into `[C, H, W]` pixels in [0, 1] (`do_normalize=False`).
         image_column: the image column, e.g. "img" for `uoft-cs/cifar10`, "image" for `imagefolder`.
         label_column: the label column, or `None` for unlabelled data (`labels` is then -1).
+        skip_bad_examples: an unreadable image is an error naming its file (False, the default), or (True) replaced
+            by the next readable one with a warning, counted in the item's `num_skipped` (as `SpeechExamples` does).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ImageExamples(torch.utils.data.Dataset):
         image_processor: ViewmakerImageProcessor,
         image_column: str = "image",
         label_column: str | None = "label",
+        skip_bad_examples: bool = False,
     ):
         for name, column in (("image_column_name", image_column), ("label_column_name", label_column)):
             if column is not None and column not in dataset.column_names:
@@ -86,6 +90,8 @@ class ImageExamples(torch.utils.data.Dataset):
         self.image_processor = image_processor
         self.image_column = image_column
         self.label_column = label_column
+        self.skip_bad_examples = bool(skip_bad_examples)
+        self.bad_indices: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -102,14 +108,27 @@ class ImageExamples(torch.utils.data.Dataset):
             image.load()
             return image
         except Exception as error:
-            raise ValueError(f"could not read the image at {where} (column {self.image_column!r}): {error}") from error
+            raise ValueError(
+                f"could not read the image at {where} (column {self.image_column!r}): {error}"
+                + ("" if self.skip_bad_examples else " (--skip_bad_examples true passes over unreadable images)")
+            ) from error
+
+    def _read(self, index: int) -> tuple[PILImage.Image, dict]:
+        row = self.dataset[index]
+        return self._decode(index, row[self.image_column]), row
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        row = self.dataset[index]
-        image = self._decode(index, row[self.image_column])
+        index, (image, row), skipped = first_readable(
+            int(index) % len(self), len(self), self._read, self.skip_bad_examples, self.bad_indices
+        )
         pixel_values = self.image_processor(image, return_tensors="pt")["pixel_values"][0]
         label = row[self.label_column] if self.label_column is not None else -1
-        return {"pixel_values": pixel_values, "labels": torch.tensor(label), "indices": torch.tensor(index)}
+        return {
+            "pixel_values": pixel_values,
+            "labels": torch.tensor(label),
+            "indices": torch.tensor(index),
+            "num_skipped": torch.tensor(skipped),
+        }
 
 
 __all__ = ["ImageExamples", "load_image_splits"]

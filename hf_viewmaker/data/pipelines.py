@@ -90,6 +90,15 @@ class DataPipeline:
         )
 
 
+def _source(data: DataArguments) -> dict[str, Any]:
+    """The arguments `load_image_splits` and `load_speech_splits` share: where the splits come from."""
+    names = (
+        "dataset_name", "dataset_config_name", "train_dir", "validation_dir", "train_file", "validation_file",
+        "train_split", "validation_split", "cache_dir", "data_dir",
+    )  # fmt: skip
+    return {name: getattr(data, name) for name in names}
+
+
 def _limit(dataset, limit: int | None):
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
@@ -160,21 +169,16 @@ def image_pipeline(
         files = PACKAGED_DATASETS[data.packaged_dataset]
         splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=data.cache_dir)
     else:
-        splits = load_image_splits(
-            dataset_name=data.dataset_name,
-            dataset_config_name=data.dataset_config_name,
-            train_dir=data.train_dir,
-            validation_dir=data.validation_dir,
-            train_file=data.train_file,
-            validation_file=data.validation_file,
-            train_split=data.train_split,
-            validation_split=data.validation_split,
-            cache_dir=data.cache_dir,
-            data_dir=data.data_dir,
-        )
+        splits = load_image_splits(**_source(data))
     limits = {"train": data.max_train_samples, "validation": data.max_eval_samples}
     examples = {
-        split: ImageExamples(_limit(dataset, limits[split]), processor, data.image_column_name, data.label_column_name)
+        split: ImageExamples(
+            _limit(dataset, limits[split]),
+            processor,
+            data.image_column_name,
+            data.label_column_name,
+            skip_bad_examples=data.skip_bad_examples,
+        )
         for split, dataset in splits.items()
     }
     expert = expert_views_for(views, "image", image_size=processor.size["height"])
@@ -237,19 +241,7 @@ def speech_pipeline(
         }
         audio_column, label_column = "audio", "label"
     else:
-        splits = load_speech_splits(
-            dataset_name=data.dataset_name,
-            dataset_config_name=data.dataset_config_name,
-            train_dir=data.train_dir,
-            validation_dir=data.validation_dir,
-            train_file=data.train_file,
-            validation_file=data.validation_file,
-            train_split=data.train_split,
-            validation_split=data.validation_split,
-            audio_column=audio_column,
-            cache_dir=data.cache_dir,
-            data_dir=data.data_dir,
-        )
+        splits = load_speech_splits(**_source(data), audio_column=audio_column)
     common = {
         "sampling_rate": extractor.sampling_rate,
         "audio_column": audio_column,

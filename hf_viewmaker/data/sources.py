@@ -15,8 +15,10 @@ torchcodec (see `hf_viewmaker.data.speech`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TypeVar
 
 from datasets import (
     Audio,
@@ -29,10 +31,14 @@ from datasets import (
     load_dataset,
 )
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
 __all__ = [
     "FILE_BUILDERS",
     "VALIDATION_SPLITS",
     "check_single_source",
+    "first_readable",
     "hub_split_names",
     "load_data_files",
     "load_hub_split",
@@ -134,6 +140,37 @@ def load_hub_splits(
     else:
         validation = load_hub_split(name, config, validation_split, cache_dir, streaming, data_dir)
     return {"train": train} | ({"validation": validation} if validation is not None else {})
+
+
+def first_readable(
+    index: int,
+    size: int,
+    read: Callable[[int], T],
+    skip: bool,
+    bad_indices: set[int],
+    max_tries: int = 32,
+    never_skip: tuple[type[Exception], ...] = (),
+) -> tuple[int, T, int]:
+    """`(row, read(row), skipped)`: `read(index)`, or with `skip`, when it raises ValueError (an unreadable file), the
+    next readable row (index + 1, + 2, ... wrapping around), with a warning once per row; rows found unreadable are
+    remembered in `bad_indices` and not read again. `never_skip` errors are raised whatever `skip` says. Without
+    `skip` the first error is raised; after `max_tries` unreadable rows in a row, too."""
+    skipped, row = 0, index
+    while True:
+        if row not in bad_indices:
+            try:
+                return row, read(row), skipped
+            except never_skip:
+                raise
+            except ValueError as error:
+                if not skip:
+                    raise
+                bad_indices.add(row)
+                logger.warning("skipping unreadable example %d (using the next readable one): %s", row, error)
+        skipped += 1
+        if skipped >= min(max_tries, size):
+            raise ValueError(f"{skipped} consecutive unreadable examples from row {index} on (the last: row {row})")
+        row = (row + 1) % size
 
 
 def undecoded(dataset, column: str):

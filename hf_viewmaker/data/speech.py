@@ -48,7 +48,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 from ..processing.feature_extraction_logmel import LogMelFeatureExtractor
-from .sources import check_single_source, load_data_files, load_hub_splits, undecoded
+from .sources import check_single_source, first_readable, load_data_files, load_hub_splits, undecoded
 
 logger = logging.getLogger(__name__)
 
@@ -331,33 +331,16 @@ class SpeechExamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} examples")
-        index = int(index) % len(self)
-        skipped = 0
-        row = index
-        while True:
-            if row in self.bad_indices:
-                error = None
-            else:
-                try:
-                    waveform = self._read(row)
-                    break
-                except _SamplingRateError:
-                    raise
-                except ValueError as err:
-                    if not self.skip_bad_examples:
-                        raise
-                    error = err
-            if error is not None:
-                self.bad_indices.add(row)
-                logger.warning("skipping unreadable example %d (using the next readable one): %s", row, error)
-            skipped += 1
-            self.num_skipped += 1
-            if skipped >= min(self.max_replacement_tries, len(self)):
-                raise ValueError(
-                    f"{skipped} consecutive unreadable examples from row {index} on (the last: row {row}); "
-                    "is the audio column right?"
-                )
-            row = (row + 1) % len(self)
+        row, waveform, skipped = first_readable(
+            int(index) % len(self),
+            len(self),
+            self._read,
+            self.skip_bad_examples,
+            self.bad_indices,
+            self.max_replacement_tries,
+            never_skip=(_SamplingRateError,),
+        )
+        self.num_skipped += skipped
         return {
             "waveform": torch.from_numpy(waveform),
             "labels": torch.tensor(int(self._labels[row])),

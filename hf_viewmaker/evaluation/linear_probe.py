@@ -8,6 +8,7 @@ pixels that are normalised *after* the views, with the encoder processor's stati
 and sensor spectrograms (Pamap2) come already normalised from the processor saved with the encoder.
 """
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -19,6 +20,8 @@ from transformers import AutoConfig
 from transformers.utils import cached_file
 
 from ..models.encoder import ContrastiveResNetConfig, ContrastiveResNetForClassification, ContrastiveResNetModel
+
+logger = logging.getLogger(__name__)
 
 FEATURE_TYPES = ("prepool", "pooled", "embeddings")
 LR_SCHEDULES = ("step", "constant")
@@ -88,9 +91,13 @@ def build_linear_probe(
     if id2label is not None:
         overrides["id2label"] = {int(k): str(v) for k, v in id2label.items()}
         overrides["label2id"] = {str(v): int(k) for k, v in id2label.items()}
-    model = ContrastiveResNetForClassification.from_pretrained(
-        encoder_name_or_path, subfolder=subfolder, **overrides, **from_pretrained_kwargs
+    model, loading = ContrastiveResNetForClassification.from_pretrained(
+        encoder_name_or_path, subfolder=subfolder, output_loading_info=True, **overrides, **from_pretrained_kwargs
     )
+    if "classifier.weight" not in loading["missing_keys"]:
+        # A trained probe given as the encoder: its head is not what a new probe starts from.
+        logger.warning(f"{encoder_name_or_path} holds a trained classifier head: it is replaced by a fresh one")
+        model.classifier.reset_parameters()  # what a fresh head gets (PyTorch's default, as `_init_weights`)
     freeze_encoder(model)
     return model
 

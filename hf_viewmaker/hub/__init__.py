@@ -5,6 +5,7 @@ from .push import (
     HubAuthenticationError,
     HubPushError,
     IncompleteRunError,
+    check_repo_id,
     collect_run_files,
     push_run_to_hub,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "HubPushError",
     "IncompleteRunError",
     "build_model_card",
+    "check_repo_id",
     "collect_run_files",
     "push_run_to_hub",
     "write_model_card",

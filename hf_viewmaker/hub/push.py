@@ -19,18 +19,28 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import CommitOperationAdd, HfApi, get_token, set_client_factory
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub.utils import _http as hf_http
+from huggingface_hub.utils import validate_repo_id
 
 logger = logging.getLogger(__name__)
+# The HTTP library huggingface_hub's client is built on (its timeouts and transport errors).
+httpx = hf_http.httpx2
 
 MODEL_FOLDERS = ("viewmaker", "encoder")
 RUN_FILES = ("README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json")
 REQUIRED_MODEL_FILES = ("config.json", "model.safetensors")
 DEFAULT_COMMIT_MESSAGE = "Upload a Viewmaker Networks run (hf-viewmaker)"
+#: Seconds any one Hub request may take, and how often a request that got no answer is tried.
+HUB_TIMEOUT_SECONDS = 60.0
+HUB_TRIES = 3
 
 
 class IncompleteRunError(FileNotFoundError):
@@ -56,6 +66,9 @@ def push_run_to_hub(
     revision: str | None = None,
     token: str | None = None,
     commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    model_card: str | None = None,
+    timeout: float = HUB_TIMEOUT_SECONDS,
+    tries: int = HUB_TRIES,
 ) -> str:
     """Upload a training run to the model repository `repo_id` (created if needed) in one commit.
 
@@ -68,6 +81,10 @@ def push_run_to_hub(
         revision: a branch to commit to, created from `main` if it does not exist (default: `main`).
         token: a Hub token; by default `huggingface_hub` finds one (`HF_TOKEN`, then `hf auth login`).
         commit_message: the commit's summary.
+        model_card: the text of `README.md` to upload instead of the run's file (so that a failed push leaves the
+            local card as it was).
+        timeout: seconds each Hub request may take before it is abandoned.
+        tries: how often a request that got no answer (timeout, refused or broken connection) is tried.
 
     Returns:
         the URL of the commit (of the current head when nothing changed since the last push).
@@ -77,6 +94,7 @@ def push_run_to_hub(
         HubAuthenticationError: no token, a token the Hub rejects, or one without write access to the namespace.
     """
     output_dir = Path(output_dir)
+    check_repo_id(repo_id)
     files = collect_run_files(output_dir)
     # Resolved only to keep it out of what we upload and raise; huggingface_hub resolves it the same way itself.
     resolved_token = token if token is not None else get_token()
@@ -93,21 +111,27 @@ def push_run_to_hub(
     )
     for path_in_repo in files:
         logger.debug("  %s", path_in_repo)
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for path, local in files.items()]
+    if model_card is not None:
+        operations = [op for op in operations if op.path_in_repo != "README.md"]
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=model_card.encode()))
     try:
-        api.create_repo(repo_id, private=True if private else None, exist_ok=True)
-        if private and not api.model_info(repo_id).private:
-            raise HubPushError(
-                f"{repo_id} already exists and is public: refusing to push a run asked to be private. Make the "
-                "repository private first, or push without --private."
+        with _hub_requests_time_out(timeout):
+            _tried(
+                tries, api.endpoint, lambda: api.create_repo(repo_id, private=True if private else None, exist_ok=True)
             )
-        if branch != "main":
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
-        commit = api.create_commit(
-            repo_id,
-            [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for path, local in files.items()],
-            commit_message=commit_message,
-            revision=branch,
-        )
+            if private and not _tried(tries, api.endpoint, lambda: api.model_info(repo_id)).private:
+                raise HubPushError(
+                    f"{repo_id} already exists and is public: refusing to push a run asked to be private. Make the "
+                    "repository private first, or push without --private."
+                )
+            if branch != "main":
+                _tried(tries, api.endpoint, lambda: api.create_branch(repo_id, branch=branch, exist_ok=True))
+            commit = _tried(
+                tries,
+                api.endpoint,
+                lambda: api.create_commit(repo_id, operations, commit_message=commit_message, revision=branch),
+            )
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401:
@@ -127,6 +151,52 @@ def push_run_to_hub(
     return commit.commit_url
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Raise HubPushError unless `repo_id` is a valid `namespace/name` model repository id."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise HubPushError(f"--hub_model_id {repo_id!r} is not a valid repository id: {error}") from None
+    if repo_id.count("/") != 1:
+        raise HubPushError(f"--hub_model_id {repo_id!r} must be NAMESPACE/NAME")
+
+
+@contextmanager
+def _hub_requests_time_out(seconds: float) -> Iterator[None]:
+    """Within the block, every request of `huggingface_hub` gives up after `seconds` (its own client waits forever
+    for a server that accepts the connection and never answers)."""
+
+    # The factory in use (a user's, with their proxies), which `huggingface_hub` keeps in a private global.
+    previous = getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", hf_http.default_client_factory)
+
+    def client() -> httpx.Client:
+        timed = previous()
+        timed.timeout = httpx.Timeout(seconds)
+        return timed
+
+    set_client_factory(client)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
+def _tried(tries: int, endpoint: str, request):
+    """`request()`, tried again (after 1 s, then 2 s, ...) when it got no answer, up to `tries` times; then an error
+    naming the endpoint."""
+    for attempt in range(1, tries + 1):
+        try:
+            return request()
+        except httpx.TransportError as error:  # timeouts, refused and broken connections
+            if attempt == tries:
+                raise HubPushError(
+                    f"the Hub at {endpoint} did not answer ({type(error).__name__}: {error}) in {tries} tries: "
+                    "the push did not complete"
+                ) from None
+            logger.warning(f"the Hub at {endpoint} did not answer ({type(error).__name__}); trying again")
+            time.sleep(attempt)
+
+
 def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
     """{path in the repository: local file} for everything of the run that is published; raises
     IncompleteRunError if the run is incomplete."""
@@ -142,10 +212,16 @@ def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
         raise IncompleteRunError(output_dir, missing)
 
     files: dict[str, Path] = {}
+    root = output_dir.resolve()
     for name in folders:
         for path in sorted((output_dir / name).rglob("*")):
             relative = path.relative_to(output_dir)
-            if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+            if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+                continue
+            if not path.resolve().is_relative_to(root):
+                # A link out of the run folder would publish whatever it points to.
+                raise HubPushError(f"{path} links to {path.resolve()}, outside {output_dir}: refusing to upload it")
+            if path.is_file():
                 files[relative.as_posix()] = path
     # transformers fetches the code of `from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` from the
     # repository's root, not from the subfolder (transformers 5.x): the code files go to the root as well.
@@ -159,8 +235,11 @@ def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
                 )
             files.setdefault(file, source)
     for name in RUN_FILES:
-        if (output_dir / name).is_file():
-            files[name] = output_dir / name
+        path = output_dir / name
+        if path.is_file() and not path.resolve().is_relative_to(root):
+            raise HubPushError(f"{path} links to {path.resolve()}, outside {output_dir}: refusing to upload it")
+        if path.is_file():
+            files[name] = path
     return files
 
 

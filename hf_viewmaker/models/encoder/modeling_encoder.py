@@ -131,6 +131,26 @@ class ContrastiveResNetPreTrainedModel(PreTrainedModel):
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing damaged weights by name: an unreadable (e.g. truncated)
+        weights file, or weights that are not finite, which would silently give non-finite outputs."""
+        where = str(pretrained_model_name_or_path) + (
+            f" (subfolder {kwargs['subfolder']!r})" if kwargs.get("subfolder") else ""
+        )
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            # safetensors' error type, matched by name so that this file imports only torch and transformers.
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise OSError(f"the weights of {where} cannot be read ({error}): the file is damaged") from error
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # `output_loading_info=True`
+        broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        if broken:
+            raise ValueError(f"the weights of {where} hold NaN or inf values: {', '.join(broken[:5])}")
+        return loaded
+
 
 class ContrastiveResNetModel(ContrastiveResNetPreTrainedModel):
     """

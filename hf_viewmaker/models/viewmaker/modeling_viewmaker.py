@@ -134,6 +134,26 @@ class ViewmakerPreTrainedModel(PreTrainedModel):
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.InstanceNorm1d, nn.InstanceNorm2d)):
             module.reset_parameters()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing damaged weights by name: an unreadable (e.g. truncated)
+        weights file, or weights that are not finite, which would silently give non-finite outputs."""
+        where = str(pretrained_model_name_or_path) + (
+            f" (subfolder {kwargs['subfolder']!r})" if kwargs.get("subfolder") else ""
+        )
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as error:
+            # safetensors' error type, matched by name so that this file imports only torch and transformers.
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise OSError(f"the weights of {where} cannot be read ({error}): the file is damaged") from error
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # `output_loading_info=True`
+        broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        if broken:
+            raise ValueError(f"the weights of {where} hold NaN or inf values: {', '.join(broken[:5])}")
+        return loaded
+
 
 class ViewmakerModel(ViewmakerPreTrainedModel):
     """
@@ -184,6 +204,16 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         config = self.config
         layout = "height, width" if config.spatial_dims == 2 else "time"
         expected = f"[batch, {config.num_channels}, {layout}]"
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(
+                f"pixel_values must be a torch.Tensor of shape {expected}, got a {type(pixel_values).__name__} "
+                "(use torch.as_tensor)."
+            )
+        if not pixel_values.is_floating_point():
+            raise TypeError(
+                f"pixel_values must be floating point, got {pixel_values.dtype}"
+                + (": images are [0, 1] pixels, e.g. `uint8_images / 255`." if config.clamp else ".")
+            )
         if pixel_values.ndim != config.spatial_dims + 2:
             raise ValueError(f"pixel_values must have shape {expected}, got shape {tuple(pixel_values.shape)}.")
         if pixel_values.shape[1] != config.num_channels:
@@ -191,14 +221,26 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
                 f"pixel_values has {pixel_values.shape[1]} channels (shape {tuple(pixel_values.shape)}), but this "
                 f"viewmaker was built for num_channels={config.num_channels}."
             )
+        if pixel_values.shape[0] == 0:
+            raise ValueError(f"pixel_values is an empty batch (shape {tuple(pixel_values.shape)}).")
         net_size = config.downsample_size or tuple(pixel_values.shape[2:])
         if min(net_size) < _MIN_SPATIAL_SIZE:
             raise ValueError(
                 f"pixel_values of shape {tuple(pixel_values.shape)} is too small: the viewmaker network runs at "
                 f"spatial size {tuple(net_size)} and needs at least {_MIN_SPATIAL_SIZE} along every spatial dimension."
             )
-        if self.check_input_values and not torch.compiler.is_compiling() and not torch.isfinite(pixel_values).all():
-            raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)} contains NaN or inf values.")
+        if self.check_input_values and not torch.compiler.is_compiling():
+            # One read of the inputs' range serves both checks (NaN and inf make it non-finite).
+            low, high = torch.aminmax(pixel_values.detach().float())
+            low, high = low.item(), high.item()
+            if not math.isfinite(low) or not math.isfinite(high):
+                raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)} contains NaN or inf values.")
+            if config.clamp and (low < 0 or high > 1):
+                raise ValueError(
+                    f"pixel_values ranges over [{low:g}, {high:g}], but clamp=True makes views of [0, 1] pixels: "
+                    "scale the inputs to [0, 1] (e.g. `/ 255`), or use a config with clamp=False for inputs of "
+                    "another range (normalised spectrograms)."
+                )
 
     def _draw_noise(self, inputs: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
         """The network's noise maps, in the original's order: one at full resolution, then one at the bottleneck
@@ -274,6 +316,8 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
             inputs = self._resize(inputs, self.config.downsample_size)
         if self.config.frequency_domain:
             inputs = _apply_dct(inputs, self.config.spatial_dims, inverse=False).to(pixel_values.dtype)
+        # Half-precision or float64 inputs meet the network in its own dtype; the views keep the inputs' dtype.
+        inputs = inputs.to(self.dtype)
 
         noise = self._draw_noise(inputs, generator)
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
