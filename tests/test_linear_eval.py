@@ -349,6 +349,18 @@ def test_a_trained_probe_given_as_the_encoder_gets_a_fresh_head(launched_eval, c
         launched_eval).resnet.state_dict())  # fmt: skip
 
 
+def test_an_output_dir_that_cannot_be_written_or_holds_an_evaluation_is_refused_first(
+    tiny_run, launched_eval, tmp_path
+):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(PermissionError, match="a_file/out cannot be written to"):
+        run_in_process(linear_eval.main, ["--model_name_or_path", str(tiny_run), *EVAL_TINY,
+                                          "--output_dir", str(tmp_path / "a_file" / "out")])  # fmt: skip
+    with pytest.raises(FileExistsError, match="eval_results.json"):
+        run_in_process(linear_eval.main, ["--model_name_or_path", str(tiny_run), *EVAL_TINY,
+                                          "--output_dir", str(launched_eval)])  # fmt: skip
+
+
 def test_flag_checks_and_recipes(tmp_path):
     with pytest.raises(SystemExit):
         linear_eval.parse_args(["--model_name_or_path", "x", "--cache_features", "true"])  # viewmaker views

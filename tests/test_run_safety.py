@@ -119,6 +119,7 @@ def test_a_checkpoint_without_its_rng_state_resumes_only_when_told(tmp_path, tra
         (["--checkpointing_steps", "0"], "--checkpointing_steps must be a positive integer"),
         (["--distortion_budget", "inf"], "--distortion_budget must be a positive finite number"),
         (["--config", "no/such/recipe.yaml"], "no/such/recipe.yaml: no such file"),
+        (["--num_res_blocks", "6"], "num_res_blocks must be in 0..5"),
     ],
 )
 def test_bad_settings_are_one_line_errors_before_any_data_loads(tmp_path, train, monkeypatch, capsys, flags, named):

@@ -81,6 +81,12 @@ def check_run(parser, run: PretrainingRun) -> None:
             parser.error(str(error))
     if run.model.clamp_views is None:  # resolved here, so that the run saves what it trained with
         run.model.clamp_views = run.data.domain == "image"
+    try:  # the models' own checks (e.g. at most 5 residual blocks), before any data load
+        build_pretraining_config(
+            run.model, run.objective, run.views, run.inputs.num_channels, run.inputs.image_size, num_examples=1
+        )
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def parse_args(argv: list[str] | None = None) -> PretrainingRun:
