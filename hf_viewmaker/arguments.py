@@ -613,11 +613,16 @@ class PretrainingRun(_Groups):
     training: PretrainingArguments = field(default_factory=PretrainingArguments)
 
     FILENAME = "training_args.json"
+
+    def __post_init__(self) -> None:
+        if self.model.clamp_views is None:  # resolved here, so that the run saves what it trained with
+            self.model.clamp_views = self.data.domain == "image"
+
     # What a resumed run may change without changing what it computes: where it reads from and how fast, how long it
     # runs, how it logs and saves. Everything else (the data, the model, the objective, the optimisation, the seed
     # and the batch) must match the checkpoint's.
     RESUMABLE_CHANGES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "data": ("cache_dir", "dataloader_num_workers"),
+        "data": ("cache_dir", "dataloader_num_workers", "skip_bad_examples"),
         "training": tuple(
             f.name
             for f in dataclasses.fields(PretrainingArguments)
@@ -835,7 +840,9 @@ class LinearEvalRun(_Groups):
 
 def build_parser(group_types: Sequence[type], description: str | None = None) -> HfArgumentParser:
     """One flag per field of `group_types` (dataclasses with distinct field names), plus `--config`."""
-    parser = HfArgumentParser(list(group_types), description=description)
+    # No abbreviated flags: `--train_di` must not silently mean --train_dir (or, with a recipe, keep the recipe's
+    # source beside it).
+    parser = HfArgumentParser(list(group_types), description=description, allow_abbrev=False)
     parser.add_argument("--config", help="YAML recipe whose keys are the flags below (without dashes)")
     return parser
 
@@ -845,14 +852,23 @@ def _flags_given(argv: Sequence[str]) -> set[str]:
     return {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
 
 
-def _without_replaced_sources(recipe: dict[str, Any], parser: HfArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
-    """`recipe` less its data source and the fields describing it when the command line names another source, so
-    that the two are never combined."""
+def _without_replaced_sources(
+    recipe: dict[str, Any], parser: HfArgumentParser, argv: Sequence[str], cli: Any
+) -> dict[str, Any]:
+    """`recipe` less its data source and the fields describing it when the command line (`argv`, parsed as `cli`)
+    names another source, so that the two are never combined. For sensor data `--data_dir` (Pamap2's folder) is a
+    source of its own; naming the recipe's own source again changes nothing."""
     given = _flags_given(argv)
     for group in parser.dataclass_types:
-        sources = getattr(group, "SOURCE_FIELDS", ())
-        if given & set(sources):
-            dropped = set(sources) | set(getattr(group, "SOURCE_DETAILS", ()))
+        sources = set(getattr(group, "SOURCE_FIELDS", ()))
+        if not sources:
+            continue
+        domain = getattr(cli, "domain", None) if "domain" in given else recipe.get("domain")
+        if domain == "sensor":
+            sources.add("data_dir")
+        named = given & sources
+        if named and any(getattr(cli, name) != recipe.get(name) for name in named):
+            dropped = sources | set(getattr(group, "SOURCE_DETAILS", ()))
             recipe = {key: value for key, value in recipe.items() if key not in dropped or key in given}
     return recipe
 
@@ -877,7 +893,7 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None)
         unknown = sorted(set(recipe) - fields)
         if unknown:
             parser.error(f"unknown keys in {path}: {unknown}")
-        parser.set_defaults(**_without_replaced_sources(recipe, parser, argv))
+        parser.set_defaults(**_without_replaced_sources(recipe, parser, argv, known))
     try:
         *groups, _extra = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
     except ValueError as error:

@@ -183,3 +183,30 @@ def test_the_readme_flag_tables_are_the_parsers(monkeypatch):
             if action.option_strings and action.dest != "help" and not action.option_strings[0].startswith("--no_")
         ]
         assert [f for f in flags if f"| `{f}` |" not in readme] == []
+
+
+def test_a_sensor_folder_on_the_command_line_replaces_the_recipes_series_file(tmp_path):
+    (tmp_path / "r.yaml").write_text("domain: sensor\ntrain_file: series.ts\nvalidation_file: test.ts\n")
+    run = _parse(["--config", str(tmp_path / "r.yaml"), "--data_dir", "PAMAP2"])
+    assert (run.data.train_file, run.data.validation_file, run.data.data_dir) == (None, None, "PAMAP2")
+
+
+def test_naming_the_recipes_own_source_again_keeps_its_details(tmp_path):
+    (tmp_path / "r.yaml").write_text("dataset_name: uoft-cs/cifar10\nvalidation_split: test\ntrain_split: train\n")
+    run = _parse(["--config", str(tmp_path / "r.yaml"), "--dataset_name", "uoft-cs/cifar10"])
+    assert (run.data.dataset_name, run.data.validation_split) == ("uoft-cs/cifar10", "test")
+
+
+def test_abbreviated_flags_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        _parse(["--train_di", "folder"])
+    assert "--train_di" in capsys.readouterr().err
+
+
+def test_a_run_resolves_clamping_by_domain_and_the_builder_takes_unresolved_arguments():
+    from hf_viewmaker import ObjectiveArguments, ViewArguments
+    from hf_viewmaker.adversarial import build_pretraining_config
+
+    assert _parse([]).model.clamp_views is True and _parse(["--domain", "audio"]).model.clamp_views is False
+    config = build_pretraining_config(ModelArguments(), ObjectiveArguments(), ViewArguments(), 3, 32, 10)
+    assert config.viewmaker_config.clamp is True

@@ -138,3 +138,11 @@ def test_demo_refuses_settings_it_cannot_draw(tmp_path, capsys, flags, message):
         demo_main(["--output_dir", str(tmp_path), *flags])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "views.png").exists()
+
+
+def test_examples_end_where_the_split_ends(tmp_path):
+    folder = write_image_folder(tmp_path / "images", per_class=2)
+    examples = ImageExamples(load_image_splits(train_dir=str(folder))["train"], ViewmakerImageProcessor(num_channels=1))
+    assert len(list(examples)) == 4
+    with pytest.raises(IndexError):
+        examples[4]

@@ -361,6 +361,12 @@ def test_an_output_dir_that_cannot_be_written_or_holds_an_evaluation_is_refused_
                                           "--output_dir", str(launched_eval)])  # fmt: skip
 
 
+def test_a_trained_probe_with_a_head_of_another_shape_gets_a_fresh_one(launched_eval):
+    old = ContrastiveResNetForClassification.from_pretrained(launched_eval).classifier.weight
+    probe = build_linear_probe(str(launched_eval), num_labels=old.shape[0] + 2, features="pooled")
+    assert probe.classifier.weight.shape[0] == old.shape[0] + 2
+
+
 def test_flag_checks_and_recipes(tmp_path):
     with pytest.raises(SystemExit):
         linear_eval.parse_args(["--model_name_or_path", "x", "--cache_features", "true"])  # viewmaker views

@@ -127,3 +127,29 @@ def test_bad_settings_are_one_line_errors_before_any_data_loads(tmp_path, train,
     with pytest.raises(SystemExit):
         train(tmp_path / "run", *flags)
     assert named in capsys.readouterr().err
+
+
+def test_a_finished_run_without_checkpoints_is_not_taken_for_one_to_resume(tmp_path, train):
+    train(tmp_path / "run", "--checkpointing_steps", "epoch", "--max_steps", "1")
+    for step in (tmp_path / "run" / "checkpoints").iterdir():  # a finished run whose checkpoints were cleaned up
+        import shutil
+
+        shutil.rmtree(step)
+    with pytest.raises(FileExistsError, match="holds another run"):
+        train(tmp_path / "run", "--resume_from_checkpoint", "latest")
+
+
+def test_replacing_a_run_deletes_only_what_the_run_wrote(tmp_path, train):
+    train(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "my_notes.txt").write_text("mine")
+    (tmp_path / "run" / "data.csv").write_text("mine too")
+    train(tmp_path / "run", "--overwrite_output_dir", "true", "--max_steps", "1")
+    assert (tmp_path / "run" / "checkpoints" / "my_notes.txt").read_text() == "mine"
+    assert (tmp_path / "run" / "data.csv").read_text() == "mine too"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["my_notes.txt", "step_1"]
+
+
+def test_a_resume_may_start_skipping_unreadable_examples(tmp_path, train):
+    train(tmp_path / "run")
+    train(tmp_path / "run", "--resume_from_checkpoint", "latest", "--max_steps", "3", "--skip_bad_examples", "true")
+    assert json.loads((tmp_path / "run" / "train_results.json").read_text())["completed_steps"] == 3

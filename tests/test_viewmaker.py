@@ -323,3 +323,15 @@ def test_damaged_weights_are_refused_naming_the_folder(tmp_path, part):
     with pytest.raises(ValueError, match=f"nan hold NaN or inf values: {first}"):
         model_class.from_pretrained(tmp_path / "nan")
     assert isinstance(AutoModel.from_pretrained(tmp_path / "good"), model_class)
+
+
+def test_a_clamping_viewmaker_given_z_scored_inputs_warns_instead_of_refusing(caplog):
+    """Spectrogram viewmakers saved when --clamp_views defaulted to true were clamped in training too: they still
+    make views of their inputs, with a warning (0-255 images, all non-negative, remain an error)."""
+    import logging
+
+    model = ViewmakerModel(ViewmakerConfig(num_res_blocks=0))
+    with caplog.at_level(logging.WARNING):
+        model(torch.randn(2, 3, 8, 8))
+        model(torch.randn(2, 3, 8, 8))
+    assert caplog.text.count("clamps its views to [0, 1]") == 1

@@ -355,8 +355,15 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(training.seed)
     started = time.perf_counter()
     output_dir = Path(training.output_dir)
-    if accelerator.is_main_process:  # before any work: a folder it cannot write, or another evaluation's
-        prepare_output_dir(output_dir, False, training.overwrite_output_dir, run_files=("eval_results.json",))
+    # Before any work: a folder it cannot write, or another evaluation's.
+    prepare_output_dir(
+        output_dir,
+        resuming=False,
+        overwrite=training.overwrite_output_dir,
+        run_files=("eval_results.json",),
+        checkpoints=False,
+        delete=False,
+    )
     accelerator.wait_for_everyone()
 
     # Models: the encoder (frozen, eval mode), its processor and, for viewmaker views, the frozen viewmaker.

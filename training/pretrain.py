@@ -49,11 +49,11 @@ from hf_viewmaker.arguments import build_parser as build_group_parser
 from hf_viewmaker.data import build_pipeline, describe_data, fixed_items, image_processor
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
-from hf_viewmaker.hub import push_run_to_hub, write_model_card
+from hf_viewmaker.hub import HubPushError, check_repo_id, push_run_to_hub, write_model_card
 
 logger = get_logger(__name__)
 # What a finished run leaves in its output folder: a new run there must resume it or replace it explicitly.
-FINISHED_RUN_FILES = ("training_args.json", "train_results.json", "encoder", "viewmaker")
+FINISHED_RUN_FILES = ("training_args.json", "train_results.json", "encoder", "viewmaker", "views.png", "README.md")
 
 
 def build_parser(extra_groups: tuple[type, ...] = ()):
@@ -66,6 +66,11 @@ def check_run(parser, run: PretrainingRun) -> None:
     training, views, optimization = run.training, run.views, run.optimization
     if training.push_to_hub and not training.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id NAMESPACE/NAME")
+    if training.push_to_hub:
+        try:
+            check_repo_id(training.hub_model_id)
+        except HubPushError as error:
+            parser.error(str(error))
     if training.gradient_checkpointing != "none" and not views.uses_viewmaker:
         parser.error("--gradient_checkpointing recomputes the viewmaker's activations: --view_mode expert has none")
     if optimization.adversarial_update == "two_pass" and (
@@ -79,8 +84,6 @@ def check_run(parser, run: PretrainingRun) -> None:
             image_processor(run.inputs)
         except ValueError as error:
             parser.error(str(error))
-    if run.model.clamp_views is None:  # resolved here, so that the run saves what it trained with
-        run.model.clamp_views = run.data.domain == "image"
     try:  # the models' own checks (e.g. at most 5 residual blocks), before any data load
         build_pretraining_config(
             run.model, run.objective, run.views, run.inputs.num_channels, run.inputs.image_size, num_examples=1
@@ -112,7 +115,10 @@ def resolve_resume(run: PretrainingRun, accelerator: Accelerator) -> tuple[Path 
     if checkpoint is None:
         return None, {}
     state = load_training_state(checkpoint)
-    changes = run.changes_from(PretrainingRun.from_dict(state["arguments"])) if "arguments" in state else []
+    try:
+        changes = run.changes_from(PretrainingRun.from_dict(state["arguments"])) if "arguments" in state else []
+    except (TypeError, ValueError) as error:  # saved by another version of this package
+        changes = [f"the checkpoint's arguments cannot be compared ({error})"]
     if state.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
         changes.append(f"processes {state['num_processes']} -> {accelerator.num_processes} (the global batch)")
     if changes and not training.resume_with_changed_arguments:
@@ -246,15 +252,15 @@ def main(argv: list[str] | None = None) -> None:
     logger.info(accelerator.state, main_process_only=False)
     set_seed(training.seed)
     # Everything that can refuse the run does so before the data are read and the first step is taken.
-    if accelerator.is_main_process:
-        prepare_output_dir(
-            training.output_dir,
-            training.resume_from_checkpoint is not None,
-            training.overwrite_output_dir,
-            run_files=FINISHED_RUN_FILES,
-        )
-    accelerator.wait_for_everyone()
     checkpoint, resumed = resolve_resume(run, accelerator)
+    prepare_output_dir(
+        training.output_dir,
+        resuming=checkpoint is not None,
+        overwrite=training.overwrite_output_dir,
+        run_files=FINISHED_RUN_FILES,
+        delete=accelerator.is_main_process,
+    )
+    accelerator.wait_for_everyone()
 
     pipeline = build_pipeline(data, run.inputs, views=run.views, seed=training.seed)
     train_examples, eval_examples = pipeline.train, pipeline.validation

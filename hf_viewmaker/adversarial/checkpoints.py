@@ -108,11 +108,20 @@ def resolve_checkpoint(
 
 
 def prepare_output_dir(
-    output_dir: str | Path, resuming: bool, overwrite: bool, run_files: tuple[str, ...] = ()
+    output_dir: str | Path,
+    resuming: bool,
+    overwrite: bool,
+    run_files: tuple[str, ...] = (),
+    checkpoints: bool = True,
+    delete: bool = True,
 ) -> None:
-    """Check, before any work, that a run may write to `output_dir`: it can be created and written to, and it does
-    not hold another run (checkpoints, or any of `run_files`), unless the run resumes (`resuming`) or replaces it
-    (`overwrite`, which deletes the old checkpoints so that their rotation cannot delete the new ones)."""
+    """Check, before any work, that a run may write to `output_dir`: it can be created and written to, and it holds
+    no other run (its checkpoints when `checkpoints`, or any of `run_files`), unless the run resumes from a checkpoint
+    found there (`resuming`) or replaces the other run (`overwrite`). Replacing deletes that run's checkpoints and
+    `run_files` (with `delete`: on one process of several), so that neither their rotation nor a crash mixes the two
+    runs; any other file in the folder is left alone.
+
+    Every process may call it: the checks raise alike on each, so none is left waiting for another."""
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -122,17 +131,22 @@ def prepare_output_dir(
         raise PermissionError(f"--output_dir {output_dir} cannot be written to ({error}): nothing was run") from None
     if resuming:
         return
-    held = [path.name for path in list_checkpoints(output_dir)] + [
-        name for name in run_files if (output_dir / name).exists()
+    held = (list_checkpoints(output_dir) if checkpoints else []) + [
+        output_dir / name for name in run_files if (output_dir / name).exists()
     ]
     if held and not overwrite:
         raise FileExistsError(
-            f"--output_dir {output_dir} holds another run ({', '.join(held)}): resume it with "
+            f"--output_dir {output_dir} holds another run ({', '.join(path.name for path in held)}): resume it with "
             "--resume_from_checkpoint latest, choose another --output_dir, or pass --overwrite_output_dir true to "
             "replace it"
         )
-    if held and checkpoints_dir(output_dir).exists():
-        shutil.rmtree(checkpoints_dir(output_dir))
+    if delete:
+        partial = list(checkpoints_dir(output_dir).glob(f"{PARTIAL_PREFIX}*")) if checkpoints else []
+        for path in held + partial:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def save_checkpoint(

@@ -37,7 +37,7 @@ def build_pretraining_config(
         distortion_budget=model.distortion_budget,
         budget_norm=model.budget_norm,
         activation=model.viewmaker_activation,
-        clamp=model.clamp_views,
+        clamp=True if model.clamp_views is None else model.clamp_views,  # unresolved: the images' default
         frequency_domain=model.frequency_domain,
         num_res_blocks=model.num_res_blocks,
     )

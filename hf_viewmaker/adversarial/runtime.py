@@ -34,8 +34,8 @@ def make_accelerator(
     asked = _processes_asked_of_the_launcher()
     if launched_processes == 1 and asked > 1:
         raise RuntimeError(
-            f"`accelerate launch --num_processes {asked}` started one process (on this machine it needs --multi_gpu "
-            "to start several, which then run on the CPU): relaunch with --multi_gpu, or with --num_processes 1"
+            f"`accelerate launch --num_processes {asked}` started one process (Accelerate starts several here only "
+            "with --multi_gpu): relaunch with --multi_gpu, or with --num_processes 1"
         )
     accelerator = Accelerator(
         # Several processes on a machine without accelerators (`accelerate launch --multi_gpu` or torchrun) must be
@@ -64,7 +64,8 @@ def _processes_asked_of_the_launcher() -> int:
         command = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")
     except OSError:
         return 1
-    if not any(part.endswith("accelerate") or part == "accelerate.commands.launch" for part in command):
+    launchers = ("accelerate", "accelerate-launch", "accelerate.commands.launch")
+    if not any(Path(part).name in launchers for part in command):
         return 1
     # `--num_processes N` or `--num_processes=N`, as one sequence of words.
     words = [word for part in command for word in part.split("=", 1)]

@@ -118,6 +118,8 @@ class ImageExamples(torch.utils.data.Dataset):
         return self._decode(index, row[self.image_column]), row
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} examples")
         index, (image, row), skipped = first_readable(
             int(index) % len(self), len(self), self._read, self.skip_bad_examples, self.bad_indices
         )

@@ -91,13 +91,22 @@ def build_linear_probe(
     if id2label is not None:
         overrides["id2label"] = {int(k): str(v) for k, v in id2label.items()}
         overrides["label2id"] = {str(v): int(k) for k, v in id2label.items()}
+    # `ignore_mismatched_sizes`: a trained probe's head of another shape (classes, features) is not loaded either.
     model, loading = ContrastiveResNetForClassification.from_pretrained(
-        encoder_name_or_path, subfolder=subfolder, output_loading_info=True, **overrides, **from_pretrained_kwargs
+        encoder_name_or_path,
+        subfolder=subfolder,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+        **overrides,
+        **from_pretrained_kwargs,
     )
-    if "classifier.weight" not in loading["missing_keys"]:
+    mismatched = {entry[0] if isinstance(entry, tuple) else entry for entry in loading.get("mismatched_keys", [])}
+    if "classifier.weight" not in set(loading["missing_keys"]) | mismatched:
         # A trained probe given as the encoder: its head is not what a new probe starts from.
         logger.warning(f"{encoder_name_or_path} holds a trained classifier head: it is replaced by a fresh one")
         model.classifier.reset_parameters()  # what a fresh head gets (PyTorch's default, as `_init_weights`)
+    elif mismatched:
+        logger.warning(f"{encoder_name_or_path} holds a classifier head of another shape: a fresh one is used")
     freeze_encoder(model)
     return model
 

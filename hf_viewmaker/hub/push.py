@@ -28,11 +28,9 @@ from typing import NoReturn
 from huggingface_hub import CommitOperationAdd, HfApi, get_token, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import _http as hf_http
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import httpx, validate_repo_id  # httpx: the library huggingface_hub's client is built on
 
 logger = logging.getLogger(__name__)
-# The HTTP library huggingface_hub's client is built on (its timeouts and transport errors).
-httpx = hf_http.httpx2
 
 MODEL_FOLDERS = ("viewmaker", "encoder")
 RUN_FILES = ("README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json")

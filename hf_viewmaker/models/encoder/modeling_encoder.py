@@ -146,7 +146,11 @@ class ContrastiveResNetPreTrainedModel(PreTrainedModel):
                 raise
             raise OSError(f"the weights of {where} cannot be read ({error}): the file is damaged") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # `output_loading_info=True`
-        broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        broken = [
+            name
+            for name, t in model.state_dict().items()
+            if t.is_floating_point() and not t.is_meta and not t.isfinite().all()
+        ]
         if broken:
             raise ValueError(f"the weights of {where} hold NaN or inf values: {', '.join(broken[:5])}")
         return loaded

@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import create_selective_checkpoint_contexts
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_viewmaker import ViewmakerConfig
+
+logger = logging.get_logger(__name__)
 
 # The original's constant that keeps the L1 rescaling finite (docs/method.md §1, `get_delta`).
 _BUDGET_EPS = 1e-4
@@ -149,7 +151,11 @@ class ViewmakerPreTrainedModel(PreTrainedModel):
                 raise
             raise OSError(f"the weights of {where} cannot be read ({error}): the file is damaged") from error
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # `output_loading_info=True`
-        broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        broken = [
+            name
+            for name, t in model.state_dict().items()
+            if t.is_floating_point() and not t.is_meta and not t.isfinite().all()
+        ]
         if broken:
             raise ValueError(f"the weights of {where} hold NaN or inf values: {', '.join(broken[:5])}")
         return loaded
@@ -178,6 +184,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         # keep). The noise is drawn before the network runs, so the recomputation sees the same noise whichever
         # generator it came from.
         self.gradient_checkpointing = False
+        self._warned_about_range = False
         dims, channels = config.spatial_dims, config.num_channels
         _, _, norm = _layer_types(dims)
         self.act = nn.ReLU() if config.activation == "relu" else nn.LeakyReLU()
@@ -231,16 +238,21 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
             )
         if self.check_input_values and not torch.compiler.is_compiling():
             # One read of the inputs' range serves both checks (NaN and inf make it non-finite).
-            low, high = torch.aminmax(pixel_values.detach().float())
-            low, high = low.item(), high.item()
+            low, high = torch.stack(torch.aminmax(pixel_values.detach())).float().tolist()
             if not math.isfinite(low) or not math.isfinite(high):
                 raise ValueError(f"pixel_values of shape {tuple(pixel_values.shape)} contains NaN or inf values.")
-            if config.clamp and (low < 0 or high > 1):
+            if config.clamp and low >= 0 and high > 1:
                 raise ValueError(
                     f"pixel_values ranges over [{low:g}, {high:g}], but clamp=True makes views of [0, 1] pixels: "
-                    "scale the inputs to [0, 1] (e.g. `/ 255`), or use a config with clamp=False for inputs of "
-                    "another range (normalised spectrograms)."
+                    "scale the inputs to [0, 1] (e.g. `/ 255`)."
                 )
+            if config.clamp and low < 0 and not self._warned_about_range:
+                # Spectrogram viewmakers saved before clamping followed the domain were clamped in training too.
+                logger.warning(
+                    f"pixel_values ranges over [{low:g}, {high:g}] and this viewmaker clamps its views to [0, 1] "
+                    "(clamp=True): right for [0, 1] images, not for z-scored inputs"
+                )
+                self._warned_about_range = True
 
     def _draw_noise(self, inputs: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
         """The network's noise maps, in the original's order: one at full resolution, then one at the bottleneck
@@ -315,7 +327,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         if self.config.downsample_size is not None:
             inputs = self._resize(inputs, self.config.downsample_size)
         if self.config.frequency_domain:
-            inputs = _apply_dct(inputs, self.config.spatial_dims, inverse=False).to(pixel_values.dtype)
+            inputs = _apply_dct(inputs, self.config.spatial_dims, inverse=False)
         # Half-precision or float64 inputs meet the network in its own dtype; the views keep the inputs' dtype.
         inputs = inputs.to(self.dtype)
 
