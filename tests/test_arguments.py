@@ -210,3 +210,10 @@ def test_a_run_resolves_clamping_by_domain_and_the_builder_takes_unresolved_argu
     assert _parse([]).model.clamp_views is True and _parse(["--domain", "audio"]).model.clamp_views is False
     config = build_pretraining_config(ModelArguments(), ObjectiveArguments(), ViewArguments(), 3, 32, 10)
     assert config.viewmaker_config.clamp is True
+
+
+def test_the_readme_library_snippet_runs(capsys):
+    readme = (REPO_ROOT / "README.md").read_text()
+    code = readme.split("<!-- library-snippet -->")[1].split("<!-- /library-snippet -->")[0]
+    exec(code.strip().removeprefix("```python").removesuffix("```"), {})
+    assert capsys.readouterr().out.strip() == "4000 torch.Size([1, 28, 28])"
