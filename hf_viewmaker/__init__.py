@@ -12,6 +12,7 @@ from transformers import (
     AutoFeatureExtractor,
     AutoImageProcessor,
     AutoModel,
+    AutoModelForAudioClassification,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
 )
@@ -58,6 +59,8 @@ for _config, _model in ((ViewmakerConfig, ViewmakerModel), (ContrastiveResNetCon
     _config.register_for_auto_class()
     _model.register_for_auto_class("AutoModel")
 AutoModelForImageClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
+# Speech probes classify log-mel spectrograms: `pipeline("audio-classification", model=probe_folder)`.
+AutoModelForAudioClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
 ContrastiveResNetForClassification.register_for_auto_class("AutoModelForImageClassification")
 AutoConfig.register(ViewmakerPretrainingConfig.model_type, ViewmakerPretrainingConfig)
 AutoModelForPreTraining.register(ViewmakerPretrainingConfig, ViewmakerForContrastivePretraining)

@@ -329,3 +329,13 @@ def test_modeling_and_configuration_are_self_contained():
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert all(m.split(".")[0] in allowed for m in modules), (name, modules)
+
+
+def test_inputs_come_as_pixel_values_or_input_features_but_not_both():
+    model = ContrastiveResNetModel(ContrastiveResNetConfig(depths=[1], hidden_sizes=[8], stem_channels=8)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_features=x).embeddings, model(pixel_values=x).embeddings)
+    for kwargs in ({}, {"pixel_values": x, "input_features": x}):
+        with pytest.raises(ValueError, match="one of pixel_values .* or input_features"):
+            model(**kwargs)

@@ -527,6 +527,14 @@ def test_speech_linear_eval_on_librispeech_schema_files(speech_run, tmp_path):
         logits = model(saved(clips, sampling_rate=16000)["input_features"]).logits
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     assert (logits.argmax(1) == labels).float().mean().item() == pytest.approx(results["top1_accuracy"])
+    # The idioms of every transformers user: `model(**processor(raw))`, and the audio-classification pipeline.
+    with torch.no_grad():
+        torch.testing.assert_close(model(**saved(clips, sampling_rate=16000)).logits, logits)
+    from transformers import pipeline
+
+    classify = pipeline("audio-classification", model=str(output_dir), top_k=1)
+    predicted = [classify(np.asarray(clip, dtype=np.float32))[0]["label"] for clip in clips]
+    assert predicted == [model.config.id2label[int(i)] for i in logits.argmax(1)]
 
 
 def _write_dev_clean(root: Path, speakers=(84, 174, 251), per_speaker=5) -> Path:

@@ -444,6 +444,13 @@ def test_sensor_pretraining_on_ts_series_with_a_short_stft(tmp_path, in_process)
     processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
     assert (processor.num_channels, processor.n_fft, processor.hop_length) == (3, 15, 4)
     assert processor.num_frequency_bins == 8 and len(processor.channel_means) == 3
+    # `model(**processor(windows))`: the processor's output is what the encoder takes.
+    encoder = AutoModel.from_pretrained(out / "encoder").eval()
+    windows = torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        by_keyword = encoder(**processor(windows)).pooler_output
+        by_position = encoder(processor(windows)["input_features"]).pooler_output
+    torch.testing.assert_close(by_keyword, by_position)
 
 
 def test_speech_front_end_from_flags_with_fitted_statistics(tmp_path, in_process):

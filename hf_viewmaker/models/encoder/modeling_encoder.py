@@ -97,6 +97,12 @@ class ContrastiveResNetBottleneck(nn.Module):
         return F.relu(out + shortcut)
 
 
+def _one_input(pixel_values: torch.Tensor | None, input_features: torch.Tensor | None) -> torch.Tensor:
+    if (pixel_values is None) == (input_features is None):
+        raise ValueError("give the inputs as one of pixel_values (images) or input_features (spectrograms)")
+    return pixel_values if pixel_values is not None else input_features
+
+
 def _pytorch_default_init(module: nn.Conv2d | nn.Linear) -> None:
     # What `module.reset_parameters()` does, but through transformers' guarded init functions, so that tensors
     # loaded by `from_pretrained` (flagged `_is_hf_initialized`) are never overwritten.
@@ -220,15 +226,19 @@ class ContrastiveResNetModel(ContrastiveResNetPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        input_features: torch.Tensor | None = None,
         **kwargs,
     ) -> ContrastiveResNetOutput | tuple[torch.Tensor, ...]:
         r"""
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch, num_channels, height, width)`):
                 The (normalised) inputs or views to encode, of any spatial size.
+            input_features (`torch.FloatTensor` of the same shape, *optional*):
+                The same, under the name the log-mel and sensor processors give their spectrograms, so that
+                `model(**processor(raw))` works in every domain. Give one of the two.
             output_hidden_states (`bool`, *optional*):
                 Also return the stem output and every stage output.
             return_dict (`bool`, *optional*):
@@ -239,6 +249,7 @@ class ContrastiveResNetModel(ContrastiveResNetPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        pixel_values = _one_input(pixel_values, input_features)
         self._check_input(pixel_values)
 
         hidden = self.maxpool(F.relu(self.bn1(self.conv1(pixel_values))))
@@ -279,10 +290,11 @@ class ContrastiveResNetForClassification(ContrastiveResNetPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        input_features: torch.Tensor | None = None,
         **kwargs,
     ) -> ImageClassifierOutputWithNoAttention | tuple[torch.Tensor, ...]:
         r"""
@@ -298,8 +310,12 @@ class ContrastiveResNetForClassification(ContrastiveResNetPreTrainedModel):
             return_dict (`bool`, *optional*):
                 Return an [`ImageClassifierOutputWithNoAttention`] instead of a `([loss,] logits[, hidden_states])`
                 tuple.
+            input_features (`torch.FloatTensor`, *optional*):
+                `pixel_values` under the name the log-mel and sensor processors give their spectrograms (what the
+                audio-classification pipeline passes). Give one of the two.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        pixel_values = _one_input(pixel_values, input_features)
         outputs = self.resnet(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
 
         if self.config.classifier_features == "prepool":
