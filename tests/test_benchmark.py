@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TINY_MODEL
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--config",
@@ -19,20 +21,7 @@ TINY = [
     "1",
     "--per_device_train_batch_size",
     "8",
-    "--image_size",
-    "16",
-    "--encoder_depths",
-    "1",
-    "1",
-    "--encoder_hidden_sizes",
-    "8",
-    "16",
-    "--encoder_stem_channels",
-    "8",
-    "--embedding_dim",
-    "16",
-    "--num_res_blocks",
-    "1",
+    *TINY_MODEL,
     "--device",
     "cpu",
 ]

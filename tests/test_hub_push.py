@@ -26,6 +26,7 @@ import hf_viewmaker  # noqa: F401  (registers the Auto classes for the local mod
 from hf_viewmaker.cli import main
 from hf_viewmaker.hub import HubPushError, IncompleteRunError, collect_run_files, push_run_to_hub
 
+from helpers import TINY_MODEL
 from hub_server import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,20 +47,7 @@ TINY_RUN = [
     "64",
     "--per_device_train_batch_size",
     "16",
-    "--image_size",
-    "16",
-    "--encoder_depths",
-    "1",
-    "1",
-    "--encoder_hidden_sizes",
-    "8",
-    "16",
-    "--encoder_stem_channels",
-    "8",
-    "--embedding_dim",
-    "16",
-    "--num_res_blocks",
-    "1",
+    *TINY_MODEL,
     "--report_to",
     "none",
 ]

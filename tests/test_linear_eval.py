@@ -38,6 +38,7 @@ from hf_viewmaker.evaluation.linear_probe import (
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
 
 from helpers import (
+    TINY_MODEL,
     encode_audio,
     load_script,
     run_in_process,
@@ -54,20 +55,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUF
 PRETRAIN_TINY = [
     "--config",
     str(CONFIGS / "quickstart.yaml"),
-    "--image_size",
-    "16",
-    "--encoder_depths",
-    "1",
-    "1",
-    "--encoder_hidden_sizes",
-    "8",
-    "16",
-    "--encoder_stem_channels",
-    "8",
-    "--embedding_dim",
-    "16",
-    "--num_res_blocks",
-    "1",
+    *TINY_MODEL,
     "--per_device_train_batch_size",
     "16",
     "--max_train_samples",

@@ -22,7 +22,15 @@ from hf_viewmaker.data import decode_audio
 from hf_viewmaker.data.device_images import DeviceImageDataset
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
 
-from helpers import load_script, write_image_folder, write_librispeech_parquet, write_pamap2_subject, write_ts_file
+from helpers import (
+    TINY_ENCODERS,
+    TINY_MODEL,
+    load_script,
+    write_image_folder,
+    write_librispeech_parquet,
+    write_pamap2_subject,
+    write_ts_file,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "training" / "pretrain.py"
@@ -32,20 +40,7 @@ QUICKSTART = CONFIGS / "quickstart.yaml"
 TINY = [
     "--config",
     str(QUICKSTART),
-    "--image_size",
-    "16",
-    "--encoder_depths",
-    "1",
-    "1",
-    "--encoder_hidden_sizes",
-    "8",
-    "16",
-    "--encoder_stem_channels",
-    "8",
-    "--embedding_dim",
-    "16",
-    "--num_res_blocks",
-    "1",
+    *TINY_MODEL,
     "--per_device_train_batch_size",
     "16",
     "--max_train_samples",
@@ -287,18 +282,7 @@ def test_bf16_mixed_precision_run(tmp_path, in_process):
 
 
 ENCODER_TINY = [
-    "--encoder_depths",
-    "1",
-    "1",
-    "--encoder_hidden_sizes",
-    "8",
-    "16",
-    "--encoder_stem_channels",
-    "8",
-    "--embedding_dim",
-    "16",
-    "--num_res_blocks",
-    "1",
+    *TINY_ENCODERS,
     "--report_to",
     "none",
     "--knn_k",

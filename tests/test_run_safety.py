@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import load_script
+from helpers import TINY_MODEL, load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 pretrain = load_script(REPO_ROOT / "training" / "pretrain.py")
 QUICKSTART = REPO_ROOT / "training" / "configs" / "quickstart.yaml"
 TINY = [
-    "--config", str(QUICKSTART), "--image_size", "16", "--encoder_depths", "1", "1", "--encoder_hidden_sizes", "8",
-    "16", "--encoder_stem_channels", "8", "--embedding_dim", "16", "--num_res_blocks", "1",
+    "--config", str(QUICKSTART), *TINY_MODEL,
     "--per_device_train_batch_size", "16", "--max_train_samples", "64", "--max_eval_samples", "32",
     "--knn_max_train_samples", "64", "--report_to", "none", "--logging_steps", "1", "--checkpointing_steps", "1",
 ]  # fmt: skip
