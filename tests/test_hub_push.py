@@ -20,7 +20,7 @@ import torch
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel
+from transformers import AutoImageProcessor, AutoModel
 
 import hf_viewmaker  # noqa: F401  (registers the Auto classes for the local models)
 from hf_viewmaker.cli import main
@@ -195,6 +195,58 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
     assert hub.commit_count(repo_id) == 2
 
     _load_back_and_compare(hub, repo_id, head.sha, run_dir, tmp_path)
+    _run_the_cards_snippet_without_the_package(hub, repo_id, run_dir, tmp_path)
+
+
+RUN_CARD_SNIPPET_WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockHfViewmaker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_viewmaker" or name.startswith("hf_viewmaker."):
+                raise ModuleNotFoundError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, BlockHfViewmaker())
+
+    import torch
+    from safetensors.torch import save_file
+
+    snippet, outputs_file = sys.argv[1:]
+    torch.manual_seed(0)
+    scope = {}
+    exec(open(snippet).read(), scope)
+    save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, outputs_file)
+    """
+)
+
+
+def _run_the_cards_snippet_without_the_package(hub, repo_id: str, run_dir: Path, tmp_path: Path) -> None:
+    """The card's "How to use" code, as a Hub visitor copies it: it runs without the package and gives the features
+    the package gives for the same (normalised) inputs."""
+    card = hub.files(repo_id)["README.md"].decode()
+    assert "arxiv.org/abs/2010.07432" in card
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "snippet.py").write_text(snippet)
+    (tmp_path / "run_snippet.py").write_text(RUN_CARD_SNIPPET_WITHOUT_PACKAGE)
+    env = {
+        "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(tmp_path / "snippet_hf_home"), "PATH": "", "OMP_NUM_THREADS": "1",
+    }  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "run_snippet.py"), str(tmp_path / "snippet.py"), str(tmp_path / "out.st")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    remote = load_file(tmp_path / "out.st")
+    encoder = AutoModel.from_pretrained(run_dir / "encoder").eval()
+    processor = AutoImageProcessor.from_pretrained(run_dir / "encoder")
+    torch.manual_seed(0)
+    pixels = torch.rand(remote["views"].shape)
+    with torch.no_grad():
+        expected = encoder(processor.normalize_tensor(pixels)).pooler_output
+    torch.testing.assert_close(remote["features"], expected)
+    assert remote["views"].shape == pixels.shape and bool(((remote["views"] >= 0) & (remote["views"] <= 1)).all())
 
 
 def _load_back_and_compare(hub, repo_id: str, sha: str, run_dir: Path, tmp_path: Path) -> None:

@@ -37,10 +37,24 @@ def _dataset_id(data: DataArguments) -> str | None:
     return data.dataset_name or data.transfer_dataset or data.train_file or data.train_dir or data.data_dir
 
 
+def _training_data(run: PretrainingRun, train: dict[str, Any]) -> str:
+    """The dataset, the split and (where the run recorded it) how many examples it read; the packaged sample says
+    it is one."""
+    read = train.get("data") or {}
+    split = read.get("train_split", run.data.train_split)
+    count = (
+        f"{read['num_train_examples']:,} examples of split {split}"
+        if "num_train_examples" in read
+        else f"split {split}"
+    )
+    sample = " (the sample shipped with hf-viewmaker)" if run.data.packaged_dataset else ""
+    return f"{_dataset_id(run.data)}{sample}, {count}"
+
+
 def _hyperparameters(run: PretrainingRun, train: dict[str, Any]) -> list[tuple[str, str]]:
     model, views, objective, optimization = run.model, run.views, run.objective, run.optimization
     rows = [
-        ("training data", f"{_dataset_id(run.data)} (split {run.data.train_split})"),
+        ("training data", _training_data(run, train)),
         ("views", views.view_mode + (f" ({views.expert_views})" if views.uses_expert_views else "")),
         (
             "objective",
@@ -95,7 +109,9 @@ def _results(run: PretrainingRun, train: dict[str, Any], evals: list[dict[str, A
                 rows.append(
                     {
                         "evaluation": name,
-                        "dataset": result.get("dataset") or _dataset_id(data),
+                        # One id per dataset in the card: a packaged sample under its Hub id.
+                        "dataset": PACKAGED_DATASET_IDS.get(result.get("dataset"), result.get("dataset"))
+                        or _dataset_id(data),
                         "split": result.get("split", "test"),
                         "metric": label,
                         "metric_type": "f1" if key == "macro_f1" else "accuracy",
@@ -178,6 +194,13 @@ def build_model_card(
     )
     inputs = run.inputs
     input_shape = f"{inputs.num_channels}, {inputs.image_size}, {inputs.image_size}"
+    # The statistics the encoder's inputs are normalised with (images), for a usage snippet that needs no package.
+    encoder_processor = _read_json(output_dir / "encoder" / "preprocessor_config.json") or {}
+    normalization = (
+        (list(encoder_processor["image_mean"]), list(encoder_processor["image_std"]))
+        if domain == "image" and "image_mean" in encoder_processor
+        else None
+    )
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -196,6 +219,7 @@ def build_model_card(
         ),
         has_viewmaker=has_viewmaker,
         input_shape=input_shape,
+        normalization=normalization,
         hyperparameters=_hyperparameters(run, train),
         results=[{**row, "value": f"{row['value']:.4f}"} for row in results],
         has_views=(output_dir / "views.png").is_file(),
