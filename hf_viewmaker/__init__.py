@@ -8,6 +8,7 @@ is not installed.
 __version__ = "0.1.0.dev0"
 
 from transformers import (
+    AutoBackbone,
     AutoConfig,
     AutoFeatureExtractor,
     AutoImageProcessor,
@@ -30,6 +31,7 @@ from .arguments import (
     ViewArguments,
 )
 from .models.encoder import (
+    ContrastiveResNetBackbone,
     ContrastiveResNetConfig,
     ContrastiveResNetForClassification,
     ContrastiveResNetModel,
@@ -61,6 +63,7 @@ for _config, _model in ((ViewmakerConfig, ViewmakerModel), (ContrastiveResNetCon
 AutoModelForImageClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
 # Speech probes classify log-mel spectrograms: `pipeline("audio-classification", model=probe_folder)`.
 AutoModelForAudioClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
+AutoBackbone.register(ContrastiveResNetConfig, ContrastiveResNetBackbone)
 ContrastiveResNetForClassification.register_for_auto_class("AutoModelForImageClassification")
 AutoConfig.register(ViewmakerPretrainingConfig.model_type, ViewmakerPretrainingConfig)
 AutoModelForPreTraining.register(ViewmakerPretrainingConfig, ViewmakerForContrastivePretraining)
@@ -68,6 +71,7 @@ AutoModelForPreTraining.register(ViewmakerPretrainingConfig, ViewmakerForContras
 __all__ = [
     "AdversarialOptimizer",
     "AdversarialStep",
+    "ContrastiveResNetBackbone",
     "ContrastiveResNetConfig",
     "ContrastiveResNetForClassification",
     "ContrastiveResNetModel",

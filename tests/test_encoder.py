@@ -339,3 +339,33 @@ def test_inputs_come_as_pixel_values_or_input_features_but_not_both():
     for kwargs in ({}, {"pixel_values": x, "input_features": x}):
         with pytest.raises(ValueError, match="one of pixel_values .* or input_features"):
             model(**kwargs)
+
+
+def test_the_encoder_as_a_transformers_backbone(tmp_path):
+    """`ContrastiveResNetBackbone` loads a saved encoder and returns the maps `out_features` names; `AutoBackbone`
+    builds it from a config, so it can be the `backbone_config` of a transformers segmentation model."""
+    from transformers import AutoBackbone, UperNetConfig, UperNetForSemanticSegmentation
+
+    from hf_viewmaker import ContrastiveResNetBackbone
+
+    config = ContrastiveResNetConfig(depths=[1, 1], hidden_sizes=[8, 16], stem_channels=8)
+    encoder = ContrastiveResNetModel(config).eval()
+    encoder.save_pretrained(tmp_path)
+    backbone, loading = ContrastiveResNetBackbone.from_pretrained(
+        tmp_path, out_features=["stage1", "stage2"], output_loading_info=True
+    )
+    assert loading["missing_keys"] == set() and backbone.channels == [8, 16]
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        maps = backbone.eval()(x).feature_maps
+        hidden = encoder(x, output_hidden_states=True).hidden_states
+    assert len(maps) == 2 and torch.equal(maps[0], hidden[1]) and torch.equal(maps[1], hidden[2])
+    assert ContrastiveResNetConfig.from_pretrained(tmp_path).out_features == ["stage2"]  # the default: the last stage
+
+    assert isinstance(AutoBackbone.from_config(config), ContrastiveResNetBackbone)
+    backbone_config = ContrastiveResNetConfig(depths=[1, 1], hidden_sizes=[8, 16], stem_channels=8,
+                                              out_features=["stage1", "stage2"])  # fmt: skip
+    segmenter = UperNetForSemanticSegmentation(
+        UperNetConfig(backbone_config=backbone_config, hidden_size=16, use_auxiliary_head=False, num_labels=3)
+    )
+    assert segmenter(torch.rand(2, 3, 32, 32)).logits.shape == (2, 3, 32, 32)

@@ -1,5 +1,6 @@
 from .configuration_encoder import ContrastiveResNetConfig
 from .modeling_encoder import (
+    ContrastiveResNetBackbone,
     ContrastiveResNetForClassification,
     ContrastiveResNetModel,
     ContrastiveResNetOutput,
@@ -7,6 +8,7 @@ from .modeling_encoder import (
 )
 
 __all__ = [
+    "ContrastiveResNetBackbone",
     "ContrastiveResNetConfig",
     "ContrastiveResNetForClassification",
     "ContrastiveResNetModel",

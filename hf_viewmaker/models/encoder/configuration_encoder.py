@@ -9,9 +9,14 @@ from typing import Any, ClassVar
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+try:
+    from transformers.backbone_utils import BackboneConfigMixin
+except ImportError:  # transformers before the module moved (it is loaded where this package may not be installed)
+    from transformers.utils.backbone_utils import BackboneConfigMixin
+
 
 @strict
-class ContrastiveResNetConfig(PreTrainedConfig):
+class ContrastiveResNetConfig(BackboneConfigMixin, PreTrainedConfig):
     r"""
     Configuration of a [`ContrastiveResNetModel`]: a ResNet trunk, global average pooling and a projection to the
     contrastive embedding, covering every encoder of Tamkin et al., 2021 (docs/method.md §2). The defaults build the
@@ -89,6 +94,12 @@ class ContrastiveResNetConfig(PreTrainedConfig):
         self.hidden_sizes = list(self.hidden_sizes)
         if isinstance(self.image_size, tuple):
             self.image_size = list(self.image_size)
+        # As a backbone (`ContrastiveResNetBackbone`, `AutoBackbone`): the stem and each stage, of which
+        # `out_features` / `out_indices` name those whose maps it returns (default: the last stage).
+        self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, len(self.depths) + 1)]
+        self.set_output_features_output_indices(
+            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
+        )
         # Checked here as well as by `@strict` (which wraps errors in its own type) so that a bad value raises a
         # plain `ValueError` naming the field at construction.
         self.validate_values()

@@ -13,8 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
+from transformers.modeling_outputs import BackboneOutput, ImageClassifierOutputWithNoAttention
 from transformers.utils import ModelOutput
+
+try:
+    from transformers.backbone_utils import BackboneMixin
+except ImportError:  # transformers before the module moved (see configuration_encoder.py)
+    from transformers.utils.backbone_utils import BackboneMixin
 
 from .configuration_encoder import ContrastiveResNetConfig
 
@@ -339,7 +344,54 @@ class ContrastiveResNetForClassification(ContrastiveResNetPreTrainedModel):
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
 
+class ContrastiveResNetBackbone(BackboneMixin, ContrastiveResNetPreTrainedModel):
+    """The encoder as a transformers backbone (`AutoBackbone`), e.g. the `backbone_config` of a detection or
+    segmentation model: the feature maps of the stem and stages that `config.out_features` names, `[B, C_i, H_i, W_i]`
+    each. Loads the weights of a saved `ContrastiveResNetModel` (the projection head goes unused)."""
+
+    has_attentions = False
+
+    def __init__(self, config: ContrastiveResNetConfig):
+        super().__init__(config)
+        self.resnet = ContrastiveResNetModel(config)
+        expansion = config.bottleneck_expansion if config.block_type == "bottleneck" else 1
+        self.num_features = [config.stem_channels] + [size * expansion for size in config.hidden_sizes]
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        input_features: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BackboneOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, num_channels, height, width)`):
+                The (normalised) inputs; or `input_features` (spectrograms), as for [`ContrastiveResNetModel`].
+            output_hidden_states (`bool`, *optional*):
+                Also return the stem output and every stage output.
+            return_dict (`bool`, *optional*):
+                Return a [`BackboneOutput`] instead of a `(feature_maps[, hidden_states])` tuple.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        hidden_states = self.resnet(
+            pixel_values, output_hidden_states=True, return_dict=True, input_features=input_features
+        ).hidden_states
+        feature_maps = tuple(
+            hidden for name, hidden in zip(self.stage_names, hidden_states) if name in self.out_features
+        )
+        if not return_dict:
+            return (feature_maps, hidden_states) if output_hidden_states else (feature_maps,)
+        return BackboneOutput(feature_maps=feature_maps, hidden_states=hidden_states if output_hidden_states else None)
+
+
 __all__ = [
+    "ContrastiveResNetBackbone",
     "ContrastiveResNetForClassification",
     "ContrastiveResNetModel",
     "ContrastiveResNetOutput",
