@@ -1,10 +1,12 @@
 """The `hf-viewmaker` command.
 
     hf-viewmaker push OUTPUT_DIR --hub_model_id NAMESPACE/NAME [--private] [--revision REV] [--commit_message MSG]
+    hf-viewmaker card OUTPUT_DIR [--hub_model_id NAMESPACE/NAME] [--eval_results FILE ...]
     python -m hf_viewmaker.cli push ...
 
-`push` publishes a training run (`training/pretrain.py --output_dir`) to the Hub in one commit; see
-`hf_viewmaker.hub.push_run_to_hub`. The token comes from `HF_TOKEN` or `hf auth login` (there is deliberately no
+`push` publishes a training run (`training/pretrain.py --output_dir`) to the Hub in one commit, its model card and
+the evaluation results it reports included; see `hf_viewmaker.hub.push_run_to_hub`. `card` writes the model card
+(`OUTPUT_DIR/README.md`) without pushing. The token comes from `HF_TOKEN` or `hf auth login` (there is deliberately no
 token flag: a token on the command line ends up in shell histories and process lists). `HF_ENDPOINT` selects another
 Hub-compatible server.
 """
@@ -45,7 +47,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="upload OUTPUT_DIR/README.md as it is instead of writing the model card from the run's results",
     )
+    card = commands.add_parser(
+        "card",
+        help="write a run's model card (OUTPUT_DIR/README.md) without pushing",
+        description="Render the model card of a training run from its results, as `push` would publish it.",
+    )
+    card.add_argument("output_dir", metavar="OUTPUT_DIR", help="the --output_dir of training/pretrain.py")
+    card.add_argument(
+        "--hub_model_id", default=None, metavar="NAMESPACE/NAME", help="the repository the usage snippet names"
+    )
+    card.add_argument("--eval_results", nargs="+", default=None, metavar="FILE", help="as for `push`")
     return parser
+
+
+def _evaluation_files(paths: list[str] | None) -> dict[str, Path]:
+    """The `--eval_results` files the card reports, as they are uploaded: one as `eval_results.json`, several under
+    `eval_results/<the evaluation's folder name>.json`."""
+    if not paths:
+        return {}
+    if len(paths) == 1:
+        return {"eval_results.json": Path(paths[0])}
+    named = {f"eval_results/{Path(path).resolve().parent.name}.json": Path(path) for path in paths}
+    if len(named) != len(paths):
+        raise ValueError(f"--eval_results {paths}: two files in folders of one name would overwrite each other")
+    return named
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         logging.getLogger("hf_viewmaker").setLevel(logging.INFO)
 
-    from .hub import HubAuthenticationError, HubPushError, build_model_card, check_repo_id, push_run_to_hub
+    from .hub import (
+        HubAuthenticationError,
+        HubPushError,
+        build_model_card,
+        check_repo_id,
+        push_run_to_hub,
+        write_model_card,
+    )
 
     if args.command == "push":
         kwargs = {} if args.commit_message is None else {"commit_message": args.commit_message}
@@ -69,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 private=args.private,
                 revision=args.revision,
                 model_card=None if card is None else str(card),
+                extra_files=_evaluation_files(args.eval_results),
                 **kwargs,
             )
             if card is not None:  # the local card changes only once the Hub has the same one
@@ -77,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hf-viewmaker push: error: {error}", file=sys.stderr)
             return 1
         print(url)
+    if args.command == "card":
+        try:
+            repo_id = args.hub_model_id or Path(args.output_dir).resolve().name
+            path = write_model_card(args.output_dir, repo_id=repo_id, eval_results=args.eval_results)
+        except (OSError, ValueError) as error:
+            print(f"hf-viewmaker card: error: {error}", file=sys.stderr)
+            return 1
+        print(path)
     return 0
 
 

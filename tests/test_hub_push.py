@@ -471,3 +471,28 @@ def test_links_out_of_the_run_folder_are_never_uploaded(run_dir, hub, tmp_path):
     with pytest.raises(HubPushError, match="links to /etc/hostname, outside"):
         push_run_to_hub(run, "alice/run")
     assert hub.repos == {}
+
+
+def test_the_evaluations_a_card_reports_are_uploaded_with_it(run_dir, hub, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    (run / "eval_results.json").unlink(missing_ok=True)
+    for name, accuracy in (("probe_a", 0.5), ("probe_b", 0.75)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval_results.json").write_text(json.dumps({"top1_accuracy": accuracy, "split": "test"}))
+    files = [str(tmp_path / name / "eval_results.json") for name in ("probe_a", "probe_b")]
+    assert _push(run, "--hub_model_id", "alice/evaluated", "--eval_results", *files) == 0
+    uploaded = hub.files("alice/evaluated")
+    assert json.loads(uploaded["eval_results/probe_a.json"])["top1_accuracy"] == 0.5
+    assert json.loads(uploaded["eval_results/probe_b.json"])["top1_accuracy"] == 0.75
+    assert "0.7500" in uploaded["README.md"].decode()  # the card reports what was uploaded beside it
+
+
+def test_card_renders_the_model_card_without_pushing(run_dir, hub, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path)
+    (run / "README.md").unlink()
+    assert main(["card", str(run), "--hub_model_id", "alice/preview"]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "README.md")
+    card = ModelCard.load(run / "README.md")
+    assert 'AutoModel.from_pretrained("alice/preview", subfolder="encoder"' in card.text
+    assert hub.requests == []
+    assert main(["card", str(tmp_path / "nothing_here")]) == 1

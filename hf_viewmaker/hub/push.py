@@ -65,6 +65,7 @@ def push_run_to_hub(
     token: str | None = None,
     commit_message: str = DEFAULT_COMMIT_MESSAGE,
     model_card: str | None = None,
+    extra_files: dict[str, Path] | None = None,
     timeout: float = HUB_TIMEOUT_SECONDS,
     tries: int = HUB_TRIES,
 ) -> str:
@@ -81,6 +82,8 @@ def push_run_to_hub(
         commit_message: the commit's summary.
         model_card: the text of `README.md` to upload instead of the run's file (so that a failed push leaves the
             local card as it was).
+        extra_files: `{path in the repository: local file}` to upload as well, e.g. the evaluation results the card
+            reports; they replace the run's files of the same name.
         timeout: seconds each Hub request may take before it is abandoned.
         tries: how often a request that got no answer (timeout, refused or broken connection) is tried.
 
@@ -94,6 +97,10 @@ def push_run_to_hub(
     output_dir = Path(output_dir)
     check_repo_id(repo_id)
     files = collect_run_files(output_dir)
+    missing = [str(path) for path in (extra_files or {}).values() if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"files to upload not found: {missing}")
+    files |= {name: Path(path) for name, path in (extra_files or {}).items()}
     # Resolved only to keep it out of what we upload and raise; huggingface_hub resolves it the same way itself.
     resolved_token = token if token is not None else get_token()
     if not resolved_token:
