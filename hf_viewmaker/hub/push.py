@@ -217,15 +217,12 @@ def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
         raise IncompleteRunError(output_dir, missing)
 
     files: dict[str, Path] = {}
-    root = output_dir.resolve()
     for name in folders:
         for path in sorted((output_dir / name).rglob("*")):
             relative = path.relative_to(output_dir)
             if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
                 continue
-            if not path.resolve().is_relative_to(root):
-                # A link out of the run folder would publish whatever it points to.
-                raise HubPushError(f"{path} links to {path.resolve()}, outside {output_dir}: refusing to upload it")
+            _refuse_links_out(path, output_dir)
             if path.is_file():
                 files[relative.as_posix()] = path
     # transformers fetches the code of `from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` from the
@@ -241,11 +238,16 @@ def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
             files.setdefault(file, source)
     for name in RUN_FILES:
         path = output_dir / name
-        if path.is_file() and not path.resolve().is_relative_to(root):
-            raise HubPushError(f"{path} links to {path.resolve()}, outside {output_dir}: refusing to upload it")
         if path.is_file():
+            _refuse_links_out(path, output_dir)
             files[name] = path
     return files
+
+
+def _refuse_links_out(path: Path, output_dir: Path) -> None:
+    """A link out of the run folder would publish whatever it points to: refuse it."""
+    if not path.resolve().is_relative_to(output_dir.resolve()):
+        raise HubPushError(f"{path} links to {path.resolve()}, outside {output_dir}: refusing to upload it")
 
 
 def _missing_model_files(output_dir: Path, name: str) -> list[str]:
