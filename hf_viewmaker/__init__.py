@@ -51,15 +51,23 @@ from .models.viewmaker import (
     convolution_saving_checkpoint_context,
 )
 from .objectives import InstDiscLoss, SimCLRLoss
-from .processing import LogMelFeatureExtractor, ViewmakerImageProcessor
+from .processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
 
 for _config, _model in ((ViewmakerConfig, ViewmakerModel), (ContrastiveResNetConfig, ContrastiveResNetModel)):
     AutoConfig.register(_config.model_type, _config)
     AutoModel.register(_config, _model)
-    AutoImageProcessor.register(_config, ViewmakerImageProcessor)
-    AutoFeatureExtractor.register(_config, LogMelFeatureExtractor)
     _config.register_for_auto_class()
     _model.register_for_auto_class("AutoModel")
+# A saved processor names its class in preprocessor_config.json (`image_processor_type` / `feature_extractor_type`),
+# and transformers resolves that name among the classes registered for some config. The viewmaker's and the encoder's
+# configs serve all three domains, so no processor is *the* processor of either: registered under the config, it
+# would be handed to any folder of another domain (an image processor for a speech encoder). Each processor is
+# registered under its own class as the key instead, which no config matches: found by its saved name, never guessed.
+AutoImageProcessor.register(ViewmakerImageProcessor, image_processor_classes={"pil": ViewmakerImageProcessor})
+ViewmakerImageProcessor.register_for_auto_class("AutoImageProcessor")
+for _processor in (LogMelFeatureExtractor, SensorSpectrogramProcessor):
+    AutoFeatureExtractor.register(_processor, _processor)
+    _processor.register_for_auto_class("AutoFeatureExtractor")
 AutoModelForImageClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
 # Speech probes classify log-mel spectrograms: `pipeline("audio-classification", model=probe_folder)`.
 AutoModelForAudioClassification.register(ContrastiveResNetConfig, ContrastiveResNetForClassification)
@@ -87,6 +95,7 @@ __all__ = [
     "OptimizationArguments",
     "PretrainingArguments",
     "PretrainingRun",
+    "SensorSpectrogramProcessor",
     "SimCLRLoss",
     "ViewArguments",
     "ViewmakerConfig",

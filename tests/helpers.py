@@ -2,6 +2,9 @@
 
 import importlib.util
 import io
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -173,3 +176,50 @@ def run_in_process(main, argv: list[str]) -> None:
         main(argv)
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+# Prepended to a script run in a fresh Python, it makes hf_viewmaker impossible to import: the Python of a Hub user
+# who has transformers but not this package.
+BLOCK_HF_VIEWMAKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockHfViewmaker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_viewmaker" or name.startswith("hf_viewmaker."):
+                raise ModuleNotFoundError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, BlockHfViewmaker())
+    """
+)
+
+
+def run_python(script: str, *args, cwd: Path, env: dict[str, str], with_package: bool = False) -> str:
+    """Run `script` (with `args` as sys.argv[1:]) in a fresh Python whose environment is only `env` (offline unless
+    it says otherwise), with hf_viewmaker imported first when `with_package`, else impossible to import; asserts
+    that it succeeds and returns what it printed."""
+    path = Path(cwd) / ("with_package.py" if with_package else "without_package.py")
+    prelude = "import sys\nimport hf_viewmaker\n" if with_package else BLOCK_HF_VIEWMAKER
+    path.write_text(prelude + textwrap.dedent(script))
+    result = subprocess.run(
+        [sys.executable, str(path), *map(str, args)],
+        env={"HF_HUB_OFFLINE": "1", "PATH": "", "OMP_NUM_THREADS": "1", **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def hub_environment(url: str, home: Path) -> dict[str, str]:
+    """The environment of a fresh Python that downloads from the Hub-compatible server at `url` into an empty
+    cache, with no token."""
+    return {
+        "HF_ENDPOINT": url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(home),
+    }
