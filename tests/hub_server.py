@@ -6,12 +6,28 @@ It emulates just what `huggingface_hub` 2.4 sends when a run is pushed with `HfA
 
     POST /api/repos/create                                  create_repo      {"url": ...}; 409 if it exists
     POST /api/models/{repo_id}/branch/{branch}              create_branch    409 if it exists
-    POST /api/validate-yaml                                 README.md check  {"errors": [], "warnings": []}
+    POST /api/validate-yaml                                 README.md check  200 {"errors": [], "warnings": [...]};
+                                                                             400 with the errors (see below)
     POST /api/models/{repo_id}/preupload/{revision}         upload modes     "regular" for every file (no LFS/Xet)
-    POST /api/models/{repo_id}/commit/{revision}            create_commit    NDJSON: a header, then base64 "file" ops
+    POST /api/models/{repo_id}/commit/{revision}            create_commit    NDJSON: a header, then base64 "file" ops;
+                                                                             400 if README.md has invalid metadata
     GET  /api/models/{repo_id}[/revision/{revision}]        model_info       id, sha, private, siblings
     GET  /api/models/{repo_id}/tree/{revision}[/{path}]     list_repo_tree   (?recursive=true)
     GET|HEAD /{repo_id}/resolve/{revision}/{path}           file download    ETag, X-Repo-Commit, Content-Length
+
+Model-card metadata is checked by `card_metadata_errors`, with huggingface_hub's own parsers (the front matter split
+as `huggingface_hub.repocard` splits it, `yaml.safe_load`, `ModelCardData`, `model_index_to_eval_results`) and the
+types of the Hub's schema. The Hub's validator is not public: these checks are a subset of its checks, and the
+messages copy the style of its messages (`"tags" must be an array`, `"model-index[0].results[0].dataset.type" is
+required`), not their exact wording.
+
+- `/api/validate-yaml` answers 200 `{"errors": [], "warnings": [...]}` for valid metadata (a warning if there is
+  none), and 400 with the errors otherwise: as text when asked for `text/plain` (what `ModelCard.validate()` asks
+  for, and raises `ValueError(response.text)` from), else as JSON `{"errors": [{"message": ...}], "warnings": [...]}`
+  (what `HfApi.create_commit` / `upload_folder` read before uploading anything, and raise `ValueError` from).
+- a commit that adds a README.md at the repository root with invalid metadata is refused with 400
+  `Invalid metadata in README.md.` and the errors, one a line (`BadRequestError` in huggingface_hub), and commits
+  nothing: the branch keeps its head.
 
 Every repository is a model repository. Commits are kept in memory as full snapshots {path: bytes}. A file's oid is
 its git blob SHA-1, as the Hub gives for regular (non-LFS) files; commit oids are random 40-hex strings.
@@ -38,12 +54,212 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import yaml
+from huggingface_hub import DatasetCardData, ModelCardData, SpaceCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from huggingface_hub.utils import validate_repo_id
+
+CARD_DATA_CLASSES = {"model": ModelCardData, "dataset": DatasetCardData, "space": SpaceCardData}
+# What the Hub warns of (and still accepts) when a README.md has no metadata.
+MISSING_METADATA_WARNING = (
+    "Empty or missing yaml metadata in repo card (https://huggingface.co/docs/hub/model-cards#model-card-metadata)"
+)
+
+
+def point_this_process_at(server: HubServer, monkeypatch, home, token: str | None) -> None:
+    """Point this process's `huggingface_hub` at `server`, online, with `token` in HF_TOKEN and an empty HF_HOME."""
+    import huggingface_hub
+
+    for name, value in {
+        "HF_ENDPOINT": server.url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(home),
+    }.items():
+        monkeypatch.setenv(name, value)
+    if token is not None:
+        monkeypatch.setenv("HF_TOKEN", token)
+    # huggingface_hub read these environment variables when it was imported.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(Path(home) / "token"))
 
 
 def git_blob_oid(content: bytes) -> str:
     """The git SHA-1 of a blob: the oid (and ETag) the Hub gives regular files."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def card_metadata_errors(content: str, repo_type: str = "model") -> list[str]:
+    """The errors the Hub finds in the metadata (YAML front matter) of a README.md; [] if it is valid.
+
+    The front matter is found as `huggingface_hub.repocard` finds it (`REGEX_YAML_BLOCK`): a README.md without one
+    is valid. It must be well-formed YAML and a mapping, load into `ModelCardData` (or the dataset / Space card data
+    class), and hold a `model-index` that `model_index_to_eval_results` parses; the fields the Hub types must have
+    their types: `license`, `library_name` and `pipeline_tag` strings, `tags`, `datasets` and `metrics` lists of
+    strings, `language` a string or a list of them, `base_model` a model id or a list of them. (huggingface_hub has
+    no list of the Hub's pipeline tags, nor of its licences: their values are not checked. A field set to null is
+    taken as absent.)
+    """
+    if repo_type not in CARD_DATA_CLASSES:
+        raise ValueError(f"repo_type must be one of {sorted(CARD_DATA_CLASSES)}, not {repo_type!r}")
+    match = REGEX_YAML_BLOCK.search(content)
+    if match is None:
+        return []
+    first_line = content[: match.start(2)].count("\n") + 1  # the README.md line the YAML block starts on
+    try:
+        metadata = yaml.safe_load(match.group(2))
+    except yaml.YAMLError as error:
+        return [f"Invalid YAML in the metadata of README.md: {_yaml_problem(error, first_line)}"]
+    if metadata is None:  # an empty block: the Hub warns, and accepts it
+        return []
+    if not isinstance(metadata, dict):
+        return [f'"metadata" must be an object (a YAML mapping), not {_kind(metadata)}']
+
+    errors = [f'"{key}" must be a string key, not {_kind(key)}' for key in metadata if not isinstance(key, str)]
+    for key in ("license", "library_name", "pipeline_tag", "license_name", "license_link"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            errors.append(f'"{key}" must be a string')
+    for key in ("tags", "datasets", "metrics"):
+        errors += _string_list_errors(key, metadata.get(key), single_string_allowed=False)
+    errors += _string_list_errors("language", metadata.get("language"), single_string_allowed=True)
+    base_models = metadata.get("base_model")
+    base_model_errors = _string_list_errors("base_model", base_models, single_string_allowed=True)
+    errors += base_model_errors
+    if base_models is not None and not base_model_errors:
+        for base_model in [base_models] if isinstance(base_models, str) else base_models:
+            try:
+                validate_repo_id(base_model)
+            except HFValidationError:
+                errors.append(
+                    f"base_model with value '{base_model}' is not valid. Use a model id from https://hf.co/models."
+                )
+
+    model_index_errors = []
+    if repo_type == "model" and metadata.get("model-index") is not None:
+        model_index_errors = _model_index_errors(metadata["model-index"])
+        errors += model_index_errors
+    # huggingface_hub's own loading of the card: what ModelCard(content) would raise.
+    loaded = {k: v for k, v in metadata.items() if not (k == "model-index" and model_index_errors)}
+    try:
+        CARD_DATA_CLASSES[repo_type](**loaded)
+    except Exception as error:  # TypeError, ValueError, ...: whatever the class raises is an invalid card
+        errors.append(f"The metadata cannot be loaded by huggingface_hub: {type(error).__name__}: {error}")
+    return errors
+
+
+def _yaml_problem(error: yaml.YAMLError, first_line: int) -> str:
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem is None or mark is None:
+        return " ".join(str(error).split())
+    context = getattr(error, "context", None)
+    where = f"line {first_line + mark.line}, column {mark.column + 1}"
+    return f"{context}: {problem} ({where})" if context else f"{problem} ({where})"
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    return kinds.get(type(value), "a number" if isinstance(value, float) else f"a {type(value).__name__}")
+
+
+def _string_list_errors(key: str, value: Any, single_string_allowed: bool) -> list[str]:
+    if value is None or (single_string_allowed and isinstance(value, str)):
+        return []
+    if not isinstance(value, list):
+        return [f'"{key}" must be one of [string, array]' if single_string_allowed else f'"{key}" must be an array']
+    return [f'"{key}[{i}]" must be a string' for i, item in enumerate(value) if not isinstance(item, str)]
+
+
+# The model-index fields model_index_to_eval_results reads: (name, required, type) per level.
+_MODEL_INDEX_TASK = (("type", True, str), ("name", False, str))
+_MODEL_INDEX_DATASET = (
+    ("type", True, str),
+    ("name", True, str),
+    ("config", False, str),
+    ("split", False, str),
+    ("revision", False, str),
+)
+_MODEL_INDEX_SOURCE = (("name", False, str), ("url", False, str))
+_MODEL_INDEX_METRIC = (
+    ("type", True, str),
+    ("value", True, object),
+    ("name", False, str),
+    ("config", False, str),
+    ("verified", False, bool),
+    ("verifyToken", False, str),
+)
+
+
+def _model_index_errors(model_index: Any) -> list[str]:
+    """The errors of a `model-index`, each naming its field (`"model-index[0].results[1].dataset.type" is
+    required`); then, if it has none, whatever `model_index_to_eval_results` still raises on it."""
+
+    def fields(value: Any, path: str, spec) -> list[str]:
+        if not isinstance(value, dict):
+            return [f'"{path}" must be an object']
+        found = []
+        for name, required, kind in spec:
+            if value.get(name) is None:
+                found += [f'"{path}.{name}" is required'] if required else []
+            elif not isinstance(value[name], kind):
+                found.append(f'"{path}.{name}" must be a {"boolean" if kind is bool else "string"}')
+        return found
+
+    def array(value: Any, path: str) -> list[str] | None:
+        if value is None:
+            return [f'"{path}" is required']
+        return None if isinstance(value, list) else [f'"{path}" must be an array']
+
+    if not isinstance(model_index, list):
+        return ['"model-index" must be an array']
+    if not model_index:
+        return ['"model-index" must contain at least 1 items']
+    errors = []
+    for i, entry in enumerate(model_index):
+        path = f"model-index[{i}]"
+        if not isinstance(entry, dict):
+            errors.append(f'"{path}" must be an object')
+            continue
+        errors += fields(entry, path, (("name", True, str),))
+        problem = array(entry.get("results"), f"{path}.results")
+        if problem:
+            errors += problem
+            continue
+        for j, result in enumerate(entry["results"]):
+            result_path = f"{path}.results[{j}]"
+            if not isinstance(result, dict):
+                errors.append(f'"{result_path}" must be an object')
+                continue
+            for key, spec in (("task", _MODEL_INDEX_TASK), ("dataset", _MODEL_INDEX_DATASET)):
+                if result.get(key) is None:
+                    errors.append(f'"{result_path}.{key}" is required')
+                else:
+                    errors += fields(result[key], f"{result_path}.{key}", spec)
+            source = result.get("source")
+            if source is not None:
+                errors += fields(source, f"{result_path}.source", _MODEL_INDEX_SOURCE)
+                if isinstance(source, dict) and source.get("name") is not None and source.get("url") is None:
+                    errors.append(f'"{result_path}.source.url" is required')  # EvalResult's own rule
+            problem = array(result.get("metrics"), f"{result_path}.metrics")
+            if problem:
+                errors += problem
+                continue
+            for k, metric in enumerate(result["metrics"]):
+                errors += fields(metric, f"{result_path}.metrics[{k}]", _MODEL_INDEX_METRIC)
+    if not errors:
+        try:
+            model_index_to_eval_results(model_index)
+        except Exception as error:
+            errors.append(f'"model-index" cannot be parsed by huggingface_hub: {type(error).__name__}: {error}')
+    return errors
 
 
 @dataclass
@@ -131,7 +347,7 @@ class HubServer:
         if method == "POST" and seg == ["api", "repos", "create"]:
             return self._create_repo(user, json.loads(body or b"{}"))
         if method == "POST" and seg == ["api", "validate-yaml"]:
-            return _json({"errors": [], "warnings": []})
+            return self._validate_yaml(json.loads(body or b"{}"), headers.get("Accept") or "")
         if len(seg) >= 3 and seg[:2] == ["api", "models"]:
             repo_id, rest = "/".join(seg[2:4]), seg[4:]
             if method == "POST" and len(rest) == 2 and rest[0] == "branch":
@@ -194,6 +410,23 @@ class HubServer:
         self.repos[repo_id] = repo
         return _json({"url": url, "name": repo_id, "id": secrets.token_hex(12)})
 
+    def _validate_yaml(self, payload, accept: str):
+        content, repo_type = payload.get("content"), payload.get("repoType") or "model"
+        if not isinstance(content, str):
+            raise HubError(400, '"content" must be a string')
+        if repo_type not in CARD_DATA_CLASSES:
+            raise HubError(400, f'"repoType" must be one of [{", ".join(CARD_DATA_CLASSES)}]')
+        errors = card_metadata_errors(content, repo_type)
+        match = REGEX_YAML_BLOCK.search(content)
+        empty = match is None or not match.group(2).strip()
+        warnings = [{"message": MISSING_METADATA_WARNING}] if empty else []
+        if not errors:
+            return _json({"errors": [], "warnings": warnings})
+        if "text/plain" in accept:  # ModelCard.validate() raises ValueError(response.text)
+            text = "\n".join(f"- {error}" for error in errors)
+            return 400, {"Content-Type": "text/plain; charset=utf-8"}, text.encode()
+        return _json({"errors": [{"message": error} for error in errors], "warnings": warnings}, status=400)
+
     def _create_branch(self, user, repo_id, branch, payload):
         repo = self._repo(user, repo_id)
         self._check_write(user, repo_id.split("/")[0])
@@ -240,6 +473,11 @@ class HubServer:
                 files.pop(value["path"], None)
             else:  # lfsFile would need an LFS store: the preupload answer never asks for one
                 raise HubError(400, f"Unsupported commit operation {key!r}")
+        adds_readme = any(line["key"] == "file" and line["value"]["path"] == "README.md" for line in lines[1:])
+        if adds_readme and "README.md" in files:  # the Hub checks the card's metadata; commits nothing if it is invalid
+            errors = card_metadata_errors(files["README.md"].decode("utf-8", errors="replace"))
+            if errors:
+                raise HubError(400, "Invalid metadata in README.md.\n" + "\n".join(f"- {error}" for error in errors))
         commit = Commit(_new_oid(), header["summary"], parent.oid, files)
         repo.commits[commit.oid] = commit
         repo.branches[revision] = commit.oid
@@ -328,7 +566,9 @@ def _make_handler(hub: HubServer):
                     )
             except HubError as error:
                 status, payload = error.status, json.dumps({"error": error.message, **error.body}).encode()
-                headers = {"Content-Type": "application/json", "X-Error-Message": error.message, **error.headers}
+                headers = {"Content-Type": "application/json", **error.headers}
+                if "\n" not in error.message:  # a header holds one line (of latin-1): longer messages are in the body
+                    headers["X-Error-Message"] = error.message.encode("ascii", "backslashreplace").decode()
                 if error.code:
                     headers["X-Error-Code"] = error.code
             except Exception as error:  # a bug in this server: make it visible to the client, not a hang
