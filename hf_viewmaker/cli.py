@@ -1,12 +1,13 @@
 """The `hf-viewmaker` command.
 
     hf-viewmaker push OUTPUT_DIR --hub_model_id NAMESPACE/NAME [--private] [--revision REV] [--commit_message MSG]
-    hf-viewmaker card OUTPUT_DIR [--hub_model_id NAMESPACE/NAME] [--eval_results FILE ...]
+    hf-viewmaker card OUTPUT_DIR [--hub_model_id NAMESPACE/NAME] [--eval_results FILE ...] [--base_model ID]
     python -m hf_viewmaker.cli push ...
 
-`push` publishes a training run (`training/pretrain.py --output_dir`) to the Hub in one commit, its model card and
-the evaluation results it reports included; see `hf_viewmaker.hub.push_run_to_hub`. `card` writes the model card
-(`OUTPUT_DIR/README.md`) without pushing. The token comes from `HF_TOKEN` or `hf auth login` (there is deliberately no
+`push` publishes a pretraining run (`training/pretrain.py --output_dir`), a linear probe (`training/linear_eval.py
+--output_dir`) or a converted original checkpoint to the Hub in one commit, in the published layout (the encoder or
+probe at the root, the viewmaker in `viewmaker/`), its model card and the evaluation results it reports included;
+see `hf_viewmaker.hub.push_run_to_hub`. `card` writes the model card (`OUTPUT_DIR/README.md`) without pushing. The token comes from `HF_TOKEN` or `hf auth login` (there is deliberately no
 token flag: a token on the command line ends up in shell histories and process lists). `HF_ENDPOINT` selects another
 Hub-compatible server.
 """
@@ -18,6 +19,11 @@ import logging
 import sys
 from pathlib import Path
 
+OUTPUT_DIR_HELP = (
+    "the --output_dir of training/pretrain.py or training/linear_eval.py, a converted checkpoint, or a folder in "
+    "the published layout"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-viewmaker", description="Viewmaker Networks tools.")
@@ -26,10 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     push = commands.add_parser(
         "push",
         help="publish a training run to the Hugging Face Hub",
-        description="Upload viewmaker/, encoder/, views.png, README.md and the run's JSON files to a model "
-        "repository in one commit (never checkpoints/). Token: HF_TOKEN or `hf auth login`.",
+        description="Upload the encoder (to the repository's root), viewmaker/, views.png, README.md and the "
+        "run's JSON files to a model repository in one commit (never checkpoints/). Token: HF_TOKEN or "
+        "`hf auth login`.",
     )
-    push.add_argument("output_dir", metavar="OUTPUT_DIR", help="the --output_dir of training/pretrain.py")
+    push.add_argument("output_dir", metavar="OUTPUT_DIR", help=OUTPUT_DIR_HELP)
     push.add_argument("--hub_model_id", required=True, metavar="NAMESPACE/NAME", help="the model repository")
     push.add_argument("--private", action="store_true", help="create the repository private")
     push.add_argument("--revision", default=None, metavar="REV", help="branch to commit to (created if needed)")
@@ -52,11 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a run's model card (OUTPUT_DIR/README.md) without pushing",
         description="Render the model card of a training run from its results, as `push` would publish it.",
     )
-    card.add_argument("output_dir", metavar="OUTPUT_DIR", help="the --output_dir of training/pretrain.py")
+    card.add_argument("output_dir", metavar="OUTPUT_DIR", help=OUTPUT_DIR_HELP)
     card.add_argument(
-        "--hub_model_id", default=None, metavar="NAMESPACE/NAME", help="the repository the usage snippet names"
+        "--hub_model_id",
+        default=None,
+        metavar="NAMESPACE/NAME",
+        help="the repository the usage snippet loads from (default: the local folders)",
     )
     card.add_argument("--eval_results", nargs="+", default=None, metavar="FILE", help="as for `push`")
+    for command in (push, card):
+        command.add_argument(
+            "--base_model",
+            default=None,
+            metavar="NAMESPACE/NAME",
+            help="for a linear probe: the Hub id of the pretrained run it probes (default: the encoder it was "
+            "evaluated on, if that was a Hub id)",
+        )
     return parser
 
 
@@ -94,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             check_repo_id(args.hub_model_id)
             card = None
             if not args.no_model_card:
-                card = build_model_card(args.output_dir, repo_id=args.hub_model_id, eval_results=args.eval_results)
+                card = build_model_card(
+                    args.output_dir,
+                    repo_id=args.hub_model_id,
+                    eval_results=args.eval_results,
+                    base_model=args.base_model,
+                )
             url = push_run_to_hub(
                 args.output_dir,
                 args.hub_model_id,
@@ -112,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         print(url)
     if args.command == "card":
         try:
-            repo_id = args.hub_model_id or Path(args.output_dir).resolve().name
-            path = write_model_card(args.output_dir, repo_id=repo_id, eval_results=args.eval_results)
+            path = write_model_card(
+                args.output_dir,
+                repo_id=args.hub_model_id,
+                eval_results=args.eval_results,
+                base_model=args.base_model,
+            )
         except (OSError, ValueError) as error:
             print(f"hf-viewmaker card: error: {error}", file=sys.stderr)
             return 1

@@ -3,7 +3,9 @@
     python -m hf_viewmaker.convert_original_checkpoint \
         --checkpoint epoch=199.ckpt --original_config pretrain_viewmaker_cifar10_simclr.json --output_dir converted
 
-writes `converted/viewmaker` and `converted/encoder`, each loadable with `AutoModel.from_pretrained`.
+writes `converted/viewmaker` and `converted/encoder`, each loadable with `AutoModel.from_pretrained`, and
+`converted/conversion.json` (what was converted: the files, the checkpoint's SHA-256, the settings, the versions),
+from which `hf-viewmaker card converted` writes its model card.
 
 The original checkpoint is a PyTorch Lightning 0.9 file whose `state_dict` holds `viewmaker.*` (the viewmaker) and
 `model.*` (the encoder) keys; its JSON config gives the hyperparameters (docs/method.md §6). The file is read with
@@ -12,6 +14,7 @@ The original checkpoint is a PyTorch Lightning 0.9 file whose `state_dict` holds
 """
 
 import argparse
+import hashlib
 import json
 import shutil
 import tempfile
@@ -20,6 +23,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .adversarial.runtime import framework_versions
+from .hub.model_card import CONVERSION_RECORD
 from .models.encoder import ContrastiveResNetConfig, ContrastiveResNetModel
 from .models.viewmaker import ViewmakerConfig, ViewmakerModel
 
@@ -153,7 +158,8 @@ def split_state_dict(
 def convert(
     checkpoint: str | Path, original_config: str | Path, output_dir: str | Path, domain: str | None = None
 ) -> tuple[ViewmakerModel, ContrastiveResNetModel]:
-    """Convert and save to `output_dir/viewmaker` and `output_dir/encoder`; returns both models (eval mode).
+    """Convert and save to `output_dir/viewmaker` and `output_dir/encoder`, with `output_dir/conversion.json`;
+    returns both models (eval mode).
 
     Nothing is written unless both models convert cleanly, and an existing folder is never overwritten.
     """
@@ -174,7 +180,7 @@ def convert(
 
     output_dir = Path(output_dir)
     targets = {"viewmaker": viewmaker, "encoder": encoder}
-    existing = [str(output_dir / name) for name in targets if (output_dir / name).exists()]
+    existing = [str(output_dir / name) for name in [*targets, CONVERSION_RECORD] if (output_dir / name).exists()]
     if existing:
         raise FileExistsError(f"refusing to overwrite {existing}")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -183,9 +189,40 @@ def convert(
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".converting-") as scratch:
         for name, model in targets.items():
             model.save_pretrained(Path(scratch) / name)
-        for name in targets:
+        record = conversion_record(checkpoint, original_config, config, domain, encoder_config)
+        (Path(scratch) / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        for name in [*targets, CONVERSION_RECORD]:
             shutil.move(str(Path(scratch) / name), str(output_dir / name))
     return viewmaker, encoder
+
+
+def conversion_record(
+    checkpoint: str | Path,
+    original_config_path: str | Path,
+    original_config: dict,
+    domain: str,
+    encoder_config: ContrastiveResNetConfig,
+) -> dict:
+    """What a converted folder came from, for its model card."""
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    params = original_config["model_params"]
+    return {
+        "checkpoint": Path(checkpoint).name,
+        "checkpoint_sha256": digest.hexdigest(),
+        "original_config": Path(original_config_path).name,
+        "domain": domain,
+        "input_shape": [encoder_config.num_channels, encoder_config.image_size, encoder_config.image_size],
+        "settings": {
+            "experiment": original_config.get("exp_name"),
+            "distortion budget": params.get("view_bound_magnitude"),
+            "encoder": params.get("resnet_version", "resnet18"),
+            "embedding": params.get("out_dim", 128),
+        },
+        "framework_versions": framework_versions(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
 """Converting checkpoints of the authors' original code (PyTorch Lightning 0.9 files)."""
 
+import hashlib
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from transformers import AutoModel
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerModel
 from hf_viewmaker.convert_original_checkpoint import convert, main
+from hf_viewmaker.hub import build_model_card
 
 from helpers import randomise_batch_norms
 
@@ -154,6 +156,21 @@ def test_as_shipped_cifar_config_keeps_views_unclamped(tmp_path, fixtures_dir):
     (tmp_path / "config.json").write_text(json.dumps(shipped))
     viewmaker, _ = convert(tmp_path / "run.ckpt", tmp_path / "config.json", tmp_path / "out")
     assert viewmaker.config.clamp is False
+
+
+def test_a_converted_checkpoint_records_its_source_and_gets_a_card(tmp_path, fixtures_dir):
+    viewmaker_state, _ = _original_viewmaker_state(fixtures_dir, "cifar_l1_clamp")
+    _write_lightning_checkpoint(tmp_path / "run.ckpt", viewmaker_state, ReferenceResNetSmall(3).state_dict())
+    (tmp_path / "config.json").write_text(json.dumps(CIFAR_CONFIG))
+    convert(tmp_path / "run.ckpt", tmp_path / "config.json", tmp_path / "out")
+    record = json.loads((tmp_path / "out" / "conversion.json").read_text())
+    assert record["checkpoint_sha256"] == hashlib.sha256((tmp_path / "run.ckpt").read_bytes()).hexdigest()
+    assert record["domain"] == "image" and record["input_shape"] == [3, 32, 32]
+
+    card = build_model_card(tmp_path / "out", repo_id="me/converted")
+    assert "converted" in card.data.tags and card.data.eval_results is None  # nothing was measured here
+    assert record["checkpoint_sha256"] in card.text and "11,234,496 parameters" in card.text  # ResNet-18
+    assert 'AutoModel.from_pretrained("me/converted", subfolder="viewmaker", trust_remote_code=True)' in card.text
 
 
 def test_sensor_checkpoint_with_52_channels(tmp_path):

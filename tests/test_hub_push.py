@@ -1,7 +1,8 @@
 """`hf-viewmaker push` end to end, against the Hub-compatible server of tests/hub_server.py on 127.0.0.1.
 
-A real run of training/pretrain.py is pushed with the CLI, and loaded back from the server with
-`AutoModel.from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` in a fresh Python that cannot import
+A real run of training/pretrain.py is pushed with the CLI, in the published layout (the encoder at the root, the
+viewmaker in viewmaker/), and loaded back from the server with `AutoModel` / `AutoImageProcessor` /
+`pipeline("image-feature-extraction")` and `trust_remote_code=True` in a fresh Python, with and without
 hf_viewmaker; its outputs must equal the local models' exactly.
 """
 
@@ -11,23 +12,24 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import huggingface_hub
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
+from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import AutoImageProcessor, AutoModel
+from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 import hf_viewmaker  # noqa: F401  (registers the Auto classes for the local models)
 from hf_viewmaker.cli import main
 from hf_viewmaker.hub import HubPushError, IncompleteRunError, collect_run_files, push_run_to_hub
 
-from helpers import TINY_MODEL
-from hub_server import HubServer
+from helpers import TINY_MODEL, hub_environment, run_python
+from hub_server import HubServer, point_this_process_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_alicesWriteToken0123456789abcdefXYZ"
@@ -89,19 +91,7 @@ def run_dir(tmp_path_factory) -> Path:
 def hub(monkeypatch, tmp_path):
     """The server, and this process pointed at it, online, with alice's token in HF_TOKEN."""
     with HubServer(tokens={TOKEN: "alice", OTHER_TOKEN: "bob"}) as server:
-        for name, value in {
-            "HF_ENDPOINT": server.url,
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_OFFLINE": "0",
-            "HF_TOKEN": TOKEN,
-            "HF_HOME": str(tmp_path / "hf_home"),
-        }.items():
-            monkeypatch.setenv(name, value)
-        # huggingface_hub read these environment variables when it was imported.
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
+        point_this_process_at(server, monkeypatch, tmp_path / "hf_home", TOKEN)
         yield server
 
 
@@ -113,46 +103,66 @@ def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints")))
 
 
-LOAD_FROM_HUB_WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
+# Run in a fresh Python, with or without the package: every model and processor of the published repository, as a
+# Hub visitor loads them (the encoder from the root, the viewmaker from viewmaker/), and the image-feature-extraction
+# pipeline on images.
+LOAD_FROM_THE_HUB = """
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from transformers import AutoImageProcessor, AutoModel, pipeline
 
-    class BlockHfViewmaker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_viewmaker" or name.startswith("hf_viewmaker."):
-                raise ModuleNotFoundError(f"{name} is blocked in this test")
-
-    sys.meta_path.insert(0, BlockHfViewmaker())
-
-    import torch
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoModel
-
-    repo_id, inputs_file, outputs_file = sys.argv[1:]
-    inputs = load_file(inputs_file)["inputs"]
-    outputs = {}
-    for subfolder in ("encoder", "viewmaker"):
-        model = AutoModel.from_pretrained(repo_id, subfolder=subfolder, trust_remote_code=True).eval()
-        assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-        kwargs = {"generator": torch.Generator().manual_seed(0)} if subfolder == "viewmaker" else {}
-        with torch.no_grad():
-            for i, tensor in enumerate(model(inputs, **kwargs).to_tuple()):
-                outputs[f"{subfolder}.{i}"] = tensor.contiguous()
-    save_file(outputs, outputs_file)
-    """
-)
+repo_id, inputs_file, outputs_file = sys.argv[1:]
+packaged = "hf_viewmaker" in sys.modules
+inputs = load_file(inputs_file)["inputs"]
+outputs = {}
+for part, where in (("encoder", {}), ("viewmaker", {"subfolder": "viewmaker"})):
+    model = AutoModel.from_pretrained(repo_id, **where, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(repo_id, **where, trust_remote_code=True)
+    for loaded in (model, processor):
+        module = type(loaded).__module__
+        assert module.startswith("hf_viewmaker." if packaged else "transformers_modules."), module
+    kwargs = {"generator": torch.Generator().manual_seed(0)} if part == "viewmaker" else {}
+    with torch.no_grad():
+        for i, tensor in enumerate(model(inputs, **kwargs).to_tuple()):
+            outputs[f"{part}.{i}"] = tensor.contiguous()
+rng = np.random.default_rng(0)
+images = [Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8), mode="L") for _ in range(3)]
+extractor = pipeline("image-feature-extraction", model=repo_id, trust_remote_code=True)
+outputs["pipeline"] = torch.cat(extractor(images, pool=True, return_tensors=True))
+save_file(outputs, outputs_file)
+"""
 
 
 def _local_outputs(run: Path, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the package computes from the run folder for LOAD_FROM_THE_HUB's inputs."""
     outputs = {}
-    for subfolder in ("encoder", "viewmaker"):
-        model = AutoModel.from_pretrained(run / subfolder).eval()
+    for part in ("encoder", "viewmaker"):
+        model = AutoModel.from_pretrained(run / part).eval()
         assert type(model).__module__.startswith("hf_viewmaker."), type(model).__module__
-        kwargs = {"generator": torch.Generator().manual_seed(0)} if subfolder == "viewmaker" else {}
+        kwargs = {"generator": torch.Generator().manual_seed(0)} if part == "viewmaker" else {}
         with torch.no_grad():
             for i, tensor in enumerate(model(inputs, **kwargs).to_tuple()):
-                outputs[f"{subfolder}.{i}"] = tensor
+                outputs[f"{part}.{i}"] = tensor
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8), mode="L") for _ in range(3)]
+    processor, encoder = AutoImageProcessor.from_pretrained(run / "encoder"), AutoModel.from_pretrained(run / "encoder")
+    with torch.no_grad():  # one image at a time, as the pipeline encodes them
+        features = [encoder.eval()(**processor(image, return_tensors="pt")).pooler_output for image in images]
+    outputs["pipeline"] = torch.cat(features)
     return outputs
+
+
+def _published_source(run: Path, path_in_repo: str) -> Path:
+    """The file of the run folder that `path_in_repo` of the published repository holds."""
+    if path_in_repo.startswith("viewmaker/"):
+        return run / path_in_repo
+    if (run / path_in_repo).is_file():  # README.md, views.png, the JSON files
+        return run / path_in_repo
+    if (run / "encoder" / path_in_repo).is_file():
+        return run / "encoder" / path_in_repo
+    return run / "viewmaker" / path_in_repo  # the viewmaker's code, also at the root
 
 
 def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path, capsys, caplog):
@@ -167,26 +177,16 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
     assert head.private is False
     assert hub.commit_count(repo_id) == 2  # the repository's first commit, and one commit with the whole run
 
-    code = {
-        "encoder": ["modeling_encoder.py", "configuration_encoder.py"],
-        "viewmaker": ["modeling_viewmaker.py", "configuration_viewmaker.py"],
-    }
-    expected = {
-        f"{folder}/{name}"
-        for folder in ("encoder", "viewmaker")
-        for name in ["config.json", "model.safetensors", "preprocessor_config.json", *code[folder]]
-    }
+    encoder_code = ["modeling_encoder.py", "configuration_encoder.py", "image_processing_viewmaker.py"]
+    viewmaker_code = ["modeling_viewmaker.py", "configuration_viewmaker.py", "image_processing_viewmaker.py"]
+    model_files = ["config.json", "model.safetensors", "preprocessor_config.json"]
+    expected = {*model_files, *encoder_code, *viewmaker_code}  # the encoder at the root, all the code beside it
+    expected |= {f"viewmaker/{name}" for name in [*model_files, *viewmaker_code]}
     expected |= {"README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json"}
-    expected |= {
-        *code["encoder"],
-        *code["viewmaker"],
-    }  # transformers fetches remote code from the root, subfolder or not
     remote_files = HfApi().list_repo_files(repo_id)
     assert set(remote_files) == expected
-    assert not any(path.startswith(("checkpoints", ".partial")) for path in remote_files)
     for path, content in hub.files(repo_id).items():
-        folder = next((folder for folder, names in code.items() if path in names), "")
-        assert content == (run_dir / folder / path).read_bytes(), path
+        assert content == _published_source(run_dir, path).read_bytes(), path
         assert TOKEN.encode() not in content, path
     assert TOKEN not in printed.out + printed.err + caplog.text
 
@@ -195,104 +195,67 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
     assert hub.commit_count(repo_id) == 2
 
     _load_back_and_compare(hub, repo_id, head.sha, run_dir, tmp_path)
-    _run_the_cards_snippet_without_the_package(hub, repo_id, run_dir, tmp_path)
+    _run_the_cards_snippet(hub, repo_id, run_dir, tmp_path)
 
 
-RUN_CARD_SNIPPET_WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, sys
+RUN_THE_CARDS_SNIPPET = """
+import torch
+from safetensors.torch import save_file
 
-    class BlockHfViewmaker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_viewmaker" or name.startswith("hf_viewmaker."):
-                raise ModuleNotFoundError(f"{name} is blocked in this test")
-
-    sys.meta_path.insert(0, BlockHfViewmaker())
-
-    import torch
-    from safetensors.torch import save_file
-
-    snippet, outputs_file = sys.argv[1:]
-    torch.manual_seed(0)
-    scope = {}
-    exec(open(snippet).read(), scope)
-    save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, outputs_file)
-    """
-)
+snippet, outputs_file = sys.argv[1:]
+torch.manual_seed(0)
+scope = {}
+exec(open(snippet).read(), scope)
+save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, outputs_file)
+"""
 
 
-def _run_the_cards_snippet_without_the_package(hub, repo_id: str, run_dir: Path, tmp_path: Path) -> None:
-    """The card's "How to use" code, as a Hub visitor copies it: it runs without the package and gives the features
-    the package gives for the same (normalised) inputs."""
+def _run_the_cards_snippet(hub, repo_id: str, run_dir: Path, tmp_path: Path) -> None:
+    """The card's "How to use" code, as a Hub visitor copies it: with and without the package, it gives the
+    features the package gives for the same (normalised) inputs."""
     card = hub.files(repo_id)["README.md"].decode()
     assert "arxiv.org/abs/2010.07432" in card
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "snippet.py").write_text(snippet)
-    (tmp_path / "run_snippet.py").write_text(RUN_CARD_SNIPPET_WITHOUT_PACKAGE)
-    env = {
-        "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HOME": str(tmp_path / "snippet_hf_home"), "PATH": "", "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "run_snippet.py"), str(tmp_path / "snippet.py"), str(tmp_path / "out.st")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    remote = load_file(tmp_path / "out.st")
     encoder = AutoModel.from_pretrained(run_dir / "encoder").eval()
     processor = AutoImageProcessor.from_pretrained(run_dir / "encoder")
-    torch.manual_seed(0)
-    pixels = torch.rand(remote["views"].shape)
-    with torch.no_grad():
-        expected = encoder(processor.normalize_tensor(pixels)).pooler_output
-    torch.testing.assert_close(remote["features"], expected)
-    assert remote["views"].shape == pixels.shape and bool(((remote["views"] >= 0) & (remote["views"] <= 1)).all())
+    for with_package in (False, True):
+        env = hub_environment(hub.url, tmp_path / f"snippet_hf_home_{with_package}")
+        args = (tmp_path / "snippet.py", tmp_path / "out.st")
+        run_python(RUN_THE_CARDS_SNIPPET, *args, cwd=tmp_path, env=env, with_package=with_package)
+        remote = load_file(tmp_path / "out.st")
+        torch.manual_seed(0)
+        pixels = torch.rand(remote["views"].shape)
+        with torch.no_grad():
+            expected = encoder(processor.normalize_tensor(pixels)).pooler_output
+        torch.testing.assert_close(remote["features"], expected)
+        views = remote["views"]
+        assert views.shape == pixels.shape and bool(((views >= 0) & (views <= 1)).all())
 
 
 def _load_back_and_compare(hub, repo_id: str, sha: str, run_dir: Path, tmp_path: Path) -> None:
-    """A fresh Python, an empty cache, no token, no hf_viewmaker: both models come from the server and compute what
-    the local ones compute."""
+    """A fresh Python, an empty cache, no token, with and without hf_viewmaker: both models and their processors
+    come from the server and compute what the local ones compute; so does the image-feature-extraction pipeline."""
     inputs = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     save_file({"inputs": inputs}, tmp_path / "inputs.safetensors")
-    (tmp_path / "load.py").write_text(LOAD_FROM_HUB_WITHOUT_PACKAGE)
-    env = {
-        "HF_ENDPOINT": hub.url,
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HOME": str(tmp_path / "fresh_hf_home"),
-        "PATH": "",
-        "OMP_NUM_THREADS": "1",
-    }
-    hub.requests.clear()
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "load.py"),
-            repo_id,
-            str(tmp_path / "inputs.safetensors"),
-            str(tmp_path / "outputs.safetensors"),
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert ("GET", f"/{repo_id}/resolve/{sha}/encoder/model.safetensors") in hub.requests
-    remote = load_file(tmp_path / "outputs.safetensors")
     local = _local_outputs(run_dir, inputs)
-    assert remote.keys() == local.keys() and len(local) >= 4
-    for name in local:
-        torch.testing.assert_close(remote[name], local[name], rtol=0, atol=0, msg=name)
+    for with_package in (False, True):
+        hub.requests.clear()
+        env = hub_environment(hub.url, tmp_path / f"fresh_hf_home_{with_package}")
+        args = (repo_id, tmp_path / "inputs.safetensors", tmp_path / "outputs.safetensors")
+        run_python(LOAD_FROM_THE_HUB, *args, cwd=tmp_path, env=env, with_package=with_package)
+        assert ("GET", f"/{repo_id}/resolve/{sha}/model.safetensors") in hub.requests
+        remote = load_file(tmp_path / "outputs.safetensors")
+        assert remote.keys() == local.keys() and len(local) >= 5
+        for name in local:
+            torch.testing.assert_close(remote[name], local[name], rtol=0, atol=0, msg=name)
 
 
 def test_push_to_a_new_branch_of_a_private_repository(run_dir, hub, monkeypatch):
     repo_id = "alice/private-run"
     assert _push(run_dir, "--hub_model_id", repo_id, "--private", "--revision", "dev") == 0
     assert HfApi().model_info(repo_id).private is True
-    assert "encoder/model.safetensors" in hub.files(repo_id, "dev")
+    assert "model.safetensors" in hub.files(repo_id, "dev")
     assert hub.files(repo_id, "main") == {}
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(RepositoryNotFoundError):  # private: invisible without the token
@@ -353,7 +316,7 @@ def test_an_incomplete_run_names_what_is_missing(run_dir, hub, tmp_path, capsys)
 
     shutil.rmtree(run / "encoder")
     shutil.rmtree(run / "viewmaker")
-    with pytest.raises(IncompleteRunError, match=r"viewmaker/, encoder/"):
+    with pytest.raises(IncompleteRunError, match=r"holds no model: no encoder/, viewmaker/ or config.json"):
         push_run_to_hub(run, "alice/run")
     with pytest.raises(IncompleteRunError, match="does not exist"):
         collect_run_files(tmp_path / "nowhere")
@@ -407,8 +370,43 @@ def test_a_quickstart_model_is_evaluated_carded_pushed_and_loaded_back(run_dir, 
     card = ModelCard(hub.files(repo_id)["README.md"].decode())
     reported = {result.metric_name: result.metric_value for result in card.data.eval_results}
     assert reported["linear probe (prepool features): top-1 accuracy"] == round(top1, 4)
-    assert f'AutoModel.from_pretrained("{repo_id}", subfolder="encoder"' in card.text
+    assert f'AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)' in card.text
     _load_back_and_compare(hub, repo_id, HfApi().model_info(repo_id).sha, run, tmp_path)
+
+    # The probe publishes the same way: itself at the root, its card pointing at the run it probes.
+    probe_id = "alice/quickstart-probe"
+    assert _push(probe, "--hub_model_id", probe_id, "--base_model", repo_id) == 0
+    published = hub.files(probe_id)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "eval_results.json",
+        "eval_args.json",
+    } <= set(published)
+    probe_card = ModelCard(published["README.md"].decode())
+    assert probe_card.data.base_model == repo_id and probe_card.data.pipeline_tag == "image-classification"
+    assert probe_card.data.eval_results[0].metric_value == round(top1, 4)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), mode="L") for _ in range(2)]
+    for i, image in enumerate(images):
+        image.save(tmp_path / f"image{i}.png")
+    script = """
+    import json
+    from transformers import pipeline
+    classify = pipeline("image-classification", model=sys.argv[1], trust_remote_code=True)
+    print(json.dumps([classify(path, top_k=1000) for path in sys.argv[2:]]))
+    """
+    env = hub_environment(hub.url, tmp_path / "probe_hf_home")
+    paths = [tmp_path / f"image{i}.png" for i in range(2)]
+    remote = json.loads(run_python(script, probe_id, *paths, cwd=tmp_path, env=env))
+    local_probe = AutoModelForImageClassification.from_pretrained(probe).eval()
+    with torch.no_grad():
+        logits = local_probe(**AutoImageProcessor.from_pretrained(probe)(images, return_tensors="pt")).logits
+    for scores, expected in zip(remote, logits.softmax(-1)):
+        by_label = {score["label"]: score["score"] for score in scores}
+        labels = [local_probe.config.id2label[i] for i in range(len(expected))]
+        assert [by_label[label] for label in labels] == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def _silent_server():
@@ -467,7 +465,10 @@ def test_malformed_eval_results_are_named(run_dir, hub, tmp_path, capsys):
 
 def test_links_out_of_the_run_folder_are_never_uploaded(run_dir, hub, tmp_path):
     run = _copy_run(run_dir, tmp_path)
-    (run / "encoder" / "notes.txt").symlink_to("/etc/hostname")
+    (run / "encoder" / "notes.txt").symlink_to("/etc/hostname")  # not a file of the model: never published
+    assert "notes.txt" not in collect_run_files(run)
+    (run / "views.png").unlink()
+    (run / "views.png").symlink_to("/etc/hostname")
     with pytest.raises(HubPushError, match="links to /etc/hostname, outside"):
         push_run_to_hub(run, "alice/run")
     assert hub.repos == {}
@@ -493,6 +494,6 @@ def test_card_renders_the_model_card_without_pushing(run_dir, hub, tmp_path, cap
     assert main(["card", str(run), "--hub_model_id", "alice/preview"]) == 0
     assert capsys.readouterr().out.strip() == str(run / "README.md")
     card = ModelCard.load(run / "README.md")
-    assert 'AutoModel.from_pretrained("alice/preview", subfolder="encoder"' in card.text
+    assert 'AutoModel.from_pretrained("alice/preview", trust_remote_code=True)' in card.text
     assert hub.requests == []
     assert main(["card", str(tmp_path / "nothing_here")]) == 1

@@ -3,6 +3,7 @@ speech on LibriSpeech-schema files and a dev-clean folder, Pamap2 in its archive
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ from hf_viewmaker.evaluation.linear_probe import (
     resolve_subfolder,
     step_schedule,
 )
+from hf_viewmaker.hub import collect_run_files
 from hf_viewmaker.processing import LogMelFeatureExtractor, SensorSpectrogramProcessor
 
 from helpers import (
@@ -256,6 +258,23 @@ def test_an_encoder_folder_alone_needs_no_viewmaker_unless_asked(tiny_run, tmp_p
     results = _results(tmp_path)
     assert results["encoder"] == str(tiny_run / "encoder") and results["viewmaker"] is None
     assert results["feature_dim"] == 16
+
+
+def test_a_published_repository_evaluates_as_its_run_folder(tiny_run, tmp_path):
+    """The published layout (the encoder at the root, the viewmaker in viewmaker/, training_args.json beside them),
+    as a downloaded snapshot: the same models, views and numbers as the run folder it was pushed from."""
+    published = tmp_path / "published"
+    for path_in_repo, local in collect_run_files(tiny_run).items():
+        (published / path_in_repo).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, published / path_in_repo)
+    assert (published / "config.json").is_file() and not (published / "encoder").exists()
+    for source in (tiny_run, published):
+        argv = ["--model_name_or_path", str(source), *EVAL_TINY, "--num_train_epochs", "1"]
+        run_in_process(linear_eval.main, [*argv, "--output_dir", str(tmp_path / source.name)])
+    from_run, from_repo = _results(tmp_path / tiny_run.name), _results(tmp_path / "published")
+    assert from_repo["viewmaker"] == str(published / "viewmaker") and from_repo["encoder"] == str(published)
+    for key in ("top1_accuracy", "macro_f1", "eval_loss", "feature_dim", "train_views"):
+        assert from_repo[key] == from_run[key], key
 
 
 def _rgb_run(root: Path) -> Path:

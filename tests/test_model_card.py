@@ -3,7 +3,9 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
+from hf_viewmaker import ContrastiveResNetConfig, ViewmakerConfig, ViewmakerImageProcessor
 from hf_viewmaker.hub import build_model_card, write_model_card
+from hf_viewmaker.hub.model_card import model_size
 
 ARGS = {
     "domain": "image",
@@ -31,12 +33,25 @@ ARGS = {
     "viewmaker_learning_rate": 0.001,
     "knn_k": 200,
 }
-TRAIN = {"completed_steps": 39000, "train_runtime_seconds": 1800.0, "knn_accuracy": 0.81234, "hardware": "1 x H100"}
+TRAIN = {
+    "completed_steps": 39000,
+    "train_runtime_seconds": 1800.0,
+    "knn_accuracy": 0.81234,
+    "hardware": "1 x H100",
+    "framework_versions": {"transformers": "5.24.0", "torch": "2.13.0"},
+}
+TINY_ENCODER = dict(stem_channels=8, depths=[1, 1], hidden_sizes=[8, 16], embedding_dim=8, image_size=32)
 
 
 @pytest.fixture
 def run(tmp_path):
-    (tmp_path / "viewmaker").mkdir()
+    """A run folder as pretraining leaves it, with the models' configs and processors (the card needs no weights)."""
+    ViewmakerConfig(num_channels=3, num_res_blocks=1).save_pretrained(tmp_path / "viewmaker")
+    ContrastiveResNetConfig(**TINY_ENCODER, architectures=["ContrastiveResNetModel"]).save_pretrained(
+        tmp_path / "encoder"
+    )
+    ViewmakerImageProcessor().save_pretrained(tmp_path / "viewmaker")
+    ViewmakerImageProcessor(do_normalize=True).save_pretrained(tmp_path / "encoder")
     (tmp_path / "training_args.json").write_text(json.dumps(ARGS))
     (tmp_path / "train_results.json").write_text(json.dumps(TRAIN))
     return tmp_path
@@ -67,8 +82,25 @@ def test_card_reports_only_measured_numbers(run, tmp_path):
         "linear probe (prepool features): mean accuracy": 0.55,
     }
     assert 'AutoModel.from_pretrained("me/c10-viewmaker", subfolder="viewmaker"' in card.text
+    assert 'AutoModel.from_pretrained("me/c10-viewmaker", trust_remote_code=True)' in card.text  # the root
     assert "| hardware | 1 x H100 |" in card.text and "| distortion budget | 0.05 (l1) |" in card.text
     assert "{{" not in card.text and "views.png" not in card.text  # no picture in this run
+
+
+def test_card_states_sizes_preprocessing_and_versions(run):
+    card = build_model_card(run, repo_id="me/run").text
+    parameters, flops = model_size(run / "encoder", (3, 32, 32))
+    assert 0 < parameters < 20_000 and flops > 2 * parameters  # each weight of a conv is used at many positions
+    assert f"{parameters:,} parameters, {flops / 1e6:,.1f} MFLOPs per example" in card
+    assert "normalised per channel with mean [0.491, 0.482, 0.446]" in card  # the encoder's processor
+    assert "resized to 32 x 32, scaled to [0, 1]; not normalised" in card  # the viewmaker's
+    assert "- transformers 5.24.0\n- torch 2.13.0" in card
+
+
+def test_a_local_card_loads_the_local_folders(run):
+    text = build_model_card(run).text
+    assert f'AutoModel.from_pretrained("{run / "encoder"}", trust_remote_code=True)' in text
+    assert f'AutoModel.from_pretrained("{run / "viewmaker"}", trust_remote_code=True)' in text
 
 
 def test_card_without_evaluations_says_so(run):

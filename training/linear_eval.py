@@ -40,7 +40,13 @@ from torch.utils.data import DataLoader, Subset
 from transformers import AutoConfig
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
-from hf_viewmaker.adversarial import make_accelerator, noise_seed, prepare_output_dir
+from hf_viewmaker.adversarial import (
+    describe_hardware,
+    framework_versions,
+    make_accelerator,
+    noise_seed,
+    prepare_output_dir,
+)
 from hf_viewmaker.arguments import (
     LinearEvalRun,
     PretrainingRun,
@@ -240,22 +246,21 @@ def speech_processor_for(
     )
 
 
-def pretraining_views(run: LinearEvalRun, encoder_subfolder: str) -> ViewArguments:
-    """The views of the pretraining run the encoder comes from (its `training_args.json`, beside `encoder/`), or the
-    defaults when the encoder is not in a run folder."""
-    where = run.model.model_name_or_path
-    saved = _read_json(where, PretrainingRun.FILENAME, **_hub_kwargs(run)) if encoder_subfolder else None
+def pretraining_views(run: LinearEvalRun) -> ViewArguments:
+    """The views of the pretraining run the encoder comes from (its `training_args.json`, at the root of a run folder
+    or of a published repository), or the defaults when the encoder is not from a run."""
+    saved = _read_json(run.model.model_name_or_path, PretrainingRun.FILENAME, **_hub_kwargs(run))
     return PretrainingRun.from_dict(saved).views if saved is not None else ViewArguments()
 
 
-def expert_view_settings(run: LinearEvalRun, encoder_subfolder: str) -> ViewArguments | None:
+def expert_view_settings(run: LinearEvalRun) -> ViewArguments | None:
     """The handcrafted training views of `--train_views expert` (else `None`): `--expert_views` (default: the
     pretraining run's, else simclr_image for images) and the masking sizes (the flags, else the run's, else
     pretraining's defaults)."""
     model, domain = run.model, run.data.domain
     if model.train_views != "expert":
         return None
-    run_views = pretraining_views(run, encoder_subfolder)
+    run_views = pretraining_views(run)
     name = model.expert_views
     if name is None:
         name = run_views.expert_views if run_views.expert_views != "none" else None
@@ -390,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
                 "pretraining statistics are unknown, so the encoder may see other inputs than it was trained on)"
             )
         normalize = torch.nn.Identity()  # spectrograms arrive normalised
-    expert_views = expert_view_settings(run, encoder_subfolder)
+    expert_views = expert_view_settings(run)
     pipeline = build_pipeline(data, processor=processor, views=expert_views, seed=training.seed)
     if pipeline.validation is None:
         raise ValueError("linear evaluation needs an evaluation split (--validation_split, --validation_dir, ...)")
@@ -571,6 +576,8 @@ def main(argv: list[str] | None = None) -> None:
         "cache_features": training.cache_features,
         "seed": training.seed,
         "num_processes": accelerator.num_processes,
+        "hardware": describe_hardware(accelerator),
+        "framework_versions": framework_versions(),
         "history": history,
     }
     if expert_views is not None:

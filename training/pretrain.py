@@ -34,6 +34,7 @@ from hf_viewmaker.adversarial import (
     build_pretraining_model,
     describe_hardware,
     distortion_budget_at,
+    framework_versions,
     in_channels_last,
     load_training_state,
     make_accelerator,
@@ -475,12 +476,13 @@ def main(argv: list[str] | None = None) -> None:
         "data": data_read,
         "num_processes": accelerator.num_processes,
         "hardware": describe_hardware(accelerator),
+        "framework_versions": framework_versions(),
         "mixed_precision": accelerator.mixed_precision,
         "replica_parameter_checksums": checksums,
     }
     save_final(accelerator, model, pipeline.processors, run, grid, results)
     if accelerator.is_main_process:
-        write_model_card(training.output_dir, repo_id=training.hub_model_id or Path(training.output_dir).name)
+        write_model_card(training.output_dir, repo_id=training.hub_model_id)
         if training.push_to_hub:
             pushed = push_run_to_hub(training.output_dir, training.hub_model_id, private=training.hub_private)
             logger.info(f"pushed to {pushed}")

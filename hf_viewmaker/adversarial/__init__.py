@@ -13,7 +13,7 @@ from .checkpoints import (
 )
 from .model import build_adversarial_optimizer, build_pretraining_config, build_pretraining_model
 from .optimizer import AdversarialOptimizer, distortion_budget_at
-from .runtime import describe_hardware, make_accelerator, replica_checksums
+from .runtime import describe_hardware, framework_versions, make_accelerator, replica_checksums
 from .step import AdversarialStep, in_channels_last, noise_seed, report_skipped_steps
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "checkpoint_problems",
     "describe_hardware",
     "distortion_budget_at",
+    "framework_versions",
     "in_channels_last",
     "list_checkpoints",
     "load_training_state",

@@ -85,6 +85,23 @@ def describe_hardware(accelerator: Accelerator) -> str:
     return f"{accelerator.num_processes} x {name}"
 
 
+#: The libraries whose versions a run records, for its model card.
+FRAMEWORKS = ("hf_viewmaker", "transformers", "torch", "accelerate", "datasets", "huggingface_hub")
+
+
+def framework_versions() -> dict[str, str]:
+    """{library: version} of what the run uses, as installed (the model card's "Framework versions")."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in FRAMEWORKS:
+        try:
+            versions[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:  # a source checkout that is not installed
+            versions[name] = "not installed"
+    return versions
+
+
 def replica_checksums(accelerator: Accelerator, model: torch.nn.Module) -> list[float]:
     """One float64 checksum of all parameters per process; DDP replicas must agree bit for bit."""
     params = [p.detach().double().flatten() for p in accelerator.unwrap_model(model).parameters()]
@@ -93,4 +110,4 @@ def replica_checksums(accelerator: Accelerator, model: torch.nn.Module) -> list[
     return accelerator.gather(checksum).tolist()
 
 
-__all__ = ["describe_hardware", "make_accelerator", "replica_checksums"]
+__all__ = ["describe_hardware", "framework_versions", "make_accelerator", "replica_checksums"]

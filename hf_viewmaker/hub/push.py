@@ -3,12 +3,13 @@
     from hf_viewmaker.hub import push_run_to_hub
     push_run_to_hub("outputs/quickstart", "my-name/viewmaker-fashion-mnist")
 
-One commit holds `viewmaker/**` and `encoder/**` (`save_pretrained` folders with their modeling code), a copy of
-that code at the repository's root (`modeling_viewmaker.py`, `configuration_encoder.py`, ...: transformers looks for
-the remote code of `from_pretrained(repo_id, subfolder="encoder", trust_remote_code=True)` there, not in the
-subfolder, and this is what makes it load without this package), plus `views.png`, `README.md`,
-`training_args.json`, `train_results.json` and `eval_results.json`, whichever exist.
-Checkpoints (`checkpoints/`), TensorBoard logs and hidden scratch folders (`.partial-*`) are never uploaded.
+One commit holds the run in the published layout (`hf_viewmaker.hub.layout`): the encoder with its processor and
+code at the repository's root, the viewmaker with its own in `viewmaker/` (its code at the root as well:
+transformers fetches the remote code of `from_pretrained(repo_id, subfolder="viewmaker", trust_remote_code=True)`
+from there, and this is what makes it load without this package), plus `views.png`, `README.md`,
+`training_args.json`, `train_results.json`, `eval_results.json` and `eval_args.json`, whichever exist.
+Checkpoints (`checkpoints/`), TensorBoard logs, hidden scratch folders (`.partial-*`) and any other file are never
+uploaded.
 
 The token is resolved by `huggingface_hub` as usual (the `token` argument, else `HF_TOKEN`, else `hf auth login`); it
 is never logged, written or put in an error message raised here, and a file about to be uploaded that contains it
@@ -30,11 +31,18 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import _http as hf_http
 from huggingface_hub.utils import httpx, validate_repo_id  # httpx: the library huggingface_hub's client is built on
 
+from .layout import PUBLISHED_FOLDERS, model_folders
+
 logger = logging.getLogger(__name__)
 
-MODEL_FOLDERS = ("viewmaker", "encoder")
-RUN_FILES = ("README.md", "views.png", "training_args.json", "train_results.json", "eval_results.json")
-REQUIRED_MODEL_FILES = ("config.json", "model.safetensors")
+RUN_FILES = (
+    "README.md",
+    "views.png",
+    "training_args.json",
+    "train_results.json",
+    "eval_results.json",
+    "eval_args.json",
+)
 DEFAULT_COMMIT_MESSAGE = "Upload a Viewmaker Networks run (hf-viewmaker)"
 #: Seconds any one Hub request may take, and how often a request that got no answer is tried.
 HUB_TIMEOUT_SECONDS = 60.0
@@ -72,8 +80,10 @@ def push_run_to_hub(
     """Upload a training run to the model repository `repo_id` (created if needed) in one commit.
 
     Args:
-        output_dir: the run's `--output_dir`: `viewmaker/` and/or `encoder/`, each holding at least `config.json`,
-            `model.safetensors` (or a sharded index and its shards) and the code files its `auto_map` names.
+        output_dir: the run's `--output_dir` (`viewmaker/` and/or `encoder/`), a folder in the published layout, or
+            a linear-evaluation output (`training/linear_eval.py --output_dir`). Each model holds at least
+            `config.json`, `model.safetensors` (or a sharded index and its shards) and the code its `auto_map`s
+            name.
         repo_id: `namespace/name`.
         private: create the repository private. An existing repository keeps its visibility, but pushing with
             `private=True` to an existing *public* repository is refused rather than publishing the run.
@@ -203,44 +213,54 @@ def _tried(tries: int, endpoint: str, request):
 
 
 def collect_run_files(output_dir: str | Path) -> dict[str, Path]:
-    """{path in the repository: local file} for everything of the run that is published; raises
-    IncompleteRunError if the run is incomplete."""
+    """{path in the repository: local file} for everything of the run that is published, in the published layout
+    (`hf_viewmaker.hub.layout`: the encoder at the root, the viewmaker in `viewmaker/`); raises IncompleteRunError if
+    the run is incomplete.
+
+    `output_dir` may be a pretraining run folder (`encoder/`, `viewmaker/`), a folder already in the published layout
+    or a linear-evaluation output (the probe at its root). Of each model folder only what `from_pretrained` reads is
+    taken: `config.json`, the weights, `preprocessor_config.json` and the code their `auto_map`s name."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise IncompleteRunError(output_dir, [], f"{output_dir} does not exist or is not a folder")
-    folders = [name for name in MODEL_FOLDERS if (output_dir / name).is_dir()]
+    folders = model_folders(output_dir)
     if not folders:
-        raise IncompleteRunError(output_dir, [f"{name}/" for name in MODEL_FOLDERS])
-
-    missing = [path for name in folders for path in _missing_model_files(output_dir, name)]
+        raise IncompleteRunError(
+            output_dir,
+            ["encoder/", "viewmaker/"],
+            f"{output_dir} holds no model: no encoder/, viewmaker/ or config.json",
+        )
+    missing = [
+        (folder / path).relative_to(output_dir).as_posix()
+        for folder in folders.values()
+        for path in _missing_model_files(folder)
+    ]
     if missing:
         raise IncompleteRunError(output_dir, missing)
 
     files: dict[str, Path] = {}
-    for name in folders:
-        for path in sorted((output_dir / name).rglob("*")):
-            relative = path.relative_to(output_dir)
-            if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
-                continue
-            _refuse_links_out(path, output_dir)
-            if path.is_file():
-                files[relative.as_posix()] = path
-    # transformers fetches the code of `from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` from the
-    # repository's root, not from the subfolder (transformers 5.x): the code files go to the root as well.
-    for name in folders:
-        for file in _code_files(output_dir / name):
-            source = output_dir / name / file
-            if file in files and files[file].read_bytes() != source.read_bytes():
-                raise HubPushError(
-                    f"{files[file].relative_to(output_dir)} and {name}/{file} differ, but remote code is loaded from "
-                    f"the repository's root, where only one {file} fits."
-                )
-            files.setdefault(file, source)
+
+    def add(path_in_repo: str, path: Path) -> None:
+        _refuse_links_out(path, output_dir)
+        if path_in_repo in files and files[path_in_repo].read_bytes() != path.read_bytes():
+            raise HubPushError(
+                f"{files[path_in_repo].relative_to(output_dir)} and {path.relative_to(output_dir)} differ, but both "
+                f"are published as {path_in_repo}: the encoder's and the viewmaker's remote code is loaded from the "
+                "repository's root, where only one of each file fits."
+            )
+        files[path_in_repo] = path
+
+    for part, folder in folders.items():
+        prefix = f"{PUBLISHED_FOLDERS[part]}/" if PUBLISHED_FOLDERS[part] else ""
+        for name in _model_files(folder):
+            add(prefix + name, folder / name)
+        # transformers fetches the code of `from_pretrained(repo_id, subfolder=..., trust_remote_code=True)` from the
+        # repository's root, not from the subfolder (transformers 5.x): the code files go to the root as well.
+        for name in _code_files(folder):
+            add(name, folder / name)
     for name in RUN_FILES:
-        path = output_dir / name
-        if path.is_file():
-            _refuse_links_out(path, output_dir)
-            files[name] = path
+        if (output_dir / name).is_file():
+            add(name, output_dir / name)
     return files
 
 
@@ -250,29 +270,39 @@ def _refuse_links_out(path: Path, output_dir: Path) -> None:
         raise HubPushError(f"{path} links to {path.resolve()}, outside {output_dir}: refusing to upload it")
 
 
-def _missing_model_files(output_dir: Path, name: str) -> list[str]:
-    folder = output_dir / name
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append(f"{name}/config.json")
+def _weight_files(folder: Path) -> list[str]:
     index = folder / "model.safetensors.index.json"
-    if index.is_file():  # a sharded checkpoint: every shard it names
-        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
-        missing += [f"{name}/{shard}" for shard in shards if not (folder / shard).is_file()]
-    elif not (folder / "model.safetensors").is_file():
-        missing.append(f"{name}/model.safetensors")
-    if (folder / "config.json").is_file():
-        missing += [f"{name}/{file}" for file in _code_files(folder) if not (folder / file).is_file()]
-    return missing
+    if index.is_file():  # a sharded checkpoint: the index and every shard it names
+        return [index.name, *sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))]
+    return ["model.safetensors"]
+
+
+def _model_files(folder: Path) -> list[str]:
+    """What `from_pretrained` reads from a model folder: its config, weights and processor (with their code)."""
+    names = ["config.json", *_weight_files(folder), *_code_files(folder)]
+    if (folder / "preprocessor_config.json").is_file():
+        names.append("preprocessor_config.json")
+    return names
+
+
+def _missing_model_files(folder: Path) -> list[str]:
+    if not (folder / "config.json").is_file():
+        return ["config.json"]
+    return [name for name in _model_files(folder) if not (folder / name).is_file()]
 
 
 def _code_files(folder: Path) -> list[str]:
-    """The modeling/configuration files that `trust_remote_code=True` will fetch: those `auto_map` names, and the
-    files they import relatively."""
+    """The modeling, configuration and processing files that `trust_remote_code=True` will fetch: those the
+    `auto_map` of `config.json` and of `preprocessor_config.json` name, and the files they import relatively."""
     from transformers.dynamic_module_utils import get_relative_imports
 
-    auto_map = json.loads((folder / "config.json").read_text()).get("auto_map", {})
-    references = [ref for value in auto_map.values() for ref in (value if isinstance(value, list) else [value])]
+    references = []
+    for config in ("config.json", "preprocessor_config.json"):
+        if (folder / config).is_file():
+            auto_map = json.loads((folder / config).read_text()).get("auto_map", {})
+            references += [
+                ref for value in auto_map.values() for ref in (value if isinstance(value, list) else [value])
+            ]
     files = {f"{ref.rsplit('.', 1)[0]}.py" for ref in references if isinstance(ref, str) and "--" not in ref}
     to_read = sorted(files)
     while to_read:  # follow relative imports through the files that exist (a missing one is reported by the caller)
