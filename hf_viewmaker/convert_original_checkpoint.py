@@ -3,7 +3,8 @@
     python -m hf_viewmaker.convert_original_checkpoint \
         --checkpoint epoch=199.ckpt --original_config pretrain_viewmaker_cifar10_simclr.json --output_dir converted
 
-writes `converted/viewmaker` and `converted/encoder`, each loadable with `AutoModel.from_pretrained`, and
+writes `converted/viewmaker` and `converted/encoder`, each loadable with `AutoModel.from_pretrained` and, for images
+and speech, with the processor that makes the original's inputs, and
 `converted/conversion.json` (what was converted: the files, the checkpoint's SHA-256, the settings, the versions),
 from which `hf-viewmaker card converted` writes its model card.
 
@@ -27,6 +28,7 @@ from .adversarial.runtime import framework_versions
 from .hub.model_card import CONVERSION_RECORD
 from .models.encoder import ContrastiveResNetConfig, ContrastiveResNetModel
 from .models.viewmaker import ViewmakerConfig, ViewmakerModel
+from .processing import LogMelFeatureExtractor, ViewmakerImageProcessor
 
 DOMAINS = ("image", "audio", "sensor")
 # Buffers of the original training system that belong to neither network (the InstDisc memory bank, §3.2).
@@ -189,11 +191,27 @@ def convert(
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".converting-") as scratch:
         for name, model in targets.items():
             model.save_pretrained(Path(scratch) / name)
+            processor = original_processor(domain, encoder_config, normalizes=name == "encoder")
+            if processor is not None:
+                processor.save_pretrained(Path(scratch) / name)
         record = conversion_record(checkpoint, original_config, config, domain, encoder_config)
         (Path(scratch) / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         for name in [*targets, CONVERSION_RECORD]:
             shutil.move(str(Path(scratch) / name), str(output_dir / name))
     return viewmaker, encoder
+
+
+def original_processor(domain: str, encoder_config: ContrastiveResNetConfig, normalizes: bool):
+    """The processor that makes the original's inputs from raw data (docs/method.md §4): CIFAR-10 images as [0, 1]
+    pixels (normalised with CIFAR-10's statistics for the encoder, not for the viewmaker, which perturbs pixels), or
+    LibriSpeech's normalised log-mels. `None` for sensors: their statistics belong to the data, which the
+    checkpoint does not hold."""
+    if domain == "image":
+        size = {"height": encoder_config.image_size, "width": encoder_config.image_size}
+        return ViewmakerImageProcessor(num_channels=3, size=size, do_normalize=normalizes)
+    if domain == "audio":
+        return LogMelFeatureExtractor(size=encoder_config.image_size)
+    return None
 
 
 def conversion_record(

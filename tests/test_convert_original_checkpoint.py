@@ -3,18 +3,21 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModel
+from transformers import AutoImageProcessor, AutoModel
 
 from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerModel
 from hf_viewmaker.convert_original_checkpoint import convert, main
-from hf_viewmaker.hub import build_model_card
+from hf_viewmaker.hub import build_model_card, push_run_to_hub
 
-from helpers import randomise_batch_norms
+from helpers import hub_environment, randomise_batch_norms, run_python
+from hub_server import HubServer, point_this_process_at
 
 # The shipped CIFAR viewmaker config (docs/method.md §6), with `clamp_views` set so that the fixture's clamped views
 # are the expected output.
@@ -171,6 +174,43 @@ def test_a_converted_checkpoint_records_its_source_and_gets_a_card(tmp_path, fix
     assert "converted" in card.data.tags and card.data.eval_results is None  # nothing was measured here
     assert record["checkpoint_sha256"] in card.text and "11,234,496 parameters" in card.text  # ResNet-18
     assert 'AutoModel.from_pretrained("me/converted", subfolder="viewmaker", trust_remote_code=True)' in card.text
+    assert "normalised per channel with mean [0.491, 0.482, 0.446]" in card.text  # CIFAR-10's, for the encoder
+
+
+PIPELINE_FROM_THE_HUB = """
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import pipeline
+
+image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36, 3), dtype=np.uint8))
+extractor = pipeline("image-feature-extraction", model=sys.argv[1], trust_remote_code=True)
+print(json.dumps(extractor(image, pool=True)))
+"""
+
+
+def test_a_converted_checkpoint_is_pushed_and_extracts_features_without_the_package(
+    tmp_path, fixtures_dir, monkeypatch
+):
+    viewmaker_state, _ = _original_viewmaker_state(fixtures_dir, "cifar_l1_clamp")
+    _write_lightning_checkpoint(tmp_path / "run.ckpt", viewmaker_state, ReferenceResNetSmall(3).state_dict())
+    (tmp_path / "config.json").write_text(json.dumps(CIFAR_CONFIG))
+    _, encoder = convert(tmp_path / "run.ckpt", tmp_path / "config.json", tmp_path / "out")
+    with HubServer(tokens={"hf_converterToken0123456789abcdef": "me"}) as hub:
+        point_this_process_at(hub, monkeypatch, tmp_path / "hf_home", "hf_converterToken0123456789abcdef")
+        card = build_model_card(tmp_path / "out", repo_id="me/converted")
+        push_run_to_hub(tmp_path / "out", "me/converted", model_card=str(card))
+        assert {"conversion.json", "viewmaker/config.json", "preprocessor_config.json"} <= set(
+            hub.files("me/converted")
+        )
+        env = hub_environment(hub.url, tmp_path / "fresh_hf_home")
+        remote = json.loads(run_python(PIPELINE_FROM_THE_HUB, "me/converted", cwd=tmp_path, env=env))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 36, 3), dtype=np.uint8))
+    with torch.no_grad():
+        local = encoder(**AutoImageProcessor.from_pretrained(tmp_path / "out" / "encoder")(image, return_tensors="pt"))
+    torch.testing.assert_close(torch.tensor(remote), local.pooler_output, rtol=0, atol=1e-6)
 
 
 def test_sensor_checkpoint_with_52_channels(tmp_path):

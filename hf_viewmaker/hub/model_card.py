@@ -428,6 +428,9 @@ def _converted_card(folder: Path, repo_id: str | None, evals: list[dict[str, Any
         viewmaker_where=_where(folder, repo_id, "viewmaker") if "viewmaker" in parts else None,
         input_shape=", ".join(map(str, shape)),
         sizes={part: _size_text(*model_size(path, shape)) for part, path in parts.items()},
+        preprocessing={
+            part: _preprocessing(_read_json(path / "preprocessor_config.json")) for part, path in parts.items()
+        },
         settings=sorted((str(k), str(v)) for k, v in record.get("settings", {}).items()),
         results=rows,
         versions=_versions(record),

@@ -7,7 +7,8 @@ One commit holds the run in the published layout (`hf_viewmaker.hub.layout`): th
 code at the repository's root, the viewmaker with its own in `viewmaker/` (its code at the root as well:
 transformers fetches the remote code of `from_pretrained(repo_id, subfolder="viewmaker", trust_remote_code=True)`
 from there, and this is what makes it load without this package), plus `views.png`, `README.md`,
-`training_args.json`, `train_results.json`, `eval_results.json` and `eval_args.json`, whichever exist.
+`training_args.json`, `train_results.json`, `eval_results.json`, `eval_args.json` and `conversion.json`, whichever
+exist.
 Checkpoints (`checkpoints/`), TensorBoard logs, hidden scratch folders (`.partial-*`) and any other file are never
 uploaded.
 
@@ -42,6 +43,7 @@ RUN_FILES = (
     "train_results.json",
     "eval_results.json",
     "eval_args.json",
+    "conversion.json",
 )
 DEFAULT_COMMIT_MESSAGE = "Upload a Viewmaker Networks run (hf-viewmaker)"
 #: Seconds any one Hub request may take, and how often a request that got no answer is tried.
