@@ -1,11 +1,23 @@
 import json
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 
-from hf_viewmaker import ContrastiveResNetConfig, ViewmakerConfig, ViewmakerImageProcessor
+from hf_viewmaker import (
+    ContrastiveResNetConfig,
+    ContrastiveResNetModel,
+    LogMelFeatureExtractor,
+    SensorSpectrogramProcessor,
+    ViewmakerConfig,
+    ViewmakerImageProcessor,
+    ViewmakerModel,
+)
 from hf_viewmaker.hub import build_model_card, write_model_card
 from hf_viewmaker.hub.model_card import model_size
+
+from helpers import run_python
 
 ARGS = {
     "domain": "image",
@@ -124,3 +136,50 @@ def test_card_reports_knn_evaluations(run, tmp_path):
     evaluation.write_text(json.dumps({"knn_accuracy": 0.5, "knn_k": 20, "knn_features": "embeddings", "split": "test"}))
     values = {r.metric_name: r.metric_value for r in build_model_card(run, eval_results=[evaluation]).data.eval_results}
     assert values["kNN (k=20, embeddings): accuracy"] == 0.5
+
+
+RUN_THE_SNIPPET = """
+import torch
+from safetensors.torch import save_file
+
+torch.manual_seed(0)
+scope = {}
+exec(open(sys.argv[1]).read(), scope)
+save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("domain", ["audio", "sensor"])
+def test_the_usage_snippet_runs_with_and_without_the_package(tmp_path, domain):
+    """The speech and sensor cards' "How to use" code (the image card's is run from the Hub in test_hub_push.py):
+    processor, encoder and viewmaker from the folders, `model(**processor(raw))`."""
+    channels = 1 if domain == "audio" else 3
+    encoder = ContrastiveResNetModel(ContrastiveResNetConfig(**{**TINY_ENCODER, "num_channels": channels})).eval()
+    viewmaker = ViewmakerModel(ViewmakerConfig(num_channels=channels, num_res_blocks=1, clamp=False)).eval()
+    if domain == "audio":
+        processor = LogMelFeatureExtractor(size=32)
+    else:
+        processor = SensorSpectrogramProcessor(num_channels=3, channel_means=[0.0] * 3, channel_stds=[1.0] * 3)
+    for part, model in (("encoder", encoder), ("viewmaker", viewmaker)):
+        model.save_pretrained(tmp_path / "run" / part)
+        processor.save_pretrained(tmp_path / "run" / part)
+    args = {**ARGS, "domain": domain, "dataset_name": None, "num_channels": channels}
+    (tmp_path / "run" / "training_args.json").write_text(json.dumps(args))
+    (tmp_path / "run" / "train_results.json").write_text(json.dumps(TRAIN))
+
+    card = build_model_card(tmp_path / "run")
+    assert card.data.pipeline_tag == "feature-extraction"
+    snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "snippet.py").write_text(snippet)
+    outputs = []
+    for with_package in (False, True):
+        env = {"HF_MODULES_CACHE": str(tmp_path / f"modules_{with_package}")}
+        out = tmp_path / f"out_{with_package}.safetensors"
+        run_python(RUN_THE_SNIPPET, tmp_path / "snippet.py", out, cwd=tmp_path, env=env, with_package=with_package)
+        outputs.append(load_file(out))
+    torch.manual_seed(0)
+    scope = {}
+    exec(snippet, scope)  # here, with the package: the same numbers
+    for remote in outputs:
+        torch.testing.assert_close(remote["features"], scope["features"], rtol=0, atol=0)
+        assert remote["views"].shape == scope["views"].shape

@@ -337,6 +337,8 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
         input_shape=", ".join(map(str, shape)),
         num_channels=run.inputs.num_channels,
         sampling_rate=encoder_processor.get("sampling_rate"),
+        # Sensor windows as long as the spectrogram's frames need (one frame per hop, centred).
+        window_length=(shape[2] - 1) * encoder_processor.get("hop_length", 1),
         sizes={part: _size_text(*model_size(path, shape)) for part, path in parts.items()},
         preprocessing={part: _preprocessing(processors[part]) for part in parts},
         settings=[(name, str(value)) for name, value in settings],
