@@ -24,7 +24,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
-import hf_viewmaker  # noqa: F401  (registers the Auto classes for the local models)
+from hf_viewmaker import ContrastiveResNetBackbone  # importing hf_viewmaker registers the Auto classes
 from hf_viewmaker.cli import main
 from hf_viewmaker.hub import HubPushError, IncompleteRunError, collect_run_files, push_run_to_hub
 
@@ -105,13 +105,13 @@ def _copy_run(run_dir: Path, tmp_path: Path) -> Path:
 
 # Run in a fresh Python, with or without the package: every model and processor of the published repository, as a
 # Hub visitor loads them (the encoder from the root, the viewmaker from viewmaker/), and the image-feature-extraction
-# pipeline on images.
+# pipeline on images, and the encoder as a backbone.
 LOAD_FROM_THE_HUB = """
 import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import AutoImageProcessor, AutoModel, pipeline
+from transformers import AutoBackbone, AutoImageProcessor, AutoModel, pipeline
 
 repo_id, inputs_file, outputs_file = sys.argv[1:]
 packaged = "hf_viewmaker" in sys.modules
@@ -131,6 +131,9 @@ rng = np.random.default_rng(0)
 images = [Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8), mode="L") for _ in range(3)]
 extractor = pipeline("image-feature-extraction", model=repo_id, trust_remote_code=True)
 outputs["pipeline"] = torch.cat(extractor(images, pool=True, return_tensors=True))
+backbone = AutoBackbone.from_pretrained(repo_id, trust_remote_code=True).eval()
+with torch.no_grad():
+    outputs["backbone"] = backbone(inputs).feature_maps[-1]
 save_file(outputs, outputs_file)
 """
 
@@ -151,6 +154,8 @@ def _local_outputs(run: Path, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad():  # one image at a time, as the pipeline encodes them
         features = [encoder.eval()(**processor(image, return_tensors="pt")).pooler_output for image in images]
     outputs["pipeline"] = torch.cat(features)
+    with torch.no_grad():
+        outputs["backbone"] = ContrastiveResNetBackbone.from_pretrained(run / "encoder").eval()(inputs).feature_maps[-1]
     return outputs
 
 

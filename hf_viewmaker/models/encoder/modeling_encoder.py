@@ -118,6 +118,16 @@ def _pytorch_default_init(module: nn.Conv2d | nn.Linear) -> None:
         init.uniform_(module.bias, -bound, bound)
 
 
+# The encoder, its probe and its backbone share one config, so a folder saved from any of them loads as each: its
+# `auto_map` names them all, for `trust_remote_code` users (with this package, the Auto classes are registered).
+ENCODER_AUTO_MAP = {
+    "AutoModel": "modeling_encoder.ContrastiveResNetModel",
+    "AutoBackbone": "modeling_encoder.ContrastiveResNetBackbone",
+    "AutoModelForImageClassification": "modeling_encoder.ContrastiveResNetForClassification",
+    "AutoModelForAudioClassification": "modeling_encoder.ContrastiveResNetForClassification",
+}
+
+
 class ContrastiveResNetPreTrainedModel(PreTrainedModel):
     """Base class of the contrastive ResNet models: the config class, checkpoint prefix and weight init."""
 
@@ -141,6 +151,13 @@ class ContrastiveResNetPreTrainedModel(PreTrainedModel):
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
             init.zeros_(module.num_batches_tracked)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; a folder saved with its code names every class it loads as
+        (`ENCODER_AUTO_MAP`)."""
+        if self._auto_class is not None:
+            self.config.auto_map = {**ENCODER_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
