@@ -311,12 +311,42 @@ class ViewArguments(_Arguments):
 
 @dataclass
 class ModelArguments(_Arguments):
-    """The two players: the viewmaker network and the encoder."""
+    """The two players: the viewmaker network and the encoder.
+
+    The encoder is the paper's ResNet of `encoder_preset` (its size fields override the preset), or any transformers
+    backbone: `encoder_name_or_path` (a Hub id or saved folder, whose weights pretraining starts from) or
+    `encoder_config_name` (a config, randomly initialised). A backbone named on the command line replaces a recipe's
+    encoder, preset and ResNet size fields included, as a data source does (`parse_arguments`)."""
 
     _argument_group_name = "model"
     MINIMA: ClassVar[dict[str, float]] = {"embedding_dim": 1, "encoder_stem_channels": 1, "num_res_blocks": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("distortion_budget", "encoder_depths", "encoder_hidden_sizes")
+    SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ("encoder_name_or_path", "encoder_config_name")
+    SOURCE_DETAILS: ClassVar[tuple[str, ...]] = (
+        "encoder_preset",
+        "encoder_depths",
+        "encoder_hidden_sizes",
+        "encoder_stem_channels",
+    )
 
+    encoder_name_or_path: str | None = field(
+        default=None,
+        metadata=_help(
+            "start the encoder from this model (Hub id or folder: a run's encoder/, a transformers backbone such as "
+            "a ViT, ConvNeXt, Swin or AST); replaces the ResNet preset"
+        ),
+    )
+    encoder_config_name: str | None = field(
+        default=None,
+        metadata=_help("a transformers config (Hub id, folder or config.json) for a randomly initialised encoder"),
+    )
+    viewmaker_name_or_path: str | None = field(
+        default=None,
+        metadata=_help(
+            "start the viewmaker from this one (Hub id, run folder or viewmaker folder); --viewmaker_freeze_epoch 0 "
+            "keeps it fixed"
+        ),
+    )
     encoder_preset: Literal[ENCODER_PRESETS] = field(
         default="resnet18_cifar",
         metadata=_help("resnet18_cifar (3×3 stem), resnet18_audio (7×7 stem), resnet50_audio (bottleneck + MLP head)"),
@@ -341,6 +371,19 @@ class ModelArguments(_Arguments):
         metadata=_help("clamp views to [0, 1] (default: true for images, false for spectrograms, which are z-scored)"),
     )
     frequency_domain: bool = field(default=False, metadata=_help("bound the perturbation in the DCT domain"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.encoder_name_or_path is not None and self.encoder_config_name is not None:
+            raise ValueError(
+                "give one encoder, not --encoder_name_or_path and --encoder_config_name: the first starts from "
+                "weights, the second from a config"
+            )
+
+    @property
+    def uses_backbone(self) -> bool:
+        """Whether the encoder comes from `encoder_name_or_path` / `encoder_config_name` rather than the preset."""
+        return self.encoder_name_or_path is not None or self.encoder_config_name is not None
 
 
 @dataclass
@@ -374,6 +417,7 @@ class OptimizationArguments(_Arguments):
         "learning_rate": 0,
         "momentum": 0,
         "weight_decay": 0,
+        "num_warmup_steps": 0,
         "viewmaker_learning_rate": 0,
         "viewmaker_freeze_epoch": 0,
         "distortion_budget_start": 0,
@@ -381,9 +425,17 @@ class OptimizationArguments(_Arguments):
     }
     POSITIVE: ClassVar[tuple[str, ...]] = ("max_grad_norm",)
 
-    learning_rate: float = field(default=0.03, metadata=_help("encoder SGD"))
+    encoder_optimizer: Literal["sgd", "adamw"] = field(
+        default="sgd", metadata=_help("sgd (the paper's) or adamw (what transformer backbones train with)")
+    )
+    learning_rate: float = field(default=0.03, metadata=_help("encoder learning rate"))
     momentum: float = field(default=0.9, metadata=_help("encoder SGD momentum"))
-    weight_decay: float = field(default=1e-4, metadata=_help("encoder SGD weight decay"))
+    weight_decay: float = field(default=1e-4, metadata=_help("encoder weight decay"))
+    lr_scheduler_type: Literal["constant", "cosine"] = field(
+        default="constant",
+        metadata=_help("encoder learning rate over the steps: constant (the paper's) or cosine decay to 0"),
+    )
+    num_warmup_steps: int = field(default=0, metadata=_help("linear warm-up of the encoder learning rate from 0"))
     viewmaker_learning_rate: float = field(default=1e-3, metadata=_help("viewmaker Adam"))
     viewmaker_freeze_epoch: int | None = field(
         default=None, metadata=_help("stop updating the viewmaker from this epoch on")
@@ -855,8 +907,8 @@ def _flags_given(argv: Sequence[str]) -> set[str]:
 def _without_replaced_sources(
     recipe: dict[str, Any], parser: HfArgumentParser, argv: Sequence[str], cli: Any
 ) -> dict[str, Any]:
-    """`recipe` less its data source and the fields describing it when the command line (`argv`, parsed as `cli`)
-    names another source, so that the two are never combined. For sensor data `--data_dir` (Pamap2's folder) is a
+    """`recipe` less its data source (or encoder) and the fields describing it when the command line (`argv`, parsed
+    as `cli`) names another, so that the two are never combined. For sensor data `--data_dir` (Pamap2's folder) is a
     source of its own; naming the recipe's own source again changes nothing."""
     given = _flags_given(argv)
     for group in parser.dataclass_types:
@@ -864,7 +916,7 @@ def _without_replaced_sources(
         if not sources:
             continue
         domain = getattr(cli, "domain", None) if "domain" in given else recipe.get("domain")
-        if domain == "sensor":
+        if domain == "sensor" and "data_dir" in {f.name for f in dataclasses.fields(group)}:
             sources.add("data_dir")
         named = given & sources
         if named and any(getattr(cli, name) != recipe.get(name) for name in named):

@@ -39,7 +39,7 @@ from datasets import ClassLabel
 from torch.utils.data import DataLoader, Subset
 from transformers import AutoConfig
 
-from hf_viewmaker import ContrastiveResNetModel, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
+from hf_viewmaker import ContrastiveResNetForClassification, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
 from hf_viewmaker.adversarial import (
     describe_hardware,
     framework_versions,
@@ -74,6 +74,7 @@ from hf_viewmaker.evaluation.linear_probe import (
     extract_features,
     find_file,
     gather_features,
+    load_encoder,
     predict,
     resolve_subfolder,
     step_schedule,
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None) -> None:
             return pipeline.make_inputs(batch, None, False)[0]
 
     if run.knn.knn_only:
-        encoder = ContrastiveResNetModel.from_pretrained(probe.model_name_or_path, subfolder=encoder_subfolder, **hub)
+        encoder = load_encoder(probe.model_name_or_path, subfolder=encoder_subfolder, **hub)
         encoder.requires_grad_(False).eval().to(accelerator.device)
         results = run_knn(run, accelerator, encoder, pipeline, clean_inputs, normalize, source, num_labels)
         results["runtime_seconds"] = time.perf_counter() - started
@@ -438,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         **hub,
     )
     classifier.to(accelerator.device)
-    encoder = classifier.resnet
+    encoder = classifier.resnet if isinstance(classifier, ContrastiveResNetForClassification) else classifier.encoder
     if viewmaker is not None:
         viewmaker.to(accelerator.device)
 

@@ -36,6 +36,7 @@ from hf_viewmaker.adversarial import (
     distortion_budget_at,
     framework_versions,
     in_channels_last,
+    learning_rate_at,
     load_training_state,
     make_accelerator,
     noise_seed,
@@ -167,7 +168,13 @@ def build_model(run: PretrainingRun, encoder_processor, num_examples: int):
         num_examples,
         **statistics,
     )
-    return build_pretraining_model(config, run.training.gradient_checkpointing, run.training.channels_last)
+    return build_pretraining_model(
+        config,
+        run.training.gradient_checkpointing,
+        run.training.channels_last,
+        encoder_name_or_path=run.model.encoder_name_or_path,
+        viewmaker_name_or_path=run.model.viewmaker_name_or_path,
+    )
 
 
 def build_train_loader(run: PretrainingRun, train_examples, collate_fn, accelerator: Accelerator):
@@ -371,6 +378,15 @@ def main(argv: list[str] | None = None) -> None:
                     noise_seed(training.seed, micro_step, accelerator.num_processes, accelerator.process_index)
                 )
                 micro_step += 1
+                learning_rate = learning_rate_at(
+                    completed_steps,
+                    max_steps,
+                    optimization.learning_rate,
+                    optimization.lr_scheduler_type,
+                    optimization.num_warmup_steps,
+                )
+                for group in players.encoder_optimizer.param_groups:
+                    group["lr"] = learning_rate
                 encoder_loss = step.forward_backward(batch, generator, distortion_budget=budget)
                 window_nonfinite += ~torch.isfinite(encoder_loss)
                 running["encoder_loss"] += encoder_loss
@@ -399,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
                 metrics = {
                     "train/encoder_loss": loss,
                     "train/distortion_budget": budget if unwrapped.viewmaker is not None else 0.0,
+                    "train/learning_rate": learning_rate,
                     "train/examples_per_second": running["batches"]
                     * training.per_device_train_batch_size
                     * accelerator.num_processes

@@ -12,7 +12,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .model import build_adversarial_optimizer, build_pretraining_config, build_pretraining_model
-from .optimizer import AdversarialOptimizer, distortion_budget_at
+from .optimizer import AdversarialOptimizer, distortion_budget_at, learning_rate_at
 from .runtime import describe_hardware, framework_versions, make_accelerator, replica_checksums
 from .step import AdversarialStep, in_channels_last, noise_seed, report_skipped_steps
 
@@ -27,6 +27,7 @@ __all__ = [
     "distortion_budget_at",
     "framework_versions",
     "in_channels_last",
+    "learning_rate_at",
     "list_checkpoints",
     "load_training_state",
     "make_accelerator",

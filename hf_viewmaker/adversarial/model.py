@@ -1,11 +1,13 @@
 """The pretraining model and its optimizer, built from the run's argument groups."""
 
 import torch
+from transformers import AutoConfig
 
 from ..arguments import ModelArguments, ObjectiveArguments, OptimizationArguments, ViewArguments
-from ..models.encoder import ContrastiveResNetConfig
+from ..models.encoder import ContrastiveResNetConfig, ContrastiveResNetModel
 from ..models.pretraining import ViewmakerForContrastivePretraining, ViewmakerPretrainingConfig
-from ..models.viewmaker import ViewmakerConfig, convolution_saving_checkpoint_context
+from ..models.pretraining.backbone_encoder import BackboneWithProjection, check_backbone_inputs, load_encoder_config
+from ..models.viewmaker import ViewmakerConfig, ViewmakerModel, convolution_saving_checkpoint_context
 from .optimizer import AdversarialOptimizer
 
 
@@ -22,16 +24,6 @@ def build_pretraining_config(
     """The configuration of `ViewmakerForContrastivePretraining` for inputs of `num_channels` x `image_size` x
     `image_size`, `num_examples` training examples (the InstDisc memory bank's rows) and the encoder processor's
     statistics (`normalize_mean` / `normalize_std`, for images: applied after the viewmaker)."""
-    overrides = {
-        "embedding_dim": model.embedding_dim,
-        "projection_head": model.projection_head,
-        "image_size": image_size,
-        "depths": model.encoder_depths,
-        "hidden_sizes": model.encoder_hidden_sizes,
-        "stem_channels": model.encoder_stem_channels,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    encoder = getattr(ContrastiveResNetConfig, model.encoder_preset)(num_channels=num_channels, **overrides)
     viewmaker = ViewmakerConfig(
         num_channels=num_channels,
         distortion_budget=model.distortion_budget,
@@ -41,9 +33,22 @@ def build_pretraining_config(
         frequency_domain=model.frequency_domain,
         num_res_blocks=model.num_res_blocks,
     )
+    if model.viewmaker_name_or_path is not None:
+        # The published viewmaker's architecture; the run's flags still set its budget, norm and clamping.
+        saved = viewmaker_config(model.viewmaker_name_or_path)
+        viewmaker = saved.__class__(
+            **{
+                **saved.to_dict(),
+                "distortion_budget": viewmaker.distortion_budget,
+                "budget_norm": viewmaker.budget_norm,
+                "clamp": viewmaker.clamp,
+            }
+        )
     return ViewmakerPretrainingConfig(
         viewmaker_config=viewmaker,
-        encoder_config=encoder,
+        encoder_config=encoder_config(model, num_channels, image_size),
+        projection_head=model.projection_head,
+        embedding_dim=model.embedding_dim,
         view_mode=views.view_mode,
         objective=objective.objective,
         simclr_variant=objective.simclr_variant,
@@ -57,13 +62,68 @@ def build_pretraining_config(
     )
 
 
+def encoder_config(model: ModelArguments, num_channels: int, image_size: int):
+    """The encoder's config: the ResNet preset with the size flags, or the backbone of `--encoder_name_or_path` /
+    `--encoder_config_name`, checked against the inputs."""
+    if model.uses_backbone:
+        name_or_path = model.encoder_name_or_path or model.encoder_config_name
+        config = load_encoder_config(name_or_path, **_subfolder_of(name_or_path))
+        if isinstance(config, ContrastiveResNetConfig):  # a published ResNet encoder: its architecture and head
+            if config.num_channels != num_channels:
+                raise ValueError(f"the encoder has num_channels={config.num_channels}, the inputs {num_channels}")
+            return config.__class__(**{**config.to_dict(), "image_size": image_size})
+        check_backbone_inputs(config, num_channels, image_size)
+        return config
+    overrides = {
+        "embedding_dim": model.embedding_dim,
+        "projection_head": model.projection_head,
+        "image_size": image_size,
+        "depths": model.encoder_depths,
+        "hidden_sizes": model.encoder_hidden_sizes,
+        "stem_channels": model.encoder_stem_channels,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return getattr(ContrastiveResNetConfig, model.encoder_preset)(num_channels=num_channels, **overrides)
+
+
+def viewmaker_config(name_or_path: str) -> ViewmakerConfig:
+    """The config of a published viewmaker: a viewmaker folder, or a run folder / Hub repo with a `viewmaker/`."""
+    config = AutoConfig.from_pretrained(name_or_path, **_subfolder_of(name_or_path, "viewmaker"))
+    if not isinstance(config, ViewmakerConfig):
+        raise ValueError(
+            f"--viewmaker_name_or_path {name_or_path} holds a {type(config).__name__}, and no viewmaker/ subfolder"
+        )
+    return config
+
+
 def build_pretraining_model(
-    config: ViewmakerPretrainingConfig, gradient_checkpointing: str = "none", channels_last: bool = False
+    config: ViewmakerPretrainingConfig,
+    gradient_checkpointing: str = "none",
+    channels_last: bool = False,
+    encoder_name_or_path: str | None = None,
+    viewmaker_name_or_path: str | None = None,
 ) -> ViewmakerForContrastivePretraining:
-    """The model of `config`, recomputing the viewmaker's activations in backward with `gradient_checkpointing`
-    (`"selective"`: all but the convolutions' outputs; `"full"`), in the channels-last memory format with
-    `channels_last`."""
+    """The model of `config`, its encoder's weights from `encoder_name_or_path` and its viewmaker's from
+    `viewmaker_name_or_path` when given (else freshly initialised), recomputing the viewmaker's activations in
+    backward with `gradient_checkpointing` (`"selective"`: all but the convolutions' outputs; `"full"`), in the
+    channels-last memory format with `channels_last`."""
     model = ViewmakerForContrastivePretraining(config)
+    if encoder_name_or_path is not None:
+        if config.uses_backbone:
+            model.encoder = BackboneWithProjection.from_pretrained(
+                encoder_name_or_path,
+                config.projection_head,
+                config.embedding_dim,
+                **_subfolder_of(encoder_name_or_path),
+            )
+        else:
+            weights = ContrastiveResNetModel.from_pretrained(
+                encoder_name_or_path, **_subfolder_of(encoder_name_or_path)
+            )
+            model.encoder.load_state_dict(weights.state_dict())
+    if viewmaker_name_or_path is not None and model.viewmaker is not None:
+        where = _subfolder_of(viewmaker_name_or_path, "viewmaker")
+        model.viewmaker.load_state_dict(ViewmakerModel.from_pretrained(viewmaker_name_or_path, **where).state_dict())
     # The step's guard skips any step whose loss is not finite, non-finite inputs included, so the parts' own input
     # checks (a host sync per call) are dropped.
     for part in (model.viewmaker, model.encoder):
@@ -80,19 +140,34 @@ def build_pretraining_model(
     return model
 
 
+def _subfolder_of(name_or_path: str, part: str = "encoder") -> dict[str, str]:
+    """`{"subfolder": part}` when `name_or_path` is a run folder or repository holding `part/`, else `{}`."""
+    from ..evaluation.linear_probe import resolve_subfolder
+
+    subfolder = resolve_subfolder(name_or_path, part)
+    return {"subfolder": subfolder} if subfolder else {}
+
+
 def build_adversarial_optimizer(
     model: ViewmakerForContrastivePretraining, optimization: OptimizationArguments
 ) -> AdversarialOptimizer:
-    """Encoder SGD and viewmaker Adam (docs/method.md §3.4) behind one optimizer object."""
+    """The encoder's SGD (the paper's, docs/method.md §3.4) or AdamW, and the viewmaker's Adam, behind one optimizer
+    object."""
     fused = {"fused": True} if optimization.fused_optimizers else {}
-    return AdversarialOptimizer(
-        torch.optim.SGD(
+    if optimization.encoder_optimizer == "adamw":
+        encoder_optimizer = torch.optim.AdamW(
+            model.encoder.parameters(), lr=optimization.learning_rate, weight_decay=optimization.weight_decay, **fused
+        )
+    else:
+        encoder_optimizer = torch.optim.SGD(
             model.encoder.parameters(),
             lr=optimization.learning_rate,
             momentum=optimization.momentum,
             weight_decay=optimization.weight_decay,
             **fused,
-        ),
+        )
+    return AdversarialOptimizer(
+        encoder_optimizer,
         torch.optim.Adam(model.viewmaker.parameters(), lr=optimization.viewmaker_learning_rate, **fused)
         if model.viewmaker
         else None,

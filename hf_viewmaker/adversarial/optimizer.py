@@ -1,5 +1,6 @@
 """Optimisation pieces of adversarial pretraining: one optimizer object for two players, and the budget schedule."""
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -107,4 +108,20 @@ def distortion_budget_at(
     return start_budget + (budget - start_budget) * max(epoch, 0.0) / warmup_epochs
 
 
-__all__ = ["AdversarialOptimizer", "distortion_budget_at"]
+def learning_rate_at(
+    step: int, max_steps: int, learning_rate: float, schedule: str = "constant", warmup_steps: int = 0
+) -> float:
+    """The encoder's learning rate at optimizer step `step` (0-based) of `max_steps`: a linear warm-up from 0 over
+    `warmup_steps`, then `learning_rate` (`"constant"`) or a cosine decay to 0 at `max_steps` (`"cosine"`). A
+    function of the step alone, so that a resumed run follows the uninterrupted run's schedule."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return learning_rate
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+__all__ = ["AdversarialOptimizer", "distortion_budget_at", "learning_rate_at"]

@@ -8,6 +8,7 @@ pixels that are normalised *after* the views, with the encoder processor's stati
 and sensor spectrograms (Pamap2) come already normalised from the processor saved with the encoder.
 """
 
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from transformers import AutoConfig
 from transformers.utils import cached_file
 
 from ..models.encoder import ContrastiveResNetConfig, ContrastiveResNetForClassification, ContrastiveResNetModel
+from ..models.pretraining.backbone_encoder import BackboneWithProjection, pooled_width
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,15 @@ def build_linear_probe(
     if features not in ("prepool", "pooled"):
         raise ValueError(f"features must be 'prepool' or 'pooled' for a linear probe, got {features!r}")
     config = AutoConfig.from_pretrained(encoder_name_or_path, subfolder=subfolder, **from_pretrained_kwargs)
-    if not isinstance(config, ContrastiveResNetConfig):
-        where = f"{encoder_name_or_path}" + (f" (subfolder {subfolder!r})" if subfolder else "")
-        raise ValueError(f"{where} holds a {type(config).__name__}, not a ContrastiveResNetConfig encoder")
+    if not isinstance(config, ContrastiveResNetConfig):  # a transformers backbone
+        if features != "pooled":
+            raise ValueError(
+                f"{type(config).__name__} has no pre-pool map of the paper's ResNet: use --features pooled"
+            )
+        encoder = BackboneWithProjection.from_pretrained(
+            encoder_name_or_path, subfolder=subfolder, **from_pretrained_kwargs
+        )
+        return BackboneLinearProbe(encoder, num_labels, id2label).freeze_encoder()
     overrides = {"num_labels": num_labels, "classifier_features": features}
     if image_size is not None:
         overrides["image_size"] = list(image_size) if not isinstance(image_size, int) else image_size
@@ -111,6 +119,50 @@ def build_linear_probe(
     return model
 
 
+class BackboneLinearProbe(nn.Module):
+    """A frozen transformers backbone (with its projection head, unused here) and a linear classifier on its pooled
+    features: the linear probe of an encoder that is not the paper's ResNet. It saves as the backbone's own folder
+    with `linear_head.safetensors` and `linear_head.json` (classes and their names) beside it."""
+
+    HEAD_WEIGHTS, HEAD_CONFIG = "linear_head.safetensors", "linear_head.json"
+
+    def __init__(self, encoder: BackboneWithProjection, num_labels: int, id2label: dict[int, str] | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.classifier = nn.Linear(pooled_width(encoder.config), num_labels)
+        self.id2label = {int(k): str(v) for k, v in (id2label or {}).items()}
+
+    def freeze_encoder(self) -> "BackboneLinearProbe":
+        """No gradients for the encoder, and the whole probe in eval mode (as `freeze_encoder`)."""
+        self.encoder.requires_grad_(False)
+        self.eval()
+        return self
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits `[batch, num_labels]` of normalised inputs."""
+        return self.classifier(self.encoder(pixel_values).pooler_output)
+
+    def save_pretrained(self, save_directory) -> None:
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(save_directory)
+        folder = Path(save_directory)
+        save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()}, folder / self.HEAD_WEIGHTS)
+        description = {"features": "pooled", "num_labels": self.classifier.out_features, "id2label": self.id2label}
+        (folder / self.HEAD_CONFIG).write_text(json.dumps(description, indent=2) + "\n")
+
+
+def load_encoder(name_or_path: str, subfolder: str = "", **from_pretrained_kwargs) -> nn.Module:
+    """The saved encoder at `name_or_path`: a `ContrastiveResNetModel`, or a transformers backbone with its
+    projection head (`BackboneWithProjection`)."""
+    config = AutoConfig.from_pretrained(name_or_path, subfolder=subfolder, **from_pretrained_kwargs)
+    if isinstance(config, ContrastiveResNetConfig):
+        return ContrastiveResNetModel.from_pretrained(name_or_path, subfolder=subfolder, **from_pretrained_kwargs)
+    return BackboneWithProjection.from_pretrained(name_or_path, subfolder=subfolder, **from_pretrained_kwargs)
+
+
 def freeze_encoder(model: ContrastiveResNetForClassification) -> ContrastiveResNetForClassification:
     """No gradients for the encoder, and the whole model in eval mode (the encoder's BatchNorm statistics stay put;
     the linear head has no train-time behaviour)."""
@@ -119,7 +171,7 @@ def freeze_encoder(model: ContrastiveResNetForClassification) -> ContrastiveResN
     return model
 
 
-def extract_features(encoder: ContrastiveResNetModel, pixel_values: torch.Tensor, features: str) -> torch.Tensor:
+def extract_features(encoder: nn.Module, pixel_values: torch.Tensor, features: str) -> torch.Tensor:
     """`[B, D]` features of normalised inputs: the flattened pre-pool map (`"prepool"`), the pooled vector
     (`"pooled"`) or the contrastive projection (`"embeddings"`), without gradients."""
     if features not in FEATURE_TYPES:
@@ -241,6 +293,7 @@ class FeatureDataset(torch.utils.data.Dataset):
 __all__ = [
     "FEATURE_TYPES",
     "LR_SCHEDULES",
+    "BackboneLinearProbe",
     "FeatureDataset",
     "build_linear_probe",
     "constant_schedule",
@@ -248,6 +301,7 @@ __all__ = [
     "find_file",
     "freeze_encoder",
     "gather_features",
+    "load_encoder",
     "milestone_epochs",
     "predict",
     "resolve_subfolder",

@@ -117,10 +117,24 @@ def model_size(folder: Path, input_shape: tuple[int, ...]) -> tuple[int, int]:
     # The saved class (a probe is more than its encoder), else the model of the config.
     architecture = getattr(hf_viewmaker, (config.architectures or [""])[0], None)
     model = (architecture(config) if architecture else AutoModel.from_config(config)).eval()
+    inputs = torch.full((1, *input_shape), 0.5)  # mid-range: a clamping viewmaker refuses values outside [0, 1]
+    if model.main_input_name == "input_values":  # an audio spectrogram transformer reads [batch, time, frequency]
+        inputs = inputs[:, 0].transpose(1, 2)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        # Mid-range values: the viewmaker refuses inputs outside [0, 1] when it clamps its views.
-        model(torch.full((1, *input_shape), 0.5))
+        model(inputs)
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
+
+
+def _encoder_optimizer(optimization) -> str:
+    schedule = f", {optimization.lr_scheduler_type} schedule" + (
+        f" after {optimization.num_warmup_steps} warm-up steps" if optimization.num_warmup_steps else ""
+    )
+    if optimization.encoder_optimizer == "adamw":
+        return f"AdamW lr {optimization.learning_rate}, weight decay {optimization.weight_decay}{schedule}"
+    return (
+        f"SGD lr {optimization.learning_rate}, momentum {optimization.momentum}, weight decay "
+        f"{optimization.weight_decay}{schedule}"
+    )
 
 
 def _size_text(parameters: int, flops: int) -> str:
@@ -271,6 +285,12 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
     parts = model_folders(folder)
     shape = _input_shape(run.inputs.num_channels, run.inputs.image_size)
     dataset = _dataset_id(run.data)
+    encoder_config = _read_json(parts["encoder"] / "config.json") if "encoder" in parts else {}
+    encoder_class = (encoder_config.get("architectures") or ["ContrastiveResNetModel"])[0]
+    if model.uses_backbone:
+        encoder_name = f"{encoder_class} ({model.encoder_name_or_path or model.encoder_config_name})"
+    else:
+        encoder_name = f"{model.encoder_preset} ResNet"
     rows = []
     if train.get("knn_accuracy") is not None:
         rows.append(
@@ -293,14 +313,10 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
         ),
         ("temperature", objective.temperature),
         ("input", " x ".join(map(str, shape))),
-        ("encoder", f"{model.encoder_preset} (embedding {model.embedding_dim}, {model.projection_head} head)"),
+        ("encoder", f"{encoder_name} (embedding {model.embedding_dim}, {model.projection_head} head)"),
         ("batch size per process", run.training.per_device_train_batch_size),
         ("optimizer steps", train["completed_steps"]),
-        (
-            "encoder optimizer",
-            f"SGD lr {optimization.learning_rate}, momentum {optimization.momentum}, "
-            f"weight decay {optimization.weight_decay}",
-        ),
+        ("encoder optimizer", _encoder_optimizer(optimization)),
         ("adversarial update", optimization.adversarial_update),
         ("seed", run.training.seed),
         ("mixed precision", train.get("mixed_precision", "no")),
@@ -315,7 +331,11 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
     processors = {part: _read_json(path / "preprocessor_config.json") for part, path in parts.items()}
     encoder_processor = processors.get("encoder") or {}
     model_name = (repo_id or folder.resolve().name).split("/")[-1]
-    card_data = _card_data(model_name, domain, rows, FEATURE_PIPELINE_TAGS[domain], license, _hub_dataset_ids(dataset))
+    start = model.encoder_name_or_path  # a Hub id it started from is the card's base model
+    base_model = start if start and start.count("/") == 1 and not Path(start).exists() else None
+    card_data = _card_data(
+        model_name, domain, rows, FEATURE_PIPELINE_TAGS[domain], license, _hub_dataset_ids(dataset), base_model
+    )
     return _render(
         "pretraining_run",
         card_data,
@@ -326,9 +346,15 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
             f"makes views: adds a perturbation within a distortion budget of {model.distortion_budget} "
             f"({model.budget_norm} norm) to {run.inputs.num_channels}-channel inputs"
         ),
+        encoder_class=encoder_class,
         encoder_text=(
-            f"{model.encoder_preset} ResNet; `pooler_output` is the representation, `embeddings` the "
-            f"{model.embedding_dim}-d contrastive projection, `last_hidden_state` the pre-pool map"
+            f"{encoder_name}; `pooler_output` is the representation"
+            + (
+                f" (the {model.embedding_dim}-d contrastive projection head is in `projection_head.safetensors`)"
+                if model.uses_backbone
+                else f", `embeddings` the {model.embedding_dim}-d contrastive projection, `last_hidden_state` the "
+                "pre-pool map"
+            )
         ),
         has_viewmaker="viewmaker" in parts,
         encoder_where=_where(folder, repo_id, "encoder"),

@@ -3,7 +3,8 @@
 from typing import ClassVar
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 from ..encoder import ContrastiveResNetConfig
 from ..viewmaker import ViewmakerConfig
@@ -17,8 +18,11 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
     Args:
         viewmaker_config (`dict` or [`ViewmakerConfig`], *optional*):
             The viewmaker. Used only when `view_mode` contains `"viewmaker"`.
-        encoder_config (`dict` or [`ContrastiveResNetConfig`], *optional*):
-            The encoder trained with the contrastive objective.
+        encoder_config (`dict` or `PreTrainedConfig`, *optional*):
+            The encoder trained with the contrastive objective: a [`ContrastiveResNetConfig`] (the default: the paper's
+            ResNets, with their own projection head) or the config of any transformers backbone that takes an
+            image-like tensor (ViT, ConvNeXt, Swin, an audio spectrogram transformer, ...), which gets the projection
+            head below. A dict is resolved by its `model_type` (a ResNet without one).
         view_mode (`str`, defaults to `"viewmaker"`):
             `"viewmaker"`: the two views are two viewmaker calls (fresh noise each) on the inputs. `"expert"`: the
             inputs already are the two handcrafted views, encoded as they are. `"viewmaker+expert"`: the viewmaker
@@ -36,18 +40,24 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
             Training-set size: rows of the InstDisc memory bank. Required for `"instdisc"`.
         num_negatives (`int`, defaults to 4096) / bank_momentum (`float`, defaults to 0.5):
             InstDisc's negatives per example and memory-bank momentum (§3.2).
+        projection_head (`str`, defaults to `"linear"`), embedding_dim (`int`, defaults to 128):
+            The contrastive projection on a transformers backbone's pooled output (`"linear"` or `"mlp"`, of
+            `embedding_dim` outputs). A [`ContrastiveResNetConfig`] carries its own and ignores these.
         normalize_mean, normalize_std (`list[float]`, *optional*):
             Per-channel statistics applied to the views *after* the viewmaker, which works on [0, 1] pixels
             (docs/method.md §4.1). `None` for inputs that arrive normalised (spectrograms, sensors).
     """
 
     model_type = "viewmaker_pretraining"
-    sub_configs_defaults = {"viewmaker_config": ViewmakerConfig, "encoder_config": ContrastiveResNetConfig}
+    sub_configs_defaults = {
+        "viewmaker_config": ViewmakerConfig,
+        "encoder_config": SubConfigSpec(AutoConfig, model_type=ContrastiveResNetConfig.model_type),
+    }
     view_modes: ClassVar[tuple[str, ...]] = ("viewmaker", "expert", "viewmaker+expert")
     objectives: ClassVar[tuple[str, ...]] = ("simclr", "instdisc")
 
     viewmaker_config: dict | ViewmakerConfig | None = None
-    encoder_config: dict | ContrastiveResNetConfig | None = None
+    encoder_config: dict | PreTrainedConfig | None = None
     view_mode: str = "viewmaker"
     objective: str = "simclr"
     simclr_variant: str = "nt_xent"
@@ -56,6 +66,8 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
     num_examples: int | None = None
     num_negatives: int = 4096
     bank_momentum: float = 0.5
+    projection_head: str = "linear"
+    embedding_dim: int = 128
     normalize_mean: list[float] | None = None
     normalize_std: list[float] | None = None
 
@@ -71,7 +83,10 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"objective must be one of {self.objectives}, got {self.objective!r}.")
         if self.objective == "instdisc" and not (self.num_examples or 0) > 0:
             raise ValueError("num_examples (the training-set size) must be a positive int for objective='instdisc'.")
-        channels = self.encoder_config.num_channels
+        if self.projection_head not in ("linear", "mlp"):
+            raise ValueError(f"projection_head must be 'linear' or 'mlp', got {self.projection_head!r}.")
+        # An audio spectrogram transformer has no channels: it reads one-channel log-mels.
+        channels = getattr(self.encoder_config, "num_channels", 1)
         if self.uses_viewmaker and self.viewmaker_config.num_channels != channels:
             raise ValueError(
                 f"viewmaker_config.num_channels={self.viewmaker_config.num_channels} differs from "
@@ -88,6 +103,16 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
     @property
     def uses_viewmaker(self) -> bool:
         return "viewmaker" in self.view_mode
+
+    @property
+    def uses_backbone(self) -> bool:
+        """Whether the encoder is a transformers backbone with a projection head, not the paper's ResNet."""
+        return not isinstance(self.encoder_config, ContrastiveResNetConfig)
+
+    @property
+    def encoder_embedding_dim(self) -> int:
+        """The width of the encoder's contrastive embeddings."""
+        return self.embedding_dim if self.uses_backbone else self.encoder_config.embedding_dim
 
 
 __all__ = ["ViewmakerPretrainingConfig"]

@@ -12,6 +12,7 @@ from ...objectives import InstDiscLoss, SimCLRLoss
 from ...processing.image_processing_viewmaker import normalize_channels
 from ..encoder import ContrastiveResNetModel
 from ..viewmaker import ViewmakerModel
+from .backbone_encoder import BackboneWithProjection
 from .configuration_pretraining import ViewmakerPretrainingConfig
 
 
@@ -103,13 +104,17 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
     def __init__(self, config: ViewmakerPretrainingConfig):
         super().__init__(config)
         self.viewmaker = ViewmakerModel(config.viewmaker_config) if config.uses_viewmaker else None
-        self.encoder = ContrastiveResNetModel(config.encoder_config)
+        self.encoder = (
+            BackboneWithProjection.from_config(config.encoder_config, config.projection_head, config.embedding_dim)
+            if config.uses_backbone
+            else ContrastiveResNetModel(config.encoder_config)
+        )
         if config.objective == "simclr":
             self.objective = SimCLRLoss(temperature=config.temperature, variant=config.simclr_variant)
         else:
             self.objective = InstDiscLoss(
                 num_examples=config.num_examples,
-                embedding_dim=config.encoder_config.embedding_dim,
+                embedding_dim=config.encoder_embedding_dim,
                 num_negatives=config.num_negatives,
                 temperature=config.temperature,
                 momentum=config.bank_momentum,
