@@ -30,6 +30,7 @@ from .arguments import (
     PretrainingRun,
     ViewArguments,
 )
+from .augmentation import ViewmakerAugmentation, ViewmakerCollator, ViewmakerDatasetTransform
 from .models.encoder import (
     ContrastiveResNetBackbone,
     ContrastiveResNetConfig,
@@ -99,7 +100,10 @@ __all__ = [
     "SensorSpectrogramProcessor",
     "SimCLRLoss",
     "ViewArguments",
+    "ViewmakerAugmentation",
+    "ViewmakerCollator",
     "ViewmakerConfig",
+    "ViewmakerDatasetTransform",
     "ViewmakerForContrastivePretraining",
     "ViewmakerImageProcessor",
     "ViewmakerModel",

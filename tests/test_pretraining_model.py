@@ -149,3 +149,54 @@ def test_two_pass_phases_train_one_player_each():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="adversarial_phase"):
         model(x, adversarial_phase="viewmaker_only")
+
+
+def _trainer(model, tmp_path, optimizer, **arguments):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    rows = {"pixel_values": torch.rand(16, 1, 12, 12, generator=torch.Generator().manual_seed(1)).tolist()}
+    rows["label"] = list(range(16))  # a dataset's label column (collated as `labels`), unused by the loss
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, save_strategy="no", lr_scheduler_type="constant",
+        max_grad_norm=0, seed=0, **arguments,
+    )  # fmt: skip
+    return Trainer(model=model, args=args, train_dataset=Dataset.from_dict(rows).with_format("torch"),
+                   optimizers=(optimizer, None))  # fmt: skip
+
+
+def _adversarial_optimizer(model, encoder_lr=0.03):
+    from hf_viewmaker import AdversarialOptimizer
+
+    encoder = torch.optim.SGD(model.encoder.parameters(), lr=encoder_lr)
+    viewmaker = torch.optim.Adam(model.viewmaker.parameters(), lr=1e-3) if model.viewmaker is not None else None
+    return AdversarialOptimizer(encoder, viewmaker)
+
+
+def test_the_pretraining_model_trains_under_the_transformers_trainer(tmp_path):
+    """Under `Trainer`, with the paper's two optimizers behind `AdversarialOptimizer`, both players keep their learning
+    rates and both change (the viewmaker through the gradient reversal)."""
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = _adversarial_optimizer(model)
+    _trainer(model, tmp_path, optimizer, max_steps=3, per_device_train_batch_size=8).train()
+    assert [group["lr"] for group in optimizer.param_groups] == [0.03, 1e-3]
+    for part in ("encoder.", "viewmaker."):
+        assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items() if k.startswith(part)), part
+
+
+def test_gradient_accumulation_under_the_trainer_averages_the_loss(tmp_path):
+    """2 accumulated batches of 8 update the encoder about as much as 1 batch of 16: `Trainer` divides the loss by
+    the accumulation steps (the model says it takes no loss kwargs), even with a labels column."""
+    updates = []
+    for batch, steps in ((16, 1), (8, 2)):
+        model = _model(view_mode="expert")
+        before = torch.cat([p.detach().flatten().clone() for p in model.encoder.parameters()])
+        trainer = _trainer(
+            model, tmp_path / str(batch), _adversarial_optimizer(model, encoder_lr=0.1), max_steps=1,
+            per_device_train_batch_size=batch, gradient_accumulation_steps=steps,
+        )  # fmt: skip
+        trainer.train()
+        after = torch.cat([p.detach().flatten() for p in model.encoder.parameters()])
+        updates.append((after - before).norm().item())
+    assert 0.7 < updates[1] / updates[0] < 1.4  # not ~2, as without the division

@@ -100,6 +100,9 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
     main_input_name = "pixel_values"
     # Activation checkpointing recomputes the viewmaker (see `ViewmakerModel`); the encoder keeps its activations.
     supports_gradient_checkpointing = True
+    # The loss is a batch mean that does not use `num_items_in_batch`: `transformers.Trainer` must divide it by the
+    # gradient-accumulation steps itself (it would not, seeing `**kwargs` in `forward` and a `labels` column).
+    accepts_loss_kwargs = False
 
     def __init__(self, config: ViewmakerPretrainingConfig):
         super().__init__(config)
