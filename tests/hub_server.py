@@ -87,6 +87,12 @@ def point_this_process_at(server: HubServer, monkeypatch, home, token: str | Non
         monkeypatch.setenv("HF_TOKEN", token)
     # huggingface_hub read these environment variables when it was imported.
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
+    # Downloads build their URL from this template, made from the endpoint when huggingface_hub was imported.
+    monkeypatch.setattr(
+        huggingface_hub.constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        server.url + "/{repo_id}/resolve/{revision}/{filename}",
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(Path(home) / "token"))

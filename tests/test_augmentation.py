@@ -7,7 +7,6 @@ import math
 import pickle
 from pathlib import Path
 
-import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -271,12 +270,6 @@ def test_from_the_hub_with_a_revision(tmp_path, monkeypatch):
     on_branch = _save_viewmaker(branch_folder / "viewmaker", distortion_budget=0.2)
     with HubServer(tokens={TOKEN: "alice"}) as hub:
         point_this_process_at(hub, monkeypatch, tmp_path / "hf_home", TOKEN)
-        # Downloads build their URL from this template, made from the endpoint when huggingface_hub was imported.
-        monkeypatch.setattr(
-            huggingface_hub.constants,
-            "HUGGINGFACE_CO_URL_TEMPLATE",
-            hub.url + "/{repo_id}/resolve/{revision}/{filename}",
-        )
         api = HfApi()
         api.create_repo("alice/tiny-run")
         api.upload_folder(repo_id="alice/tiny-run", folder_path=main_folder)
