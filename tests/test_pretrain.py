@@ -155,9 +155,19 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path):
         assert torch.equal(expected[name], resumed[name]), name
 
 
+ACCELERATE_CONFIGS = REPO_ROOT / "training" / "accelerate_configs"
+
+
+def _launch_with(config_file: Path, output_dir: Path, *args: str, launcher_args: tuple[str, ...] = ()) -> list[str]:
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file), *launcher_args]
+    return launcher + [str(SCRIPT), *TINY, "--output_dir", str(output_dir), *args]
+
+
 def test_two_processes_stay_identical_and_match_one_process_with_the_doubled_batch(tmp_path):
     args = ["--max_steps", "1", "--logging_steps", "1"]
-    _run(_launch(tmp_path / "two", *args, "--per_device_train_batch_size", "8", processes=2))
+    # Two CPU processes, as training/accelerate_configs/cpu_two_processes.yaml launches them.
+    config = ACCELERATE_CONFIGS / "cpu_two_processes.yaml"
+    _run(_launch_with(config, tmp_path / "two", *args, "--per_device_train_batch_size", "8"))
     _run(_launch(tmp_path / "one", *args, "--per_device_train_batch_size", "16"))
     two = json.loads((tmp_path / "two" / "train_results.json").read_text())
     one = json.loads((tmp_path / "one" / "train_results.json").read_text())
@@ -182,6 +192,56 @@ def test_two_processes_stay_identical_and_match_one_process_with_the_doubled_bat
     update_two = torch.cat([(two_weights[f"encoder.{k}"] - v.detach()).flatten() for k, v in init.items()])
     assert torch.nn.functional.cosine_similarity(update_one, update_two, dim=0) > 0.9
     assert abs(update_one.norm() - update_two.norm()) < 0.1 * update_one.norm()
+
+
+def test_two_machines_over_loopback_train_as_two_processes_of_one_machine(tmp_path):
+    """`--num_machines 2`: one process per "machine", both on this one, meeting at 127.0.0.1 (gloo). They write one
+    run (the first machine saves it) with the weights of the same two processes launched on one machine."""
+    import socket
+
+    args = ["--max_steps", "1", "--logging_steps", "1", "--per_device_train_batch_size", "8"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2"]
+    launcher += ["--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", port]
+    launcher += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    script = [str(SCRIPT), *TINY, "--output_dir", str(tmp_path / "machines"), *args]
+    machines = [
+        subprocess.Popen(
+            [*launcher, "--machine_rank", str(rank), *script],
+            env=ENV,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    for machine in machines:
+        _, stderr = machine.communicate(timeout=600)
+        assert machine.returncode == 0, stderr[-4000:]
+    _run(_launch_with(ACCELERATE_CONFIGS / "cpu_two_processes.yaml", tmp_path / "one_machine", *args))
+    results = json.loads((tmp_path / "machines" / "train_results.json").read_text())
+    assert results["num_processes"] == 2 and len(set(results["replica_parameter_checksums"])) == 1
+    one_machine, two_machines = _weights(tmp_path / "one_machine"), _weights(tmp_path / "machines")
+    for name, value in one_machine.items():
+        assert torch.equal(value, two_machines[name]), name
+
+
+def test_the_shipped_accelerate_configs_parse():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    shapes = {
+        path.stem: (load_config_from_file(str(path)).num_machines, load_config_from_file(str(path)).num_processes)
+        for path in ACCELERATE_CONFIGS.glob("*.yaml")
+    }
+    assert shapes == {
+        "one_gpu_bf16": (1, 1),
+        "eight_gpus_bf16": (1, 8),
+        "two_machines_eight_gpus": (2, 16),
+        "cpu_two_processes": (1, 2),
+    }
 
 
 def _model_config(run, num_examples):
