@@ -59,9 +59,23 @@ def _check_statistics(mean: list[float] | None, std: list[float] | None) -> None
         )
 
 
-def _trackers(report_to: str) -> str | None:
-    """`--report_to` for `Accelerator(log_with=...)`."""
-    return None if report_to == "none" else report_to
+#: The trackers `--report_to` accepts (Accelerate's), besides "all" and "none".
+TRACKERS = ("tensorboard", "trackio", "wandb", "comet_ml", "mlflow", "aim", "clearml", "dvclive", "swanlab")
+REPORT_TO_HELP = (
+    "tensorboard, trackio (local-first, works offline), wandb, comet_ml, mlflow, aim, clearml, dvclive or swanlab; "
+    "several comma-separated; all (every installed one); or none"
+)
+
+
+def _trackers(report_to: str) -> list[str] | str | None:
+    """`--report_to` for `Accelerator(log_with=...)`; an unknown tracker is an error naming the accepted ones."""
+    if report_to in ("none", "all"):
+        return None if report_to == "none" else "all"
+    names = [name.strip() for name in report_to.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TRACKERS]
+    if unknown or not names:
+        raise ValueError(f"--report_to {report_to!r}: not a tracker ({', '.join(unknown)}); accepted: {REPORT_TO_HELP}")
+    return names
 
 
 def _number_types(annotation: Any) -> set:
@@ -552,7 +566,13 @@ class PretrainingArguments(_Arguments):
             "resume a checkpoint that lacks its RNG states (the run then no longer reproduces an uninterrupted one)"
         ),
     )
-    report_to: str = field(default="tensorboard", metadata=_help("tensorboard, wandb, all, or none"))
+    report_to: str = field(default="tensorboard", metadata=_help(REPORT_TO_HELP))
+    tracker_project_name: str = field(
+        default="viewmaker_pretraining", metadata=_help("the trackers' project the run is logged to")
+    )
+    run_name: str | None = field(
+        default=None, metadata=_help("the run's name in the trackers (default: the output folder's)")
+    )
     logging_steps: int = field(
         default=10, metadata=_help("log the loss every N steps (the only time it is read from the device)")
     )
@@ -577,6 +597,7 @@ class PretrainingArguments(_Arguments):
         steps = self.checkpointing_steps
         if steps not in (None, "epoch") and not (str(steps).isdigit() and int(steps) >= 1):
             raise ValueError(f"--checkpointing_steps must be a positive integer or 'epoch', got {steps!r}")
+        _trackers(self.report_to)
 
     @property
     def checkpoint_every(self) -> int | None:
@@ -584,7 +605,7 @@ class PretrainingArguments(_Arguments):
         return int(self.checkpointing_steps) if str(self.checkpointing_steps).isdigit() else None
 
     @property
-    def trackers(self) -> str | None:
+    def trackers(self) -> list[str] | str | None:
         """`--report_to` for `Accelerator(log_with=...)`."""
         return _trackers(self.report_to)
 
@@ -829,10 +850,20 @@ class EvaluationArguments(_Arguments):
     mixed_precision: Literal["no", "fp16", "bf16"] | None = field(
         default=None, metadata=_help("default: accelerate's config (no / fp16 / bf16)")
     )
-    report_to: str = field(default="tensorboard", metadata=_help("tensorboard, wandb, all, or none"))
+    report_to: str = field(default="tensorboard", metadata=_help(REPORT_TO_HELP))
+    tracker_project_name: str = field(
+        default="linear_eval", metadata=_help("the trackers' project the run is logged to")
+    )
+    run_name: str | None = field(
+        default=None, metadata=_help("the run's name in the trackers (default: the output folder's)")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _trackers(self.report_to)
 
     @property
-    def trackers(self) -> str | None:
+    def trackers(self) -> list[str] | str | None:
         """`--report_to` for `Accelerator(log_with=...)`."""
         return _trackers(self.report_to)
 

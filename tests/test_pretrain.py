@@ -26,6 +26,7 @@ from helpers import (
     TINY_ENCODERS,
     TINY_MODEL,
     load_script,
+    run_python,
     write_image_folder,
     write_librispeech_parquet,
     write_pamap2_subject,
@@ -743,3 +744,38 @@ def test_the_training_step_never_waits_for_the_device(tmp_path, monkeypatch, in_
         ]
     )
     assert state["steps"] == 4 and reads == []
+
+
+READ_TRACKIO = """
+import json
+from trackio.sqlite_storage import SQLiteStorage
+
+print(json.dumps({"logs": SQLiteStorage.get_logs("tests", "tiny"), "config": SQLiteStorage.get_run_config("tests", "tiny")}))
+"""
+
+
+def test_trackio_logs_the_scalars_the_view_grids_and_the_typed_config(tmp_path):
+    pytest.importorskip("trackio")
+    # trackio reads TRACKIO_DIR when it is imported: the run and the reader are fresh Pythons.
+    env = {**ENV, "TRACKIO_DIR": str(tmp_path / "trackio")}
+    flags = ["--report_to", "trackio", "--tracker_project_name", "tests", "--run_name", "tiny", "--max_steps", "2"]
+    result = subprocess.run(
+        _launch(tmp_path / "run", *flags), env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    read = json.loads(
+        run_python(READ_TRACKIO, cwd=tmp_path, env={"TRACKIO_DIR": env["TRACKIO_DIR"]}, with_package=True)
+    )
+    losses = [entry["train/encoder_loss"] for entry in read["logs"] if "train/encoder_loss" in entry]
+    assert len(losses) == 1 and math.isfinite(losses[0])  # --logging_steps 2
+    grids = [entry["views"] for entry in read["logs"] if "views" in entry]
+    assert grids and all(grid["_type"] == "trackio.image" for grid in grids)
+    assert all((tmp_path / "trackio" / "media" / grid["file_path"]).is_file() for grid in grids)
+    config = read["config"]  # the flags in their types, not as strings
+    assert config["learning_rate"] == 0.03 and config["encoder_depths"] == [1, 1] and config["clamp_views"] is True
+
+
+def test_an_unknown_tracker_is_named_with_the_accepted_ones(capsys):
+    with pytest.raises(SystemExit):
+        pretrain.parse_args([*TINY, "--report_to", "tensorbord"])
+    assert "not a tracker (tensorbord); accepted: tensorboard, trackio" in capsys.readouterr().err

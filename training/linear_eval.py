@@ -46,6 +46,7 @@ from hf_viewmaker.adversarial import (
     make_accelerator,
     noise_seed,
     prepare_output_dir,
+    start_trackers,
 )
 from hf_viewmaker.arguments import (
     LinearEvalRun,
@@ -521,9 +522,11 @@ def main(argv: list[str] | None = None) -> None:
     train_loader = accelerator.prepare(train_loader)
     epoch_state["steps_per_epoch"] = len(train_loader)
     if report_to:
-        accelerator.init_trackers(
-            "linear_eval",
-            {name: str(value) for name, value in run.flat().items()},
+        start_trackers(
+            accelerator,
+            training.tracker_project_name,
+            training.run_name or Path(training.output_dir).name,
+            run.flat(),
         )
     logger.info(
         f"{len(train_examples)} training / {len(eval_examples)} evaluation examples, {num_labels} classes, "

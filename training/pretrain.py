@@ -19,7 +19,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -38,6 +37,7 @@ from hf_viewmaker.adversarial import (
     in_channels_last,
     learning_rate_at,
     load_training_state,
+    log_image,
     make_accelerator,
     noise_seed,
     prepare_output_dir,
@@ -45,6 +45,7 @@ from hf_viewmaker.adversarial import (
     report_skipped_steps,
     resolve_checkpoint,
     save_checkpoint,
+    start_trackers,
 )
 from hf_viewmaker.arguments import PretrainingRun, parse_arguments
 from hf_viewmaker.arguments import build_parser as build_group_parser
@@ -323,9 +324,11 @@ def main(argv: list[str] | None = None) -> None:
     resume_batches *= training.gradient_accumulation_steps
 
     if training.trackers:
-        accelerator.init_trackers(
-            "viewmaker_pretraining",
-            {name: str(value) for name, value in run.flat().items()},
+        start_trackers(
+            accelerator,
+            training.tracker_project_name,
+            training.run_name or Path(training.output_dir).name,
+            run.flat(),
         )
     total_batch = (
         training.per_device_train_batch_size * accelerator.num_processes * training.gradient_accumulation_steps
@@ -461,12 +464,7 @@ def main(argv: list[str] | None = None) -> None:
             accelerator.log({"eval/knn_accuracy": accuracy}, step=completed_steps)
         if unwrapped.viewmaker is not None and accelerator.is_main_process:
             grid = pipeline.view_grid(unwrapped.viewmaker, distortion_budget=budget)
-            for tracker in accelerator.trackers:
-                if tracker.name == "tensorboard":
-                    pixels = np.asarray(grid.convert("RGB"))[None]
-                    tracker.log_images({"views": pixels}, step=completed_steps, dataformats="NHWC")
-                elif hasattr(tracker, "log_images"):
-                    tracker.log_images({"views": [grid]}, step=completed_steps)
+            log_image(accelerator, "views", grid, completed_steps)
         if training.checkpointing_steps == "epoch":
             save_checkpoint(
                 accelerator,

@@ -13,7 +13,14 @@ from .checkpoints import (
 )
 from .model import build_adversarial_optimizer, build_pretraining_config, build_pretraining_model
 from .optimizer import AdversarialOptimizer, distortion_budget_at, learning_rate_at
-from .runtime import describe_hardware, framework_versions, make_accelerator, replica_checksums
+from .runtime import (
+    describe_hardware,
+    framework_versions,
+    log_image,
+    make_accelerator,
+    replica_checksums,
+    start_trackers,
+)
 from .step import AdversarialStep, in_channels_last, noise_seed, report_skipped_steps
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "learning_rate_at",
     "list_checkpoints",
     "load_training_state",
+    "log_image",
     "make_accelerator",
     "missing_rng_states",
     "noise_seed",
@@ -38,4 +46,5 @@ __all__ = [
     "report_skipped_steps",
     "resolve_checkpoint",
     "save_checkpoint",
+    "start_trackers",
 ]

@@ -85,6 +85,34 @@ def describe_hardware(accelerator: Accelerator) -> str:
     return f"{accelerator.num_processes} x {name}"
 
 
+def start_trackers(accelerator: Accelerator, project: str, run_name: str, config: dict) -> None:
+    """Start the run's trackers with `config` (the run's flags) as its hyperparameters, in their types: TensorBoard's
+    hyperparameters take only numbers, strings and booleans, so it gets the others as strings; the rest get lists
+    and `None` as they are."""
+    accelerator.init_trackers(
+        project, init_kwargs={"trackio": {"name": run_name}, "wandb": {"name": run_name}, "tensorboard": {}}
+    )
+    scalars = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.items()}
+    for tracker in accelerator.trackers:
+        tracker.store_init_configuration(scalars if tracker.name == "tensorboard" else dict(config))
+
+
+def log_image(accelerator: Accelerator, name: str, image, step: int) -> None:
+    """Log a PIL image to every tracker that takes images (TensorBoard as an NHWC array, trackio through its own
+    `Image`, since Accelerate's trackio tracker has no image logging)."""
+    import numpy as np
+
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.log_images({name: np.asarray(image.convert("RGB"))[None]}, step=step, dataformats="NHWC")
+        elif tracker.name == "trackio":
+            import trackio
+
+            tracker.log({name: trackio.Image(image.convert("RGB"))}, step=step)
+        elif hasattr(tracker, "log_images"):
+            tracker.log_images({name: [image]}, step=step)
+
+
 #: The libraries whose versions a run records, for its model card.
 FRAMEWORKS = ("hf_viewmaker", "transformers", "torch", "accelerate", "datasets", "huggingface_hub")
 
@@ -110,4 +138,11 @@ def replica_checksums(accelerator: Accelerator, model: torch.nn.Module) -> list[
     return accelerator.gather(checksum).tolist()
 
 
-__all__ = ["describe_hardware", "framework_versions", "make_accelerator", "replica_checksums"]
+__all__ = [
+    "describe_hardware",
+    "framework_versions",
+    "log_image",
+    "make_accelerator",
+    "replica_checksums",
+    "start_trackers",
+]
