@@ -3,6 +3,7 @@ speech on LibriSpeech-schema files and a dev-clean folder, Pamap2 in its archive
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -760,3 +761,24 @@ def test_paper_feature_sizes(tmp_path):
     sizes["audio"] = build_linear_probe(str(tmp_path / "audio"), 40, "prepool", image_size=64).classifier.in_features
     sizes["sensor"] = build_linear_probe(str(tmp_path / "sensor"), 11, "pooled").classifier.in_features
     assert sizes == {"audio": 2048, "sensor": 512}
+
+
+def test_progress_shows_epochs_steps_loss_and_accuracy_with_log_lines_apart(tiny_run, tmp_path):
+    """The probe's bar counts every step of every epoch and ends with the epoch, the loss and the last top-1; the kNN
+    passes have bars too; no log line is glued to a bar's line."""
+    argv = ["--model_name_or_path", str(tiny_run), *EVAL_TINY, "--num_train_epochs", "2"]
+    command = [sys.executable, str(TRAINING / "linear_eval.py"), *argv, "--output_dir", str(tmp_path / "probe")]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    frames = [frame for line in result.stderr.split("\n") for frame in line.split("\r")]
+    final = [frame for frame in frames if frame.startswith("linear probe: 100%")]
+    assert final and "epoch=2/2" in final[-1] and "loss=" in final[-1] and "top-1=" in final[-1]
+    done, total = re.search(r"\| (\d+)/(\d+) ", final[-1]).groups()
+    assert done == total and int(total) % 2 == 0 and int(total) >= 2  # every step of both epochs
+    for line in result.stderr.split("\n"):
+        if " - INFO - " in line:
+            assert "it/s" not in line and "%|" not in line, line  # a log line on a bar's line
+    knn = [sys.executable, str(TRAINING / "linear_eval.py"), *argv, "--knn_only", "true", "--knn_k", "3"]
+    result = subprocess.run([*knn, "--output_dir", str(tmp_path / "knn")], env=ENV, capture_output=True, text=True,
+                            timeout=600, cwd=REPO_ROOT)  # fmt: skip
+    assert result.returncode == 0 and "kNN bank" in result.stderr and "kNN queries" in result.stderr

@@ -26,7 +26,6 @@ override it.
 """
 
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -37,10 +36,12 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from datasets import ClassLabel
 from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from hf_viewmaker import ContrastiveResNetForClassification, ViewmakerConfig, ViewmakerImageProcessor, ViewmakerModel
 from hf_viewmaker.adversarial import (
+    configure_logging,
     describe_hardware,
     framework_versions,
     make_accelerator,
@@ -329,8 +330,8 @@ def run_knn(run: LinearEvalRun, accelerator, encoder, pipeline, clean_inputs, no
     def features(batch, index):
         return extract_features(encoder, normalize(clean_inputs(batch)), knn.knn_features)
 
-    bank_features, bank_labels = gather_features(accelerator, loaders[0], features, accelerator.device)
-    query_features, query_labels = gather_features(accelerator, loaders[1], features, accelerator.device)
+    bank_features, bank_labels = gather_features(accelerator, loaders[0], features, accelerator.device, "kNN bank")
+    query_features, query_labels = gather_features(accelerator, loaders[1], features, accelerator.device, "kNN queries")
     accuracy = knn_accuracy(
         bank_features, bank_labels, query_features, query_labels, num_labels, knn.knn_k, knn.knn_temperature
     )
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         project_dir=training.output_dir,
         data_seed=training.seed,
     )
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_logging()
     set_seed(training.seed)
     started = time.perf_counter()
     output_dir = Path(training.output_dir)
@@ -487,7 +488,9 @@ def main(argv: list[str] | None = None) -> None:
                 collate_fn=pipeline.eval_collate,
             )
         )
-        cached = FeatureDataset(*gather_features(accelerator, extraction_loader, clean_features))
+        cached = FeatureDataset(
+            *gather_features(accelerator, extraction_loader, clean_features, description="caching features")
+        )
         logger.info(f"cached {tuple(cached.features.shape)} training features")
         train_loader = DataLoader(cached, batch_size=training.per_device_train_batch_size, shuffle=True)
         redraws = False
@@ -543,13 +546,27 @@ def main(argv: list[str] | None = None) -> None:
         return metrics
 
     history, metrics = [], None
+    progress = tqdm(
+        total=training.num_train_epochs * len(train_loader),
+        desc="linear probe",
+        unit="step",
+        disable=not accelerator.is_local_main_process,
+    )
     for epoch in range(training.num_train_epochs):
         epoch_state["epoch"] = epoch
         train_loader.set_epoch(epoch)
         if redraws:
             train_examples.set_epoch(epoch)
         learning_rate = optimizer.param_groups[0]["lr"]
-        loss = train_epoch(accelerator, head, optimizer, train_loader, train_features, optimization.max_grad_norm)
+        loss = train_epoch(
+            accelerator,
+            head,
+            optimizer,
+            train_loader,
+            train_features,
+            optimization.max_grad_norm,
+            on_batch=lambda: progress.update(1),
+        )
         scheduler.step()
         record = {"epoch": epoch + 1, "train_loss": loss, "learning_rate": learning_rate}
         last = epoch + 1 == training.num_train_epochs
@@ -557,10 +574,15 @@ def main(argv: list[str] | None = None) -> None:
             metrics = evaluate_head()
             record.update(metrics)
             logger.info(f"epoch {epoch + 1}: loss {loss:.4f}, top-1 {metrics['top1_accuracy']:.4f}")
+        shown = {"epoch": f"{epoch + 1}/{training.num_train_epochs}", "loss": f"{loss:.4f}"}
+        if metrics is not None:
+            shown["top-1"] = f"{metrics['top1_accuracy']:.4f}"
+        progress.set_postfix(shown)
         history.append(record)
         accelerator.log(
             {f"eval/{k}" if k in (metrics or {}) else f"train/{k}": v for k, v in record.items()}, step=epoch + 1
         )
+    progress.close()
     if metrics is None:  # no epochs: the untrained head
         metrics = evaluate_head()
 

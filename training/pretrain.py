@@ -12,7 +12,6 @@ of `hf_viewmaker.arguments.PretrainingRun`'s groups. At the end the output direc
 """
 
 import json
-import logging
 import math
 import os
 import shutil
@@ -31,6 +30,7 @@ from hf_viewmaker.adversarial import (
     build_adversarial_optimizer,
     build_pretraining_config,
     build_pretraining_model,
+    configure_logging,
     describe_hardware,
     distortion_budget_at,
     framework_versions,
@@ -209,7 +209,7 @@ def embed(accelerator: Accelerator, model, loader: DataLoader, make_inputs) -> t
     process."""
     model = accelerator.unwrap_model(model)
     features, labels = [], []
-    for batch in loader:
+    for batch in tqdm(loader, desc="kNN monitor", leave=False, disable=not accelerator.is_local_main_process):
         embeddings = model.encoder(model.normalize(make_inputs(batch, None, False)[0])).embeddings
         gathered = accelerator.gather_for_metrics((embeddings, batch["labels"]))
         features.append(gathered[0].float())
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         find_unused_parameters=optimization.adversarial_update == "two_pass",
         dynamo_backend=training.torch_compile_backend if training.torch_compile else "no",
     )
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    configure_logging()
     logger.info(accelerator.state, main_process_only=False)
     set_seed(training.seed)
     # Everything that can refuse the run does so before the data are read and the first step is taken.

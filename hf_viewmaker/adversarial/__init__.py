@@ -14,6 +14,7 @@ from .checkpoints import (
 from .model import build_adversarial_optimizer, build_pretraining_config, build_pretraining_model
 from .optimizer import AdversarialOptimizer, distortion_budget_at, learning_rate_at
 from .runtime import (
+    configure_logging,
     describe_hardware,
     framework_versions,
     log_image,
@@ -30,6 +31,7 @@ __all__ = [
     "build_pretraining_config",
     "build_pretraining_model",
     "checkpoint_problems",
+    "configure_logging",
     "describe_hardware",
     "distortion_budget_at",
     "framework_versions",

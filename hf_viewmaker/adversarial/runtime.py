@@ -1,6 +1,7 @@
 """The `Accelerator` of a training run, and what the run records about its processes."""
 
 import itertools
+import logging
 import os
 import platform
 from pathlib import Path
@@ -85,6 +86,25 @@ def describe_hardware(accelerator: Accelerator) -> str:
     return f"{accelerator.num_processes} x {name}"
 
 
+class _ProgressAwareHandler(logging.StreamHandler):
+    """Writes log lines through `tqdm.write`, above any progress bar instead of glued to its line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as logging.StreamHandler: a failing log line must not stop the run
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """The scripts' log format on stderr, printed above the progress bars."""
+    handler = _ProgressAwareHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(name)s - %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def start_trackers(accelerator: Accelerator, project: str, run_name: str, config: dict) -> None:
     """Start the run's trackers with `config` (the run's flags) as its hyperparameters, in their types: TensorBoard's
     hyperparameters take only numbers, strings and booleans, so it gets the others as strings; the rest get lists
@@ -139,6 +159,7 @@ def replica_checksums(accelerator: Accelerator, model: torch.nn.Module) -> list[
 
 
 __all__ = [
+    "configure_logging",
     "describe_hardware",
     "framework_versions",
     "log_image",

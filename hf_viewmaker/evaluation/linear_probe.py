@@ -216,10 +216,11 @@ def train_epoch(
     loader: DataLoader,
     to_features: Callable[[dict, int], torch.Tensor],
     max_grad_norm: float | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> float:
     """One epoch of the linear head: for every batch, `to_features(batch, batch_index)` (views, normalisation and the
-    frozen encoder, or cached features) -> head -> cross-entropy -> step. Returns the mean loss over processes and
-    batches (one host sync, at the end)."""
+    frozen encoder, or cached features) -> head -> cross-entropy -> step, then `on_batch()` (e.g. a progress bar's
+    update). Returns the mean loss over processes and batches (one host sync, at the end)."""
     head.train()
     total = torch.zeros((), device=accelerator.device)
     batches = 0
@@ -235,6 +236,8 @@ def train_epoch(
         optimizer.zero_grad()
         total += loss.detach()
         batches += 1
+        if on_batch is not None:
+            on_batch()
     if batches == 0:
         return math.nan
     return accelerator.reduce(total, reduction="mean").item() / batches
@@ -262,11 +265,18 @@ def gather_features(
     loader: DataLoader,
     to_features: Callable[[dict, int], torch.Tensor],
     device: torch.device | str = "cpu",
+    description: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and labels of a whole (sharded, unshuffled) split, gathered on every process in dataset order and
-    moved to `device`: the feature cache, or the kNN bank and queries."""
+    moved to `device`: the feature cache, or the kNN bank and queries. With a `description`, the main process shows a
+    progress bar of the batches."""
+    from tqdm.auto import tqdm
+
     features, labels = [], []
-    for index, batch in enumerate(loader):
+    batches = tqdm(
+        loader, desc=description, leave=False, disable=description is None or not accelerator.is_local_main_process
+    )
+    for index, batch in enumerate(batches):
         with accelerator.autocast():
             out = to_features(batch, index)
         gathered = accelerator.gather_for_metrics((out.float(), batch["labels"]))
