@@ -183,3 +183,39 @@ def test_the_usage_snippet_runs_with_and_without_the_package(tmp_path, domain):
     for remote in outputs:
         torch.testing.assert_close(remote["features"], scope["features"], rtol=0, atol=0)
         assert remote["views"].shape == scope["views"].shape
+
+
+@pytest.mark.parametrize("kind", ["audio", "sensor", "backbone"])
+def test_a_probes_usage_snippet_runs(tmp_path, kind):
+    """The linear-probe card's "How to use" code, for speech and sensor probes and a probe on a transformers
+    backbone, run against the folder (the image probe's runs from the Hub in test_hub_push.py)."""
+    from transformers import ViTConfig
+
+    from hf_viewmaker import ContrastiveResNetForClassification
+    from hf_viewmaker.evaluation.linear_probe import BackboneLinearProbe
+    from hf_viewmaker.models.pretraining.backbone_encoder import BackboneWithProjection
+
+    channels = 3 if kind == "sensor" else 1
+    if kind == "backbone":
+        vit = ViTConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32)  # fmt: skip
+        BackboneLinearProbe(BackboneWithProjection.from_config(vit), 3).save_pretrained(tmp_path / "probe")
+    else:
+        config = ContrastiveResNetConfig(**{**TINY_ENCODER, "num_channels": channels}, num_labels=3)
+        ContrastiveResNetForClassification(config).save_pretrained(tmp_path / "probe")
+    if kind == "sensor":
+        SensorSpectrogramProcessor(num_channels=3, channel_means=[0.0] * 3, channel_stds=[1.0] * 3).save_pretrained(
+            tmp_path / "probe"
+        )
+    else:
+        LogMelFeatureExtractor(size=32).save_pretrained(tmp_path / "probe")
+    domain = "sensor" if kind == "sensor" else "audio"
+    (tmp_path / "probe" / "eval_args.json").write_text(json.dumps({"domain": domain, "train_split": "train"}))
+    result = {"domain": domain, "features": "pooled", "feature_dim": 16, "num_labels": 3, "top1_accuracy": 0.5,
+              "input_shape": [channels, 16, 16], "split": "test", "dataset": "some/data"}  # fmt: skip
+    (tmp_path / "probe" / "eval_results.json").write_text(json.dumps(result))
+    card = build_model_card(tmp_path / "probe", repo_id=None)
+    snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope = {}
+    exec(snippet, scope)
+    assert scope["labels"].shape == (8,) and int(scope["labels"].max()) < 3

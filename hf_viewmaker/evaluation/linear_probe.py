@@ -142,6 +142,18 @@ class BackboneLinearProbe(nn.Module):
         """Logits `[batch, num_labels]` of normalised inputs."""
         return self.classifier(self.encoder(pixel_values).pooler_output)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **from_pretrained_kwargs) -> "BackboneLinearProbe":
+        """A saved probe (a folder or Hub repo written by `save_pretrained`), in eval mode."""
+        from safetensors.torch import load_file
+
+        hub = {k: v for k, v in from_pretrained_kwargs.items() if k in ("subfolder", "revision", "cache_dir", "token")}
+        description = json.loads(open(cached_file(name_or_path, cls.HEAD_CONFIG, **hub)).read())
+        encoder = BackboneWithProjection.from_pretrained(name_or_path, **from_pretrained_kwargs)
+        probe = cls(encoder, description["num_labels"], description["id2label"])
+        probe.classifier.load_state_dict(load_file(cached_file(name_or_path, cls.HEAD_WEIGHTS, **hub)))
+        return probe.freeze_encoder()
+
     def save_pretrained(self, save_directory) -> None:
         from pathlib import Path
 

@@ -424,6 +424,12 @@ def _probe_card(
         card_data,
         model_name=model_name,
         domain=domain,
+        # A probe on a transformers backbone: the backbone's folder with the head beside it (`BackboneLinearProbe`).
+        backbone_probe=(folder / "linear_head.json").is_file(),
+        auto_class="AutoModelForAudioClassification" if domain == "audio" else "AutoModelForImageClassification",
+        probe_class=(_read_json(folder / "config.json") or {}).get(
+            "architectures", ["ContrastiveResNetForClassification"]
+        )[0],
         base_model=base_model,
         task=CLASSIFICATION_TASKS[domain],
         where=_where(folder, repo_id, "encoder"),
