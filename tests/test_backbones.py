@@ -14,6 +14,7 @@ from transformers import ASTConfig, ConvNextConfig, SwinConfig, ViTConfig
 from hf_viewmaker import ViewmakerModel
 from hf_viewmaker.adversarial import build_pretraining_config, build_pretraining_model, learning_rate_at
 from hf_viewmaker.arguments import ModelArguments, ObjectiveArguments, ViewArguments
+from hf_viewmaker.hub import collect_run_files
 from hf_viewmaker.models.pretraining.backbone_encoder import BackboneWithProjection
 
 from helpers import load_script, run_in_process, run_python, write_librispeech_parquet, write_ts_file
@@ -91,6 +92,7 @@ def test_a_backbone_pretrains_saves_as_its_own_model_and_is_evaluated(tmp_path, 
     assert results["completed_steps"] == 2 and all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
     assert json.loads((run / "encoder" / "config.json").read_text())["model_type"] == BACKBONES[name].model_type
     assert (run / "encoder" / "projection_head.safetensors").is_file()
+    assert {"projection_head.safetensors", "projection_head.json", "model.safetensors"} <= set(collect_run_files(run))
 
     # The encoder is the backbone's own model: it loads as its class in a Python without this package.
     encoder = BackboneWithProjection.from_pretrained(run / "encoder").eval()
@@ -117,7 +119,7 @@ def test_a_backbone_pretrains_saves_as_its_own_model_and_is_evaluated(tmp_path, 
     run_in_process(linear_eval.main, [*argv, "--output_dir", str(tmp_path / "probe")])
     probe = json.loads((tmp_path / "probe" / "eval_results.json").read_text())
     assert 0.0 <= probe["top1_accuracy"] <= 1.0 and probe["feature_dim"] == encoder.head.in_features
-    assert (tmp_path / "probe" / "linear_head.safetensors").is_file()
+    assert {"linear_head.safetensors", "linear_head.json"} <= set(collect_run_files(tmp_path / "probe"))
     run_in_process(linear_eval.main, [*argv, "--knn_only", "true", "--knn_k", "3", "--output_dir", str(tmp_path / "k")])
     assert 0.0 <= json.loads((tmp_path / "k" / "eval_results.json").read_text())["knn_accuracy"] <= 1.0
 

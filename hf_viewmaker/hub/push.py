@@ -279,11 +279,15 @@ def _weight_files(folder: Path) -> list[str]:
     return ["model.safetensors"]
 
 
+# Saved beside a transformers backbone: its contrastive projection head (a run) or its linear head (a probe).
+HEAD_FILES = ("projection_head.safetensors", "projection_head.json", "linear_head.safetensors", "linear_head.json")
+
+
 def _model_files(folder: Path) -> list[str]:
-    """What `from_pretrained` reads from a model folder: its config, weights and processor (with their code)."""
+    """What `from_pretrained` reads from a model folder: its config, weights and processor (with their code), and
+    the heads saved beside a transformers backbone."""
     names = ["config.json", *_weight_files(folder), *_code_files(folder)]
-    if (folder / "preprocessor_config.json").is_file():
-        names.append("preprocessor_config.json")
+    names += [name for name in ("preprocessor_config.json", *HEAD_FILES) if (folder / name).is_file()]
     return names
 
 
