@@ -13,7 +13,13 @@ Writes, under `--output_dir` (nothing here is committed: the data keep their own
 * `asterisk/{train,test}/<voice>/*.wav`: links to Debian's Asterisk prompts (CC-BY-SA-3.0, 8 kHz), one class per
   recorded voice (en-US Allison, es-MX Allison, fr-CA June, it-IT Carlo, ru-RU), every prompt of a voice in one
   split, 20 % of them in `test` chosen by a hash of the prompt's path (so the split never changes). Prompts with no
-  samples (a few files are empty) are left out and counted.
+  samples (a few files are empty) are left out and counted;
+* `watch/Watch_{TRAIN,TEST}.ts`, `watch/manifest.json`, `watch/windows.csv`: the wrist-IMU "watch" dataset of seglearn
+  (Burns et al. 2018, BSD-3-Clause: 10 subjects, 7 shoulder exercises, 140 recordings of 19-52 s, accelerometer +
+  gyroscope, 6 channels at 50 Hz), cut into windows of 2 s every 1 s and split by subject (subjects 8, 9, 10 in
+  `test`) by `tools/watch_dataset.py`. Its source, `watch/source/watch_dataset.npy`, is unzipped from the seglearn
+  wheel (`pip download --no-deps seglearn==1.2.5`: never installed, never imported), kept, checked against its
+  SHA-256 and read by an unpickler that allows numpy arrays only.
 """
 
 import argparse
@@ -29,12 +35,15 @@ from pathlib import Path
 import soundfile
 from datasets import ClassLabel, Dataset, Features, Image
 from make_fashion_mnist_sample import CLASSES, SOURCE, read_idx
+from watch_dataset import WATCH_MEMBER, WATCH_WHEEL, convert_watch, read_watch, sha256_of, summary_lines
 
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 ASTERISK_VOICES = ("en_US_f_Allison", "es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
 ASTERISK_TEST_PERCENT = 20
 BASIC_MOTIONS_FILES = ("BasicMotions_TRAIN.ts", "BasicMotions_TEST.ts")
 AEON_WHEEL = "aeon==1.6.0"
+# seglearn-1.2.5-py3-none-any.whl's seglearn/data/watch_dataset.npy.
+WATCH_SHA256 = "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537"
 
 
 def write_fashion_mnist(target: Path, train_images: int) -> None:
@@ -106,17 +115,41 @@ def write_asterisk(target: Path) -> None:
     print(f"asterisk: left out {len(empty)} empty files: {', '.join(empty)}")
 
 
+def fetch_watch_source(path: Path) -> None:
+    """Unzip `seglearn/data/watch_dataset.npy` to `path` from the seglearn wheel, fetched with `pip download`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as download:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", WATCH_WHEEL, "-d", download], check=True)
+        (wheel,) = Path(download).glob("seglearn-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            path.write_bytes(archive.read(WATCH_MEMBER))
+
+
+def write_watch(target: Path) -> None:
+    source = target / "source" / "watch_dataset.npy"
+    if not source.is_file() or sha256_of(source) != WATCH_SHA256:
+        fetch_watch_source(source)
+    digest = sha256_of(source)
+    if digest != WATCH_SHA256:
+        raise ValueError(f"{source}: SHA-256 {digest}, expected {WATCH_SHA256} (the file of {WATCH_WHEEL})")
+    manifest = convert_watch(
+        read_watch(source), target, source={"wheel": WATCH_WHEEL, "member": WATCH_MEMBER, "sha256": digest}
+    )
+    print("\n".join(summary_lines(manifest)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="data/small_scale")
     parser.add_argument("--fashion_mnist_train", type=int, default=10000, help="training images kept (of 60,000)")
-    parser.add_argument("--only", choices=["fashion_mnist", "basic_motions", "asterisk"], nargs="+")
+    parser.add_argument("--only", choices=["fashion_mnist", "basic_motions", "asterisk", "watch"], nargs="+")
     args = parser.parse_args()
     root = Path(args.output_dir)
     writers = {
         "fashion_mnist": lambda: write_fashion_mnist(root / "fashion_mnist", args.fashion_mnist_train),
         "basic_motions": lambda: write_basic_motions(root / "basic_motions"),
         "asterisk": lambda: write_asterisk(root / "asterisk"),
+        "watch": lambda: write_watch(root / "watch"),
     }
     for name in args.only or writers:
         writers[name]()
