@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--eval_results", nargs="+", default=None, metavar="FILE", help="as for `push`")
     for command in (push, card):
         command.add_argument(
+            "--dataset_name",
+            default=None,
+            help="what the card calls the data (default: its Hub id, or the local path the run read)",
+        )
+        command.add_argument(
             "--base_model",
             default=None,
             metavar="NAMESPACE/NAME",
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     repo_id=args.hub_model_id,
                     eval_results=args.eval_results,
                     base_model=args.base_model,
+                    dataset_name=args.dataset_name,
                 )
             url = push_run_to_hub(
                 args.output_dir,
@@ -140,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 repo_id=args.hub_model_id,
                 eval_results=args.eval_results,
                 base_model=args.base_model,
+                dataset_name=args.dataset_name,
             )
         except (OSError, ValueError) as error:
             print(f"hf-viewmaker card: error: {error}", file=sys.stderr)

@@ -95,13 +95,13 @@ def _examples(count: int | None, split: str) -> str:
     return f"{count:,} examples of split {split}" if count is not None else f"split {split}"
 
 
-def _training_data(run: PretrainingRun, train: dict[str, Any]) -> str:
+def _training_data(run: PretrainingRun, train: dict[str, Any], dataset: str | None) -> str:
     """The dataset, the split and (where the run recorded it) how many examples it read; the packaged sample says
     it is one."""
     read = train.get("data") or {}
     split = read.get("train_split", run.data.train_split)
     sample = " (the sample shipped with hf-viewmaker)" if run.data.packaged_dataset else ""
-    return f"{_dataset_id(run.data)}{sample}, {_examples(read.get('num_train_examples'), split)}"
+    return f"{dataset}{sample}, {_examples(read.get('num_train_examples'), split)}"
 
 
 def model_size(folder: Path, input_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -179,7 +179,9 @@ def _versions(results: dict[str, Any]) -> str:
     return "\n".join(f"- {name} {version}" for name, version in versions.items()) or "Not recorded."
 
 
-def _eval_rows(evals: list[dict[str, Any]], default_dataset: str | None) -> list[dict[str, Any]]:
+def _eval_rows(
+    evals: list[dict[str, Any]], default_dataset: str | None, dataset_name: str | None = None
+) -> list[dict[str, Any]]:
     rows = []
     for result in evals:
         name = (
@@ -188,14 +190,16 @@ def _eval_rows(evals: list[dict[str, Any]], default_dataset: str | None) -> list
             else f"linear probe ({result.get('features', '')} features)"
         )
         # One id per dataset in the card: a packaged sample under its Hub id.
-        dataset = PACKAGED_DATASET_IDS.get(result.get("dataset"), result.get("dataset")) or default_dataset
+        dataset = dataset_name or PACKAGED_DATASET_IDS.get(result.get("dataset"), result.get("dataset"))
+        dataset = dataset or default_dataset
         for key, label in EVAL_METRICS.items():
             if result.get(key) is not None:
                 rows.append(
                     {
                         "evaluation": name,
                         "dataset": dataset,
-                        "split": result.get("split", "test"),
+                        # A local evaluation folder records no split name.
+                        "split": result.get("split") or "held-out",
                         "metric": label,
                         "metric_type": "f1" if key == "macro_f1" else "accuracy",
                         "value": result[key],
@@ -272,7 +276,9 @@ def _input_shape(num_channels: int, size: int) -> tuple[int, int, int]:
     return (num_channels, size, size)
 
 
-def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, Any]], license: str) -> ModelCard:
+def _pretraining_card(
+    folder: Path, repo_id: str | None, evals: list[dict[str, Any]], license: str, dataset_name: str | None
+) -> ModelCard:
     run = PretrainingRun.from_dict(_read_json(folder / PretrainingRun.FILENAME))
     train = _read_json(folder / "train_results.json")
     domain, model, views, objective, optimization = (
@@ -284,7 +290,7 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
     )
     parts = model_folders(folder)
     shape = _input_shape(run.inputs.num_channels, run.inputs.image_size)
-    dataset = _dataset_id(run.data)
+    dataset = dataset_name or _dataset_id(run.data)
     encoder_config = _read_json(parts["encoder"] / "config.json") if "encoder" in parts else {}
     encoder_class = (encoder_config.get("architectures") or ["ContrastiveResNetModel"])[0]
     if model.uses_backbone:
@@ -303,9 +309,9 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
                 "value": train["knn_accuracy"],
             }
         )
-    rows += _eval_rows(evals, dataset)
+    rows += _eval_rows(evals, dataset, dataset_name)
     settings = [
-        ("training data", _training_data(run, train)),
+        ("training data", _training_data(run, train, dataset)),
         ("views", views.view_mode + (f" ({views.expert_views})" if views.uses_expert_views else "")),
         (
             "objective",
@@ -375,7 +381,12 @@ def _pretraining_card(folder: Path, repo_id: str | None, evals: list[dict[str, A
 
 
 def _probe_card(
-    folder: Path, repo_id: str | None, base_model: str | None, evals: list[dict[str, Any]], license: str
+    folder: Path,
+    repo_id: str | None,
+    base_model: str | None,
+    evals: list[dict[str, Any]],
+    license: str,
+    dataset_name: str | None,
 ) -> ModelCard:
     run = LinearEvalRun.from_dict(_read_json(folder / LinearEvalRun.FILENAME))
     result = _read_json(folder / "eval_results.json")
@@ -383,15 +394,19 @@ def _probe_card(
     source = run.model.model_name_or_path
     if base_model is None and source and source.count("/") == 1 and not Path(source).exists():
         base_model = source  # evaluated straight from the Hub
-    dataset = PACKAGED_DATASET_IDS.get(result.get("dataset"), result.get("dataset")) or _dataset_id(run.data)
-    rows = _eval_rows([result, *evals], dataset)
+    dataset = dataset_name or PACKAGED_DATASET_IDS.get(result.get("dataset"), result.get("dataset"))
+    dataset = dataset or _dataset_id(run.data)
+    rows = _eval_rows([result, *evals], dataset, dataset_name)
     optimization, training = run.optimization, run.training
     shape = tuple(result["input_shape"])
     settings = [
         ("encoder", f"{base_model or source} (frozen)"),
         ("features", f"{result['features']} ({result['feature_dim']}-d)"),
         ("training data", f"{dataset}, {_examples(result.get('num_train_examples'), run.data.train_split)}"),
-        ("evaluation data", f"{dataset}, {_examples(result.get('num_eval_examples'), result.get('split', 'test'))}"),
+        (
+            "evaluation data",
+            f"{dataset}, {_examples(result.get('num_eval_examples'), result.get('split') or 'held-out')}",
+        ),
         ("classes", result["num_labels"]),
         ("training views", result.get("train_views", run.model.train_views)),
         ("epochs", result.get("epochs", training.num_train_epochs)),
@@ -477,6 +492,7 @@ def build_model_card(
     eval_results: list[str | Path] | None = None,
     license: str = "apache-2.0",
     base_model: str | None = None,
+    dataset_name: str | None = None,
 ) -> ModelCard:
     """The model card of a pretraining run, a linear-evaluation output or a converted checkpoint (`card_kind`).
 
@@ -489,6 +505,8 @@ def build_model_card(
         license: the licence to declare for the weights.
         base_model: for a linear probe, the Hub id of the pretrained model it probes (default: the encoder it was
             evaluated on, when that was a Hub id).
+        dataset_name: what to call the data wherever the card names it (default: the Hub id, or the local path
+            the run read), e.g. a description of local files.
 
     Only measured numbers appear.
     """
@@ -502,9 +520,9 @@ def build_model_card(
         raise FileNotFoundError(f"evaluation results not found: {missing}")
     evals = [r for r in (_read_json(p) for p in paths) if r is not None]
     if kind == "pretraining_run":
-        return _pretraining_card(output_dir, repo_id, evals, license)
+        return _pretraining_card(output_dir, repo_id, evals, license, dataset_name)
     if kind == "linear_probe":
-        return _probe_card(output_dir, repo_id, base_model, evals, license)
+        return _probe_card(output_dir, repo_id, base_model, evals, license, dataset_name)
     return _converted_card(output_dir, repo_id, evals, license)
 
 
