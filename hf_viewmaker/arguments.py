@@ -712,6 +712,14 @@ class PretrainingRun(_Groups):
             for name, value in fields.items():
                 if name not in self.RESUMABLE_CHANGES.get(group, ()) and before[group][name] != value:
                     changes.append(f"--{name} {before[group][name]!r} -> {value!r}")
+        # A decaying learning rate follows the run's length: another length changes every step after the resume.
+        if self.optimization.lr_scheduler_type != "constant":
+            for name in ("max_steps", "num_train_epochs"):
+                if before["training"][name] != current["training"][name]:
+                    changes.append(
+                        f"--{name} {before['training'][name]!r} -> {current['training'][name]!r} (the "
+                        f"{self.optimization.lr_scheduler_type} schedule's length)"
+                    )
         return changes
 
 

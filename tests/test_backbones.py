@@ -203,3 +203,43 @@ def test_the_encoder_learning_rate_warms_up_then_follows_its_schedule():
     cosine = [learning_rate_at(step, 10, 1.0, "cosine", 2) for step in range(10)]
     assert cosine[:2] == [0.5, 1.0] and cosine[2] == 1.0 and all(a > b for a, b in itertools.pairwise(cosine[2:]))
     assert learning_rate_at(10, 10, 1.0, "cosine", 2) == pytest.approx(0.0)
+
+
+def test_backbone_inputs_are_checked_by_what_the_backbone_does(tmp_path):
+    from transformers import ResNetConfig, ViTMAEConfig
+
+    from hf_viewmaker.models.pretraining.backbone_encoder import check_backbone_inputs
+
+    check_backbone_inputs(BACKBONES["swin"], 1, 32)  # Swin pads: another size than its image_size is fine
+    with pytest.raises(ValueError, match="ViTConfig cannot encode 1 x 32 x 32 inputs"):
+        check_backbone_inputs(BACKBONES["vit"], 1, 32)
+    mae = ViTMAEConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    with pytest.raises(ValueError, match="masks 75% of its input"):
+        check_backbone_inputs(mae, 1, 16)
+    # transformers' ResNet pools to [batch, channels, 1, 1]: flattened for the head.
+    resnet = BackboneWithProjection.from_config(
+        ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]), embedding_dim=4
+    )
+    assert resnet(torch.rand(2, 1, 16, 16)).embeddings.shape == (2, 4)
+    # A half-precision checkpoint trains in float32, like its float32 head.
+    from transformers import AutoModel
+
+    AutoModel.from_config(BACKBONES["vit"]).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    loaded = BackboneWithProjection.from_pretrained(tmp_path / "bf16")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+
+
+def test_a_decaying_schedule_refuses_a_resume_of_another_length():
+    from hf_viewmaker.arguments import OptimizationArguments, PretrainingArguments, PretrainingRun
+
+    def run(schedule: str, max_steps: int) -> PretrainingRun:
+        return PretrainingRun(
+            optimization=OptimizationArguments(lr_scheduler_type=schedule),
+            training=PretrainingArguments(max_steps=max_steps),
+        )
+
+    assert any(
+        "max_steps 3 -> 6 (the cosine schedule's length)" in c for c in run("cosine", 6).changes_from(run("cosine", 3))
+    )
+    assert run("constant", 6).changes_from(run("constant", 3)) == []

@@ -149,12 +149,27 @@ save_file({"features": scope["features"].contiguous(), "views": scope["views"].c
 """
 
 
-@pytest.mark.parametrize("domain", ["audio", "sensor"])
-def test_the_usage_snippet_runs_with_and_without_the_package(tmp_path, domain):
+@pytest.mark.parametrize(
+    "domain,backbone", [("audio", None), ("sensor", None), ("audio", "ast"), ("sensor", "convnext")]
+)
+def test_the_usage_snippet_runs_with_and_without_the_package(tmp_path, domain, backbone):
     """The speech and sensor cards' "How to use" code (the image card's is run from the Hub in test_hub_push.py):
-    processor, encoder and viewmaker from the folders, `model(**processor(raw))`."""
+    processor, encoder and viewmaker from the folders, `model(**processor(raw))`; with the paper's ResNet or a
+    transformers backbone (an AST reads the log-mels transposed)."""
+    from transformers import ASTConfig, ConvNextConfig
+
+    from hf_viewmaker.models.pretraining.backbone_encoder import BackboneWithProjection
+
     channels = 1 if domain == "audio" else 3
-    encoder = ContrastiveResNetModel(ContrastiveResNetConfig(**{**TINY_ENCODER, "num_channels": channels})).eval()
+    if backbone == "ast":
+        config = ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                           num_mel_bins=32, max_length=32, patch_size=8, frequency_stride=8, time_stride=8)  # fmt: skip
+        encoder = BackboneWithProjection.from_config(config).eval()
+    elif backbone == "convnext":
+        config = ConvNextConfig(num_channels=3, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+        encoder = BackboneWithProjection.from_config(config).eval()
+    else:
+        encoder = ContrastiveResNetModel(ContrastiveResNetConfig(**{**TINY_ENCODER, "num_channels": channels})).eval()
     viewmaker = ViewmakerModel(ViewmakerConfig(num_channels=channels, num_res_blocks=1, clamp=False)).eval()
     if domain == "audio":
         processor = LogMelFeatureExtractor(size=32)
@@ -164,11 +179,14 @@ def test_the_usage_snippet_runs_with_and_without_the_package(tmp_path, domain):
         model.save_pretrained(tmp_path / "run" / part)
         processor.save_pretrained(tmp_path / "run" / part)
     args = {**ARGS, "domain": domain, "dataset_name": None, "num_channels": channels}
+    if backbone:
+        args["encoder_config_name"] = f"tiny-{backbone}"
     (tmp_path / "run" / "training_args.json").write_text(json.dumps(args))
     (tmp_path / "run" / "train_results.json").write_text(json.dumps(TRAIN))
 
     card = build_model_card(tmp_path / "run")
     assert card.data.pipeline_tag == "feature-extraction"
+    assert (f"tiny-{backbone}" in card.text) == bool(backbone)
     snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "snippet.py").write_text(snippet)
     outputs = []

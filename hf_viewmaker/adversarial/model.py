@@ -1,7 +1,7 @@
 """The pretraining model and its optimizer, built from the run's argument groups."""
 
 import torch
-from transformers import AutoConfig
+from transformers import AutoConfig, PreTrainedConfig
 
 from ..arguments import ModelArguments, ObjectiveArguments, OptimizationArguments, ViewArguments
 from ..models.encoder import ContrastiveResNetConfig, ContrastiveResNetModel
@@ -35,7 +35,7 @@ def build_pretraining_config(
     )
     if model.viewmaker_name_or_path is not None:
         # The published viewmaker's architecture; the run's flags still set its budget, norm and clamping.
-        saved = viewmaker_config(model.viewmaker_name_or_path)
+        saved = _viewmaker_config(model.viewmaker_name_or_path)
         viewmaker = saved.__class__(
             **{
                 **saved.to_dict(),
@@ -46,7 +46,7 @@ def build_pretraining_config(
         )
     return ViewmakerPretrainingConfig(
         viewmaker_config=viewmaker,
-        encoder_config=encoder_config(model, num_channels, image_size),
+        encoder_config=_encoder_config(model, num_channels, image_size),
         projection_head=model.projection_head,
         embedding_dim=model.embedding_dim,
         view_mode=views.view_mode,
@@ -62,7 +62,7 @@ def build_pretraining_config(
     )
 
 
-def encoder_config(model: ModelArguments, num_channels: int, image_size: int):
+def _encoder_config(model: ModelArguments, num_channels: int, image_size: int) -> PreTrainedConfig:
     """The encoder's config: the ResNet preset with the size flags, or the backbone of `--encoder_name_or_path` /
     `--encoder_config_name`, checked against the inputs."""
     if model.uses_backbone:
@@ -72,7 +72,7 @@ def encoder_config(model: ModelArguments, num_channels: int, image_size: int):
             if config.num_channels != num_channels:
                 raise ValueError(f"the encoder has num_channels={config.num_channels}, the inputs {num_channels}")
             return config.__class__(**{**config.to_dict(), "image_size": image_size})
-        check_backbone_inputs(config, num_channels, image_size)
+        check_backbone_inputs(config, num_channels)
         return config
     overrides = {
         "embedding_dim": model.embedding_dim,
@@ -86,7 +86,7 @@ def encoder_config(model: ModelArguments, num_channels: int, image_size: int):
     return getattr(ContrastiveResNetConfig, model.encoder_preset)(num_channels=num_channels, **overrides)
 
 
-def viewmaker_config(name_or_path: str) -> ViewmakerConfig:
+def _viewmaker_config(name_or_path: str) -> ViewmakerConfig:
     """The config of a published viewmaker: a viewmaker folder, or a run folder / Hub repo with a `viewmaker/`."""
     config = AutoConfig.from_pretrained(name_or_path, **_subfolder_of(name_or_path, "viewmaker"))
     if not isinstance(config, ViewmakerConfig):
@@ -133,8 +133,11 @@ def build_pretraining_model(
         kwargs = {"use_reentrant": False}
         if gradient_checkpointing == "selective":
             kwargs["context_fn"] = convolution_saving_checkpoint_context
-        # transformers 5.x renamed it activation checkpointing; `gradient_checkpointing_enable` is the older alias.
-        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)(kwargs)
+        # Only the viewmaker recomputes (a transformers backbone would otherwise be checkpointed too, under a policy
+        # made for the viewmaker's convolutions). transformers 5.x renamed it activation checkpointing;
+        # `gradient_checkpointing_enable` is the older alias.
+        viewmaker = model.viewmaker
+        getattr(viewmaker, "activation_checkpointing_enable", viewmaker.gradient_checkpointing_enable)(kwargs)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model
@@ -142,7 +145,7 @@ def build_pretraining_model(
 
 def _subfolder_of(name_or_path: str, part: str = "encoder") -> dict[str, str]:
     """`{"subfolder": part}` when `name_or_path` is a run folder or repository holding `part/`, else `{}`."""
-    from ..evaluation.linear_probe import resolve_subfolder
+    from ..evaluation.linear_probe import resolve_subfolder  # here: evaluation imports the models this module builds
 
     subfolder = resolve_subfolder(name_or_path, part)
     return {"subfolder": subfolder} if subfolder else {}

@@ -111,8 +111,8 @@ def distortion_budget_at(
 def learning_rate_at(
     step: int, max_steps: int, learning_rate: float, schedule: str = "constant", warmup_steps: int = 0
 ) -> float:
-    """The encoder's learning rate at optimizer step `step` (0-based) of `max_steps`: a linear warm-up from 0 over
-    `warmup_steps`, then `learning_rate` (`"constant"`) or a cosine decay to 0 at `max_steps` (`"cosine"`). A
+    """The encoder's learning rate at optimizer step `step` (0-based) of `max_steps`: a linear warm-up over the first
+    `warmup_steps` steps (`learning_rate * (step + 1) / warmup_steps`), then `learning_rate` (`"constant"`) or a cosine decay to 0 at `max_steps` (`"cosine"`). A
     function of the step alone, so that a resumed run follows the uninterrupted run's schedule."""
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")

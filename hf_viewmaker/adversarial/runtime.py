@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+from PIL import Image
 
 
 def make_accelerator(
@@ -117,7 +118,7 @@ def start_trackers(accelerator: Accelerator, project: str, run_name: str, config
         tracker.store_init_configuration(scalars if tracker.name == "tensorboard" else dict(config))
 
 
-def log_image(accelerator: Accelerator, name: str, image, step: int) -> None:
+def log_image(accelerator: Accelerator, name: str, image: Image.Image, step: int) -> None:
     """Log a PIL image to every tracker that takes images (TensorBoard as an NHWC array, trackio through its own
     `Image`, since Accelerate's trackio tracker has no image logging)."""
     import numpy as np
@@ -129,6 +130,8 @@ def log_image(accelerator: Accelerator, name: str, image, step: int) -> None:
             import trackio
 
             tracker.log({name: trackio.Image(image.convert("RGB"))}, step=step)
+        elif tracker.name in ("aim", "clearml"):  # these take one image per name, the others a list
+            tracker.log_images({name: image}, step=step)
         elif hasattr(tracker, "log_images"):
             tracker.log_images({name: [image]}, step=step)
 

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -139,7 +140,8 @@ class BackboneLinearProbe(nn.Module):
         return self
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Logits `[batch, num_labels]` of normalised inputs."""
+        """Logits `[batch, num_labels]` of normalised inputs `[batch, channels, height, width]` (a tensor, as the
+        linear-evaluation loop's head takes it, rather than a `ModelOutput`)."""
         return self.classifier(self.encoder(pixel_values).pooler_output)
 
     @classmethod
@@ -147,16 +149,16 @@ class BackboneLinearProbe(nn.Module):
         """A saved probe (a folder or Hub repo written by `save_pretrained`), in eval mode."""
         from safetensors.torch import load_file
 
-        hub = {k: v for k, v in from_pretrained_kwargs.items() if k in ("subfolder", "revision", "cache_dir", "token")}
-        description = json.loads(open(cached_file(name_or_path, cls.HEAD_CONFIG, **hub)).read())
+        names = ("subfolder", "revision", "cache_dir", "token", "local_files_only")
+        hub = {k: v for k, v in from_pretrained_kwargs.items() if k in names}
+        description = json.loads(Path(cached_file(name_or_path, cls.HEAD_CONFIG, **hub)).read_text())
         encoder = BackboneWithProjection.from_pretrained(name_or_path, **from_pretrained_kwargs)
         probe = cls(encoder, description["num_labels"], description["id2label"])
         probe.classifier.load_state_dict(load_file(cached_file(name_or_path, cls.HEAD_WEIGHTS, **hub)))
         return probe.freeze_encoder()
 
-    def save_pretrained(self, save_directory) -> None:
-        from pathlib import Path
-
+    def save_pretrained(self, save_directory: str | Path) -> None:
+        """The backbone's own folder (with its projection head), and the linear head beside it."""
         from safetensors.torch import save_file
 
         self.encoder.save_pretrained(save_directory)

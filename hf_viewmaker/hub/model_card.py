@@ -291,12 +291,26 @@ def _pretraining_card(
     parts = model_folders(folder)
     shape = _input_shape(run.inputs.num_channels, run.inputs.image_size)
     dataset = dataset_name or _dataset_id(run.data)
-    encoder_config = _read_json(parts["encoder"] / "config.json") if "encoder" in parts else {}
+    if "encoder" not in parts:
+        raise FileNotFoundError(f"{folder} has no encoder/: the card of a pretraining run describes its encoder")
+    encoder_config = _read_json(parts["encoder"] / "config.json")
     encoder_class = (encoder_config.get("architectures") or ["ContrastiveResNetModel"])[0]
-    if model.uses_backbone:
+    # The head as saved (a run continued from another keeps that one's), not as the flags' defaults say.
+    head = _read_json(parts["encoder"] / "projection_head.json")
+    is_backbone = head is not None
+    if is_backbone:
+        embedding_dim, head_kind = head["embedding_dim"], head["kind"]
         encoder_name = f"{encoder_class} ({model.encoder_name_or_path or model.encoder_config_name})"
     else:
-        encoder_name = f"{model.encoder_preset} ResNet"
+        embedding_dim, head_kind = encoder_config["embedding_dim"], encoder_config["projection_head"]
+        encoder_name = (
+            f"{model.encoder_preset} ResNet" if not model.uses_backbone else f"ResNet ({model.encoder_name_or_path})"
+        )
+    # How the snippet feeds spectrograms [batch, 1, frequency, time]: an AST reads [batch, time, frequency].
+    if encoder_config.get("model_type") == "audio-spectrogram-transformer":
+        encoder_call = 'encoder(inputs["input_features"][:, 0].transpose(1, 2))'
+    else:
+        encoder_call = 'encoder(inputs["input_features"])' if is_backbone else "encoder(**inputs)"
     rows = []
     if train.get("knn_accuracy") is not None:
         rows.append(
@@ -319,7 +333,7 @@ def _pretraining_card(
         ),
         ("temperature", objective.temperature),
         ("input", " x ".join(map(str, shape))),
-        ("encoder", f"{encoder_name} (embedding {model.embedding_dim}, {model.projection_head} head)"),
+        ("encoder", f"{encoder_name} (embedding {embedding_dim}, {head_kind} head)"),
         ("batch size per process", run.training.per_device_train_batch_size),
         ("optimizer steps", train["completed_steps"]),
         ("encoder optimizer", _encoder_optimizer(optimization)),
@@ -356,12 +370,13 @@ def _pretraining_card(
         encoder_text=(
             f"{encoder_name}; `pooler_output` is the representation"
             + (
-                f" (the {model.embedding_dim}-d contrastive projection head is in `projection_head.safetensors`)"
-                if model.uses_backbone
-                else f", `embeddings` the {model.embedding_dim}-d contrastive projection, `last_hidden_state` the "
+                f" (the {embedding_dim}-d contrastive projection head is in `projection_head.safetensors`)"
+                if is_backbone
+                else f", `embeddings` the {embedding_dim}-d contrastive projection, `last_hidden_state` the "
                 "pre-pool map"
             )
         ),
+        encoder_call=encoder_call,
         has_viewmaker="viewmaker" in parts,
         encoder_where=_where(folder, repo_id, "encoder"),
         viewmaker_where=_where(folder, repo_id, "viewmaker") if "viewmaker" in parts else None,

@@ -279,15 +279,24 @@ def _weight_files(folder: Path) -> list[str]:
     return ["model.safetensors"]
 
 
-# Saved beside a transformers backbone: its contrastive projection head (a run) or its linear head (a probe).
-HEAD_FILES = ("projection_head.safetensors", "projection_head.json", "linear_head.safetensors", "linear_head.json")
+def _head_files() -> tuple[str, ...]:
+    """Saved beside a transformers backbone: its contrastive projection head (a run) or its linear head (a probe)."""
+    from ..evaluation.linear_probe import BackboneLinearProbe
+    from ..models.pretraining.backbone_encoder import PROJECTION_HEAD_CONFIG, PROJECTION_HEAD_WEIGHTS
+
+    return (
+        PROJECTION_HEAD_WEIGHTS,
+        PROJECTION_HEAD_CONFIG,
+        BackboneLinearProbe.HEAD_WEIGHTS,
+        BackboneLinearProbe.HEAD_CONFIG,
+    )
 
 
 def _model_files(folder: Path) -> list[str]:
     """What `from_pretrained` reads from a model folder: its config, weights and processor (with their code), and
     the heads saved beside a transformers backbone."""
     names = ["config.json", *_weight_files(folder), *_code_files(folder)]
-    names += [name for name in ("preprocessor_config.json", *HEAD_FILES) if (folder / name).is_file()]
+    names += [name for name in ("preprocessor_config.json", *_head_files()) if (folder / name).is_file()]
     return names
 
 

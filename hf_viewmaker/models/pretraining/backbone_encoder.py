@@ -35,30 +35,31 @@ def pooled_width(config: PreTrainedConfig) -> int:
     return width
 
 
-def check_backbone_inputs(config: PreTrainedConfig, num_channels: int, image_size: int) -> None:
-    """Raise a ValueError naming the field when a backbone's config cannot take `num_channels` x `image_size` x
-    `image_size` inputs (an AST takes one-channel log-mels of `num_mel_bins` x `max_length`)."""
+def check_backbone_inputs(config: PreTrainedConfig, num_channels: int, image_size: int | None = None) -> None:
+    """Raise a ValueError naming the field when a backbone's config cannot take `num_channels`-channel inputs of
+    `image_size` x `image_size` (checked by one forward pass of a freshly built model when `image_size` is given),
+    or masks its inputs (an MAE: the encoder would see a random part of every view)."""
     name = type(config).__name__
+    if getattr(config, "mask_ratio", 0):
+        raise ValueError(f"{name} masks {config.mask_ratio:.0%} of its input at random: use its unmasked model")
     if hasattr(config, "num_mel_bins"):
         if num_channels != 1:
             raise ValueError(f"{name} reads one-channel spectrograms, but the inputs have {num_channels} channels")
-        for field in ("num_mel_bins", "max_length"):
-            if getattr(config, field) != image_size:
-                raise ValueError(
-                    f"{name} has {field}={getattr(config, field)}, but the inputs are {image_size} x {image_size} "
-                    f"log-mels: set {field}={image_size} in the config"
-                )
-        return
-    if getattr(config, "num_channels", num_channels) != num_channels:
+    elif getattr(config, "num_channels", num_channels) != num_channels:
         raise ValueError(
             f"{name} has num_channels={config.num_channels}, but the inputs have {num_channels}: set num_channels "
             f"in the config"
         )
-    size = getattr(config, "image_size", None)
-    if isinstance(size, int) and size != image_size and getattr(config, "model_type", "") in ("vit", "swin", "deit"):
+    if image_size is None:
+        return
+    try:
+        with torch.no_grad():
+            BackboneWithProjection.from_config(config).eval()(torch.zeros(1, num_channels, image_size, image_size))
+    except Exception as error:  # whatever the backbone raises: its own message says which field is wrong
         raise ValueError(
-            f"{name} has image_size={size}, but the inputs are {image_size} x {image_size}: set image_size={image_size}"
-        )
+            f"{name} cannot encode {num_channels} x {image_size} x {image_size} inputs ({type(error).__name__}: "
+            f"{error}); fix its config (image_size, num_mel_bins / max_length, ...)"
+        ) from None
 
 
 class ProjectionHead(nn.Sequential):
@@ -117,7 +118,9 @@ class BackboneWithProjection(nn.Module):
         """The backbone saved at `name_or_path` (a folder or Hub id, `kwargs` as for `from_pretrained`) with the
         projection head saved beside it (a run's `encoder/`), or a fresh one (`"linear"`, 128-d unless given) where
         none was saved. Asking for another head than the saved one is an error."""
-        backbone = AutoModel.from_pretrained(name_or_path, **kwargs)
+        # float32 weights whatever the checkpoint's dtype (transformers loads `dtype="auto"`): the head is float32,
+        # and mixed precision is autocast's job.
+        backbone = AutoModel.from_pretrained(name_or_path, **{"dtype": torch.float32, **kwargs})
         hub = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs}
         described = cached_file(
             name_or_path, PROJECTION_HEAD_CONFIG, _raise_exceptions_for_missing_entries=False, **hub
@@ -162,6 +165,7 @@ class BackboneWithProjection(nn.Module):
         pooled = getattr(out, "pooler_output", None)
         if pooled is None:
             pooled = hidden.mean(dim=1) if hidden.ndim == 3 else hidden.flatten(2).mean(dim=2)
+        pooled = pooled.flatten(1)  # CNNs such as transformers' ResNet pool to [batch, channels, 1, 1]
         return hidden, pooled
 
     def forward(
