@@ -243,3 +243,11 @@ def test_a_decaying_schedule_refuses_a_resume_of_another_length():
         "max_steps 3 -> 6 (the cosine schedule's length)" in c for c in run("cosine", 6).changes_from(run("cosine", 3))
     )
     assert run("constant", 6).changes_from(run("constant", 3)) == []
+
+
+def test_a_backbone_of_the_wrong_image_size_is_refused_before_any_data_is_read(tmp_path, capsys):
+    ViTConfig(image_size=32, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+              intermediate_size=32).save_pretrained(tmp_path / "vit32")  # fmt: skip
+    with pytest.raises(SystemExit):
+        pretrain.parse_args([*IMAGES, "--encoder_config_name", str(tmp_path / "vit32")])  # 16 x 16 images
+    assert "ViTConfig cannot encode 1 x 16 x 16 inputs" in capsys.readouterr().err

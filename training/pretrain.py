@@ -53,6 +53,7 @@ from hf_viewmaker.data import build_pipeline, describe_data, fixed_items, image_
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import HubPushError, check_repo_id, push_run_to_hub, write_model_card
+from hf_viewmaker.models.pretraining.backbone_encoder import check_backbone_inputs
 
 logger = get_logger(__name__)
 # What a finished run leaves in its output folder: a new run there must resume it or replace it explicitly.
@@ -88,9 +89,11 @@ def check_run(parser, run: PretrainingRun) -> None:
         except ValueError as error:
             parser.error(str(error))
     try:  # the models' own checks (e.g. at most 5 residual blocks), before any data load
-        build_pretraining_config(
+        config = build_pretraining_config(
             run.model, run.objective, run.views, run.inputs.num_channels, run.inputs.image_size, num_examples=1
         )
+        if config.uses_backbone and run.data.domain != "sensor":  # images and log-mels are image_size squared
+            check_backbone_inputs(config.encoder_config, run.inputs.num_channels, run.inputs.image_size)
     except ValueError as error:
         parser.error(str(error))
 
@@ -254,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         log_with=training.trackers,
         project_dir=training.output_dir,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
-        find_unused_parameters=optimization.adversarial_update == "two_pass",
+        # Two passes leave one player without gradients each; a transformers backbone may hold parameters that its
+        # forward does not use (e.g. a mask token).
+        find_unused_parameters=optimization.adversarial_update == "two_pass" or run.model.uses_backbone,
         dynamo_backend=training.torch_compile_backend if training.torch_compile else "no",
     )
     configure_logging()
