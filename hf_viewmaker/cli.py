@@ -96,6 +96,16 @@ def _evaluation_files(paths: list[str] | None) -> dict[str, Path]:
     return named
 
 
+def _card_arguments(args: argparse.Namespace) -> dict:
+    """What `push` and `card` pass to `build_model_card`."""
+    return {
+        "repo_id": args.hub_model_id,
+        "eval_results": args.eval_results,
+        "base_model": args.base_model,
+        "dataset_name": args.dataset_name,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:  # run as a command: show our progress, not every HTTP request
@@ -117,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             check_repo_id(args.hub_model_id)
             card = None
             if not args.no_model_card:
-                card = build_model_card(
-                    args.output_dir,
-                    repo_id=args.hub_model_id,
-                    eval_results=args.eval_results,
-                    base_model=args.base_model,
-                    dataset_name=args.dataset_name,
-                )
+                card = build_model_card(args.output_dir, **_card_arguments(args))
             url = push_run_to_hub(
                 args.output_dir,
                 args.hub_model_id,
@@ -141,13 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(url)
     if args.command == "card":
         try:
-            path = write_model_card(
-                args.output_dir,
-                repo_id=args.hub_model_id,
-                eval_results=args.eval_results,
-                base_model=args.base_model,
-                dataset_name=args.dataset_name,
-            )
+            path = write_model_card(args.output_dir, **_card_arguments(args))
         except (OSError, ValueError) as error:
             print(f"hf-viewmaker card: error: {error}", file=sys.stderr)
             return 1

@@ -223,3 +223,21 @@ def hub_environment(url: str, home: Path) -> dict[str, str]:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HOME": str(home),
     }
+
+
+# Run in a fresh Python (`run_python`): the model card's usage snippet (sys.argv[1]) with the global seed 0, saving
+# the `features` and `views` it computed to sys.argv[2].
+RUN_A_CARD_SNIPPET = """
+import torch
+from safetensors.torch import save_file
+
+torch.manual_seed(0)
+scope = {}
+exec(open(sys.argv[1]).read(), scope)
+save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, sys.argv[2])
+"""
+
+
+def card_snippet(card_text: str) -> str:
+    """The code of a model card's "How to use" section (its first Python block)."""
+    return card_text.split("```python\n", 1)[1].split("```", 1)[0]

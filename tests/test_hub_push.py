@@ -28,7 +28,7 @@ from hf_viewmaker import ContrastiveResNetBackbone  # importing hf_viewmaker reg
 from hf_viewmaker.cli import main
 from hf_viewmaker.hub import HubPushError, IncompleteRunError, collect_run_files, push_run_to_hub
 
-from helpers import TINY_MODEL, hub_environment, run_python
+from helpers import RUN_A_CARD_SNIPPET, TINY_MODEL, card_snippet, hub_environment, run_python
 from hub_server import HubServer, point_this_process_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -203,31 +203,19 @@ def test_push_then_load_from_the_hub_without_the_package(run_dir, hub, tmp_path,
     _run_the_cards_snippet(hub, repo_id, run_dir, tmp_path)
 
 
-RUN_THE_CARDS_SNIPPET = """
-import torch
-from safetensors.torch import save_file
-
-snippet, outputs_file = sys.argv[1:]
-torch.manual_seed(0)
-scope = {}
-exec(open(snippet).read(), scope)
-save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, outputs_file)
-"""
-
-
 def _run_the_cards_snippet(hub, repo_id: str, run_dir: Path, tmp_path: Path) -> None:
     """The card's "How to use" code, as a Hub visitor copies it: with and without the package, it gives the
     features the package gives for the same (normalised) inputs."""
     card = hub.files(repo_id)["README.md"].decode()
     assert "arxiv.org/abs/2010.07432" in card
-    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = card_snippet(card)
     (tmp_path / "snippet.py").write_text(snippet)
     encoder = AutoModel.from_pretrained(run_dir / "encoder").eval()
     processor = AutoImageProcessor.from_pretrained(run_dir / "encoder")
     for with_package in (False, True):
         env = hub_environment(hub.url, tmp_path / f"snippet_hf_home_{with_package}")
         args = (tmp_path / "snippet.py", tmp_path / "out.st")
-        run_python(RUN_THE_CARDS_SNIPPET, *args, cwd=tmp_path, env=env, with_package=with_package)
+        run_python(RUN_A_CARD_SNIPPET, *args, cwd=tmp_path, env=env, with_package=with_package)
         remote = load_file(tmp_path / "out.st")
         torch.manual_seed(0)
         pixels = torch.rand(remote["views"].shape)

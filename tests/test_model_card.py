@@ -17,7 +17,7 @@ from hf_viewmaker import (
 from hf_viewmaker.hub import build_model_card, write_model_card
 from hf_viewmaker.hub.model_card import model_size
 
-from helpers import run_python
+from helpers import RUN_A_CARD_SNIPPET, card_snippet, run_python
 
 ARGS = {
     "domain": "image",
@@ -138,17 +138,6 @@ def test_card_reports_knn_evaluations(run, tmp_path):
     assert values["kNN (k=20, embeddings): accuracy"] == 0.5
 
 
-RUN_THE_SNIPPET = """
-import torch
-from safetensors.torch import save_file
-
-torch.manual_seed(0)
-scope = {}
-exec(open(sys.argv[1]).read(), scope)
-save_file({"features": scope["features"].contiguous(), "views": scope["views"].contiguous()}, sys.argv[2])
-"""
-
-
 @pytest.mark.parametrize(
     "domain,backbone", [("audio", None), ("sensor", None), ("audio", "ast"), ("sensor", "convnext")]
 )
@@ -187,13 +176,13 @@ def test_the_usage_snippet_runs_with_and_without_the_package(tmp_path, domain, b
     card = build_model_card(tmp_path / "run")
     assert card.data.pipeline_tag == "feature-extraction"
     assert (f"tiny-{backbone}" in card.text) == bool(backbone)
-    snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = card_snippet(card.text)
     (tmp_path / "snippet.py").write_text(snippet)
     outputs = []
     for with_package in (False, True):
         env = {"HF_MODULES_CACHE": str(tmp_path / f"modules_{with_package}")}
         out = tmp_path / f"out_{with_package}.safetensors"
-        run_python(RUN_THE_SNIPPET, tmp_path / "snippet.py", out, cwd=tmp_path, env=env, with_package=with_package)
+        run_python(RUN_A_CARD_SNIPPET, tmp_path / "snippet.py", out, cwd=tmp_path, env=env, with_package=with_package)
         outputs.append(load_file(out))
     torch.manual_seed(0)
     scope = {}
@@ -233,7 +222,7 @@ def test_a_probes_usage_snippet_runs(tmp_path, kind):
               "input_shape": [channels, 16, 16], "split": "test", "dataset": "some/data"}  # fmt: skip
     (tmp_path / "probe" / "eval_results.json").write_text(json.dumps(result))
     card = build_model_card(tmp_path / "probe", repo_id=None)
-    snippet = card.text.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = card_snippet(card.text)
     scope = {}
     exec(snippet, scope)
     assert scope["labels"].shape == (8,) and int(scope["labels"].max()) < 3

@@ -22,7 +22,7 @@ from transformers import AutoConfig
 from transformers.utils import cached_file
 
 from ..models.encoder import ContrastiveResNetConfig, ContrastiveResNetForClassification, ContrastiveResNetModel
-from ..models.pretraining.backbone_encoder import BackboneWithProjection, pooled_width
+from ..models.pretraining.backbone_encoder import BackboneWithProjection, file_lookup_kwargs, pooled_width
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class BackboneLinearProbe(nn.Module):
         """A saved probe (a folder or Hub repo written by `save_pretrained`), in eval mode."""
         from safetensors.torch import load_file
 
-        names = ("subfolder", "revision", "cache_dir", "token", "local_files_only")
-        hub = {k: v for k, v in from_pretrained_kwargs.items() if k in names}
+        hub = file_lookup_kwargs(from_pretrained_kwargs)
         description = json.loads(Path(cached_file(name_or_path, cls.HEAD_CONFIG, **hub)).read_text())
         encoder = BackboneWithProjection.from_pretrained(name_or_path, **from_pretrained_kwargs)
         probe = cls(encoder, description["num_labels"], description["id2label"])

@@ -85,9 +85,14 @@ def _dataset_id(data: DataArguments) -> str | None:
     return data.dataset_name or data.transfer_dataset or data.train_file or data.train_dir or data.data_dir
 
 
+def _is_hub_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub repository id (`namespace/name`) rather than a local path."""
+    return bool(name) and name.count("/") == 1 and not Path(name).exists()
+
+
 def _hub_dataset_ids(*ids: str | None) -> list[str] | None:
     """The ids that name Hub datasets (`namespace/name`, not local paths), for the card's `datasets` field."""
-    found = [i for i in dict.fromkeys(ids) if i and i.count("/") == 1 and not Path(i).exists()]
+    found = [i for i in dict.fromkeys(ids) if _is_hub_id(i)]
     return found or None
 
 
@@ -352,7 +357,7 @@ def _pretraining_card(
     encoder_processor = processors.get("encoder") or {}
     model_name = (repo_id or folder.resolve().name).split("/")[-1]
     start = model.encoder_name_or_path  # a Hub id it started from is the card's base model
-    base_model = start if start and start.count("/") == 1 and not Path(start).exists() else None
+    base_model = start if _is_hub_id(start) else None
     card_data = _card_data(
         model_name, domain, rows, FEATURE_PIPELINE_TAGS[domain], license, _hub_dataset_ids(dataset), base_model
     )
@@ -407,7 +412,7 @@ def _probe_card(
     result = _read_json(folder / "eval_results.json")
     domain = result.get("domain", run.data.domain)
     source = run.model.model_name_or_path
-    if base_model is None and source and source.count("/") == 1 and not Path(source).exists():
+    if base_model is None and _is_hub_id(source):
         base_model = source  # evaluated straight from the Hub
     dataset = dataset_name or PACKAGED_DATASET_IDS.get(result.get("dataset"), result.get("dataset"))
     dataset = dataset or _dataset_id(run.data)

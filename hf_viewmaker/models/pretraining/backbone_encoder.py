@@ -22,6 +22,12 @@ PROJECTION_HEAD_WEIGHTS = "projection_head.safetensors"
 PROJECTION_HEAD_CONFIG = "projection_head.json"
 
 
+def file_lookup_kwargs(from_pretrained_kwargs: dict) -> dict:
+    """The arguments of `from_pretrained` that also say where `cached_file` finds a file saved beside a model."""
+    names = ("subfolder", "revision", "cache_dir", "token", "local_files_only")
+    return {k: v for k, v in from_pretrained_kwargs.items() if k in names}
+
+
 def pooled_width(config: PreTrainedConfig) -> int:
     """The width of a backbone's pooled output: `hidden_size` (ViT, Swin, AST, ...) or the last of `hidden_sizes`
     (ConvNeXt, ResNet)."""
@@ -121,7 +127,7 @@ class BackboneWithProjection(nn.Module):
         # float32 weights whatever the checkpoint's dtype (transformers loads `dtype="auto"`): the head is float32,
         # and mixed precision is autocast's job.
         backbone = AutoModel.from_pretrained(name_or_path, **{"dtype": torch.float32, **kwargs})
-        hub = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs}
+        hub = file_lookup_kwargs(kwargs)
         described = cached_file(
             name_or_path, PROJECTION_HEAD_CONFIG, _raise_exceptions_for_missing_entries=False, **hub
         )
@@ -195,6 +201,7 @@ __all__ = [
     "BackboneWithProjection",
     "ProjectionHead",
     "check_backbone_inputs",
+    "file_lookup_kwargs",
     "load_encoder_config",
     "pooled_width",
 ]
