@@ -150,8 +150,13 @@ def test_streaming_splits_are_undecoded_iterables(tmp_path):
     assert len(list(splits["train"])) == 9
     with pytest.raises(TypeError, match="streaming dataset is iterable, not indexable"):
         SpeechExamples(splits["train"])
-    with pytest.raises(ValueError, match="streaming is for Hub datasets"):
-        load_speech_splits(train_dir=str(tmp_path), streaming=True)
+    # A local folder streams too, its file list cut into shards for the processes and workers.
+    for k, name in enumerate(("yes", "no")):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        soundfile.write(tmp_path / "folder" / name / f"{k}.wav", speech_clip(0.1, k), SR)
+    folder = load_speech_splits(train_dir=str(tmp_path / "folder"), streaming=True)["train"]
+    assert isinstance(folder, IterableDataset) and folder.num_shards == 2
+    assert sorted(row["label"] for row in folder) == [0, 1]
 
 
 def test_collator_pickles_for_data_loader_workers(fe):

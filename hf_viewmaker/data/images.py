@@ -6,7 +6,7 @@ import io
 import os
 
 import torch
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, IterableDatasetDict, load_dataset
 from PIL import Image as PILImage
 
 from ..processing.image_processing_viewmaker import ViewmakerImageProcessor
@@ -24,7 +24,8 @@ def load_image_splits(
     validation_split: str | None = None,
     cache_dir: str | None = None,
     data_dir: str | None = None,
-) -> DatasetDict:
+    streaming: bool = False,
+) -> DatasetDict | IterableDatasetDict:
     """Load a training and a validation split, the way transformers' example scripts take data from the command line.
 
     Exactly one source: `dataset_name` (a Hub id such as `uoft-cs/cifar10`, or a packaged builder such as
@@ -33,19 +34,22 @@ def load_image_splits(
     json or arrow. `validation_split` defaults to "validation" when the dataset has one, else "test". `data_dir` is
     the folder a packaged builder reads (`dataset_name="imagefolder", data_dir=...`).
 
-    Returns a `DatasetDict` with "train" and, when the source has one, "validation".
+    Returns a `DatasetDict` with "train" and, when the source has one, "validation"; with `streaming`, an
+    `IterableDatasetDict` read as it is iterated (`hf_viewmaker.data.streaming`).
     """
     check_single_source(dataset_name, train_dir, train_file)
     if dataset_name is not None:
-        raw = load_dataset(dataset_name, dataset_config_name, data_dir=data_dir, cache_dir=cache_dir)
+        raw = load_dataset(
+            dataset_name, dataset_config_name, data_dir=data_dir, cache_dir=cache_dir, streaming=streaming
+        )
     elif train_dir is not None:
         data_files = {"train": os.path.join(train_dir, "**")}
         if validation_dir is not None:
             data_files["validation"] = os.path.join(validation_dir, "**")
-        raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+        raw = load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir, streaming=streaming)
         train_split = "train"
     else:
-        raw = load_data_files(train_file, validation_file, cache_dir)
+        raw = load_data_files(train_file, validation_file, cache_dir, streaming)
         train_split = "train"
     if train_split not in raw:
         raise ValueError(f"the dataset has no split {train_split!r}; its splits are {list(raw)}")
@@ -57,6 +61,26 @@ def load_image_splits(
     if validation_split is not None:
         splits["validation"] = raw[validation_split]
     return DatasetDict(splits)
+
+
+def read_image(value, where: str, image_column: str = "image", skip_bad_examples: bool = False) -> PILImage.Image:
+    """The image of one stored value (a path, or the `Image(decode=False)` form ``{"bytes", "path"}``), loaded; an
+    unreadable one raises ValueError naming its file (else `where`, e.g. its row) and `image_column`, and saying how
+    to pass over such images unless `skip_bad_examples` already does."""
+    try:
+        if isinstance(value, dict):
+            where = value.get("path") or where
+            source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+        else:
+            source = where = value
+        image = PILImage.open(source)
+        image.load()
+        return image
+    except Exception as error:
+        raise ValueError(
+            f"could not read the image at {where} (column {image_column!r}): {error}"
+            + ("" if skip_bad_examples else " (--skip_bad_examples true passes over unreadable images)")
+        ) from error
 
 
 class ImageExamples(torch.utils.data.Dataset):
@@ -96,26 +120,9 @@ class ImageExamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _decode(self, index: int, value) -> PILImage.Image:
-        where = f"row {index}"
-        try:
-            if isinstance(value, dict):
-                where = value.get("path") or where
-                source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
-            else:
-                source = where = value
-            image = PILImage.open(source)
-            image.load()
-            return image
-        except Exception as error:
-            raise ValueError(
-                f"could not read the image at {where} (column {self.image_column!r}): {error}"
-                + ("" if self.skip_bad_examples else " (--skip_bad_examples true passes over unreadable images)")
-            ) from error
-
     def _read(self, index: int) -> tuple[PILImage.Image, dict]:
         row = self.dataset[index]
-        return self._decode(index, row[self.image_column]), row
+        return read_image(row[self.image_column], f"row {index}", self.image_column, self.skip_bad_examples), row
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
@@ -133,4 +140,4 @@ class ImageExamples(torch.utils.data.Dataset):
         }
 
 
-__all__ = ["ImageExamples", "load_image_splits"]
+__all__ = ["ImageExamples", "load_image_splits", "read_image"]

@@ -54,12 +54,18 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "SamplingRateError",
     "SpeechCollator",
     "SpeechExamples",
     "decode_audio",
+    "extend_label_map",
     "load_audio_folder",
     "load_speech_splits",
+    "read_clip",
 ]
+
+#: Shards of a streamed local audio folder, enough for the processes and data-loader workers of one machine.
+FOLDER_STREAM_SHARDS = 64
 
 #: File types `soundfile` reads (libsndfile >= 1.1 also reads MP3).
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif")
@@ -169,10 +175,11 @@ def load_speech_splits(
 
     * ``dataset_name``: a Hub id (``openslr/librispeech_asr`` with ``dataset_config_name="clean"``,
       ``train_split="train.100"``) or a local folder of data files. A split may be ``"a+b+c"``, concatenated (the
-      960 h set). ``streaming=True`` gives `IterableDataset` splits (which `SpeechExamples` cannot index).
+      960 h set). ``streaming=True`` gives `IterableDataset` splits (which `SpeechExamples` cannot index: see
+      `hf_viewmaker.data.streaming`).
       ``dataset_name="audiofolder"`` is refused: pass ``train_dir`` (the builder needs torchcodec);
     * ``train_dir`` (+ ``validation_dir``): class sub-folders of audio files (:func:`load_audio_folder`; both splits
-      share the label names of all their folders);
+      share the label names of all their folders); streamed, the file list is cut into shards;
     * ``train_file`` (+ ``validation_file``): parquet (e.g. files in the Hub's LibriSpeech schema), csv, json or
       arrow, whose audio column holds bytes / paths.
 
@@ -190,12 +197,12 @@ def load_speech_splits(
             dataset_name, dataset_config_name, train_split, validation_split, cache_dir, streaming, data_dir
         )
     elif train_dir is not None:
-        if streaming:
-            raise ValueError("streaming is for Hub datasets; a local folder is read directly")
         names = _class_folder_names(train_dir, validation_dir)
         splits = {"train": load_audio_folder(train_dir, names)}
         if validation_dir is not None:
             splits["validation"] = load_audio_folder(validation_dir, names)
+        if streaming:  # the file list is small; shards let processes and workers split the files between them
+            splits = {split: _as_stream(dataset) for split, dataset in splits.items()}
     else:
         # An empty --validation_file means none.
         splits = dict(load_data_files(train_file, validation_file or None, cache_dir, streaming))
@@ -206,6 +213,10 @@ def load_speech_splits(
             )
         splits[split] = undecoded(dataset, audio_column)
     return IterableDatasetDict(splits) if streaming else DatasetDict(splits)
+
+
+def _as_stream(dataset: Dataset, max_shards: int = FOLDER_STREAM_SHARDS) -> IterableDataset:
+    return dataset.to_iterable_dataset(num_shards=max(1, min(max_shards, len(dataset))))
 
 
 # ==================================================================================================== labels
@@ -225,6 +236,16 @@ def _build_label_map(dataset: Dataset, label_column: str) -> dict:
     if None in values:
         raise ValueError(f"the label column {label_column!r} has missing values")
     return {value: i for i, value in enumerate(sorted(values))}
+
+
+def extend_label_map(label_map: Mapping, dataset: Dataset, label_column: str | None) -> dict:
+    """`label_map` and, after its ids, the labels of `dataset`'s `label_column` it lacks (in sorted order): one map
+    for examples read apart (a stream's leading rows beside its validation split)."""
+    extended = dict(label_map)
+    if label_column is not None:
+        for label in sorted(set(_raw_labels(dataset, label_column)) - set(extended), key=str):
+            extended[label] = len(extended)
+    return extended
 
 
 def _check_label_map(label_map: Mapping) -> dict:
@@ -319,14 +340,7 @@ class SpeechExamples(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         value = self.dataset[index][self.audio_column]
-        where = _describe(value, index)
-        waveform, rate = decode_audio(value, where)
-        if rate != self.sampling_rate:
-            raise _SamplingRateError(
-                f"the audio at {where} is sampled at {rate} Hz, not the expected {self.sampling_rate} Hz "
-                "(nothing is resampled: resample the dataset, or use the dataset's own rate)"
-            )
-        return waveform
+        return read_clip(value, self.sampling_rate, _describe(value, index))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
@@ -338,7 +352,7 @@ class SpeechExamples(torch.utils.data.Dataset):
             self.skip_bad_examples,
             self.bad_indices,
             self.max_replacement_tries,
-            never_skip=(_SamplingRateError,),
+            never_skip=(SamplingRateError,),
         )
         self.num_skipped += skipped
         return {
@@ -349,8 +363,21 @@ class SpeechExamples(torch.utils.data.Dataset):
         }
 
 
-class _SamplingRateError(ValueError):
-    """A clip at the wrong rate: never skipped."""
+class SamplingRateError(ValueError):
+    """A clip at the wrong rate: a configuration mistake, never skipped as an unreadable file."""
+
+
+def read_clip(value: Any, sampling_rate: int, where: str | None = None) -> np.ndarray:
+    """The mono waveform of one stored audio value (see :func:`decode_audio`), which must be sampled at
+    `sampling_rate`: a clip at another rate raises :class:`SamplingRateError` naming the file and both rates."""
+    where = where or _describe(value, -1)
+    waveform, rate = decode_audio(value, where)
+    if rate != sampling_rate:
+        raise SamplingRateError(
+            f"the audio at {where} is sampled at {rate} Hz, not the expected {sampling_rate} Hz "
+            "(nothing is resampled: resample the dataset, or use the dataset's own rate)"
+        )
+    return waveform
 
 
 # ==================================================================================================== batching
