@@ -8,6 +8,7 @@
 * `time_series`: whole labelled series from ``.ts`` files, and the filling of missing values;
 * `packaged`: the Fashion-MNIST sample shipped with the package;
 * `device_images`: image sets held on the training device;
+* `streaming`: training data read as it is iterated (``--streaming``), shuffled and resumable exactly;
 * `pipelines`: one data pipeline per domain, built from `DataArguments` (and `InputArguments`, or a saved processor).
 """
 
@@ -47,6 +48,7 @@ from .speech_transfer import (
     load_speech_transfer_split,
     load_voxceleb1,
 )
+from .streaming import StreamedExamples, leading_rows
 from .time_series import SeriesExamples, fill_missing_values, read_ts_file
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "SeriesExamples",
     "SpeechCollator",
     "SpeechExamples",
+    "StreamedExamples",
     "build_pipeline",
     "decode_audio",
     "describe_data",
@@ -76,6 +79,7 @@ __all__ = [
     "fill_missing_values",
     "fixed_items",
     "image_processor",
+    "leading_rows",
     "librispeech_speaker_id_split",
     "load_audio_folder",
     "load_audio_mnist",

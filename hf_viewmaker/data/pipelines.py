@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from datasets import Dataset as HFDataset
+from datasets import IterableDataset
 from PIL import Image
 from torch.utils.data import Dataset, Subset, default_collate
 
@@ -22,11 +24,20 @@ from ..arguments import DataArguments, InputArguments, ViewArguments
 from ..processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
 from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
 from ..visualization import make_view_grid
-from .images import ImageExamples, load_image_splits
+from .images import ImageExamples, load_image_splits, read_image
 from .packaged import FASHION_MNIST_SAMPLE_FILES
 from .pamap2 import Pamap2Windows
-from .speech import SpeechCollator, SpeechExamples, load_speech_splits
+from .sources import undecoded
+from .speech import (
+    SamplingRateError,
+    SpeechCollator,
+    SpeechExamples,
+    extend_label_map,
+    load_speech_splits,
+    read_clip,
+)
 from .speech_transfer import load_speech_transfer_split
+from .streaming import StreamedExamples, leading_rows
 from .time_series import SeriesExamples
 
 PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
@@ -53,6 +64,8 @@ class DataPipeline:
             any viewmaker; log-mels and sensor spectrograms already normalised by their processor).
         processors: what to save beside each part (`"viewmaker"`, `"encoder"`), e.g. with `save_pretrained`.
         grid_origin: how to draw the inputs (`"lower"` puts spectrograms' low frequencies at the bottom).
+        leading_train_examples: `count -> the first count training examples, unshuffled`, as an indexable dataset
+            (the kNN monitor's bank); for a stream, read from its start once.
     """
 
     train: Dataset
@@ -62,6 +75,16 @@ class DataPipeline:
     make_inputs: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
     processors: dict[str, Any]
     grid_origin: str = "upper"
+    leading_train_examples: Callable[[int], Dataset] | None = None
+
+    def __post_init__(self) -> None:
+        if self.leading_train_examples is None:
+            self.leading_train_examples = lambda count: Subset(self.train, range(min(count, len(self.train))))
+
+    @property
+    def streaming(self) -> bool:
+        """Whether `train` is a stream (`StreamedExamples`: no length, no indexing)."""
+        return isinstance(self.train, StreamedExamples)
 
     def eval_batch(self, count: int, device: torch.device) -> dict[str, torch.Tensor]:
         """The first `count` validation (else training) items as a batch on `device`, for pictures."""
@@ -101,6 +124,35 @@ def _source(data: DataArguments) -> dict[str, Any]:
 
 def _limit(dataset, limit: int | None):
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+
+
+def _streamed_splits(
+    data: DataArguments,
+    splits: dict[str, IterableDataset],
+    columns: tuple[str | None, ...],
+    decode: Callable[[dict], dict],
+    validation_examples: Callable[[HFDataset], Dataset],
+    bank_examples: Callable[[HFDataset], Dataset],
+    seed: int,
+) -> tuple[StreamedExamples, Dataset | None, Callable[[int], Dataset]]:
+    """The training stream (`--max_train_samples`: its first N rows, epoch after epoch), the validation stream's
+    first `--max_eval_samples` rows (all of them without) as fixed examples, and the training stream's leading rows
+    as fixed examples (the kNN bank). `columns`' first is the media column, left undecoded."""
+    streams = {split: undecoded(stream, columns[0]) for split, stream in splits.items()}
+    for split, stream in streams.items():
+        for column in columns:
+            if column is not None and stream.features is not None and column not in stream.features:
+                raise ValueError(f"column {column!r} is not in the streamed {split} split ({list(stream.features)})")
+    train = streams["train"]
+    if data.max_train_samples is not None:
+        train = train.take(data.max_train_samples)
+    validation = None
+    if "validation" in streams:
+        validation = validation_examples(leading_rows(streams["validation"], data.max_eval_samples))
+    stream = StreamedExamples(
+        train, decode, data.shuffle_buffer_size, seed, data.skip_bad_examples, never_skip=(SamplingRateError,)
+    )
+    return stream, validation, lambda count: bank_examples(leading_rows(train, count))
 
 
 def fixed_items(dataset: Dataset) -> Dataset:
@@ -167,20 +219,29 @@ def image_pipeline(
         processor = ViewmakerImageProcessor.from_dict({**processor.to_dict(), "do_normalize": False})
     if data.packaged_dataset:
         files = PACKAGED_DATASETS[data.packaged_dataset]
-        splits = load_image_splits(train_file=files["train"], validation_file=files["test"], cache_dir=data.cache_dir)
-    else:
-        splits = load_image_splits(**_source(data))
-    limits = {"train": data.max_train_samples, "validation": data.max_eval_samples}
-    examples = {
-        split: ImageExamples(
-            _limit(dataset, limits[split]),
-            processor,
-            data.image_column_name,
-            data.label_column_name,
-            skip_bad_examples=data.skip_bad_examples,
+        splits = load_image_splits(
+            train_file=files["train"], validation_file=files["test"], cache_dir=data.cache_dir, streaming=data.streaming
         )
-        for split, dataset in splits.items()
-    }
+    else:
+        splits = load_image_splits(**_source(data), streaming=data.streaming)
+
+    def examples(dataset: HFDataset) -> ImageExamples:
+        return ImageExamples(dataset, processor, data.image_column_name, data.label_column_name, data.skip_bad_examples)
+
+    leading_train_examples = None
+    if data.streaming:
+
+        def decode(row: dict) -> dict[str, torch.Tensor]:
+            image = read_image(row[data.image_column_name], "a streamed row", data.image_column_name, True)
+            return {"pixel_values": processor(image, return_tensors="pt")["pixel_values"][0]}
+
+        columns = (data.image_column_name, data.label_column_name)
+        train, validation, leading_train_examples = _streamed_splits(
+            data, splits, columns, decode, examples, examples, seed
+        )
+    else:
+        train = examples(_limit(splits["train"], data.max_train_samples))
+        validation = examples(_limit(splits["validation"], data.max_eval_samples)) if "validation" in splits else None
     expert = expert_views_for(views, "image", image_size=processor.size["height"])
 
     def make_inputs(batch, generator, augment, pair=True):
@@ -195,7 +256,13 @@ def image_pipeline(
         for part, normalizes in (("viewmaker", False), ("encoder", True))
     }
     return DataPipeline(
-        examples["train"], examples.get("validation"), default_collate, default_collate, make_inputs, parts
+        train,
+        validation,
+        default_collate,
+        default_collate,
+        make_inputs,
+        parts,
+        leading_train_examples=leading_train_examples,
     )
 
 
@@ -241,20 +308,42 @@ def speech_pipeline(
         }
         audio_column, label_column = "audio", "label"
     else:
-        splits = load_speech_splits(**_source(data), audio_column=audio_column)
+        splits = load_speech_splits(**_source(data), audio_column=audio_column, streaming=data.streaming)
     common = {
         "sampling_rate": extractor.sampling_rate,
         "audio_column": audio_column,
         "label_column": label_column,
         "skip_bad_examples": data.skip_bad_examples,
     }
-    train = SpeechExamples(_limit(splits["train"], data.max_train_samples), **common)
-    validation = None
-    if "validation" in splits:
-        # One label map for both splits, so that the kNN monitor compares like with like.
-        validation = SpeechExamples(
-            _limit(splits["validation"], data.max_eval_samples), label_map=train.label_map, **common
+    leading_train_examples = None
+    if data.streaming:
+
+        def decode(row: dict) -> dict[str, torch.Tensor]:
+            return {"waveform": torch.from_numpy(read_clip(row[audio_column], extractor.sampling_rate))}
+
+        def bank_examples(rows: HFDataset) -> SpeechExamples:
+            # The validation split's label ids, and new ones after them for speakers only the bank has, so that
+            # the kNN monitor compares like with like.
+            known = validation.label_map if validation is not None else {}
+            return SpeechExamples(rows, label_map=extend_label_map(known, rows, label_column), **common)
+
+        train, validation, leading_train_examples = _streamed_splits(
+            data,
+            splits,
+            (audio_column, label_column),
+            decode,
+            lambda rows: SpeechExamples(rows, **common),
+            bank_examples,
+            seed,
         )
+    else:
+        train = SpeechExamples(_limit(splits["train"], data.max_train_samples), **common)
+        validation = None
+        if "validation" in splits:
+            # One label map for both splits, so that the kNN monitor compares like with like.
+            validation = SpeechExamples(
+                _limit(splits["validation"], data.max_eval_samples), label_map=train.label_map, **common
+            )
     if processor is None and inputs.audio_normalization == "fit":
         # Clips spread over the whole split: files are often sorted by speaker or class.
         step = max(1, len(train) // AUDIO_STATISTICS_CLIPS)
@@ -281,6 +370,7 @@ def speech_pipeline(
         make_inputs,
         {"viewmaker": extractor, "encoder": extractor},
         grid_origin="lower",
+        leading_train_examples=leading_train_examples,
     )
 
 
@@ -371,7 +461,12 @@ def describe_data(data: DataArguments, pipeline: DataPipeline) -> dict[str, Any]
             "split": str(eval_split) if eval_split is not None else None,
         }
         source |= {"data_dir": data.data_dir} if data.data_dir else {}
-    counts = {"num_train_examples": len(train), "num_validation_examples": len(validation) if validation else 0}
+    counts = {
+        "num_train_examples": None if pipeline.streaming else len(train),
+        "num_validation_examples": len(validation) if validation else 0,
+    }
+    if pipeline.streaming:
+        counts |= {"streaming": True, "shuffle_buffer_size": data.shuffle_buffer_size}
     return source | counts
 
 
