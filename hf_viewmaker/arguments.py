@@ -136,7 +136,12 @@ class DataArguments(_Arguments):
     """
 
     _argument_group_name = "data"
-    MINIMA: ClassVar[dict[str, float]] = {"max_train_samples": 1, "max_eval_samples": 1, "dataloader_num_workers": 0}
+    MINIMA: ClassVar[dict[str, float]] = {
+        "max_train_samples": 1,
+        "max_eval_samples": 1,
+        "dataloader_num_workers": 0,
+        "shuffle_buffer_size": 0,
+    }
     # What names a source, and what only makes sense with the source it was given with.
     SOURCE_FIELDS: ClassVar[tuple[str, ...]] = (
         "packaged_dataset",
@@ -207,6 +212,21 @@ class DataArguments(_Arguments):
     max_train_samples: int | None = field(default=None, metadata=_help("use only the first N training examples"))
     max_eval_samples: int | None = field(default=None, metadata=_help("use only the first N validation examples"))
     cache_dir: str | None = field(default=None, metadata=_help("`datasets` / Hub cache folder"))
+    streaming: bool = field(
+        default=False,
+        metadata=_help(
+            "pretraining on images or speech: read the training split as it is iterated instead of downloading it "
+            "first (needs --max_steps); shuffled in windows of --shuffle_buffer_size, split between processes and "
+            "workers, resumed exactly; the kNN monitor's bank and queries are the leading rows of the training and "
+            "validation streams (`hf_viewmaker.data.streaming`)"
+        ),
+    )
+    shuffle_buffer_size: int = field(
+        default=1000,
+        metadata=_help(
+            "--streaming: rows read and shuffled at once (held in memory, undecoded); 0 or 1 keep the stream's order"
+        ),
+    )
     dataloader_num_workers: int = field(default=0, metadata=_help("data-loading worker processes"))
     skip_bad_examples: bool = field(
         default=False,
@@ -224,6 +244,10 @@ class DataArguments(_Arguments):
             raise ValueError("--data_dir '': write --data_dir none for no local folder (or leave it unset)")
         if self.data_dir == "none":
             self.data_dir = None
+        if self.streaming and self.domain == "sensor":
+            raise ValueError("--streaming reads images or speech: sensor windows are cut from whole local series")
+        if self.streaming and self.transfer_dataset:
+            raise ValueError("--streaming reads Hub datasets, data files and folders; a --transfer_dataset is local")
         if self.transfer_dataset and self.domain != "audio":
             raise ValueError("--transfer_dataset is a speech transfer set: it needs --domain audio")
         if self.transfer_dataset == "fluent_speech_commands" and not self.caller_intent:
@@ -710,7 +734,10 @@ class PretrainingRun(_Groups):
         current, before = self.to_dict(), saved.to_dict()
         for group, fields in current.items():
             for name, value in fields.items():
-                if name not in self.RESUMABLE_CHANGES.get(group, ()) and before[group][name] != value:
+                resumable = name in self.RESUMABLE_CHANGES.get(group, ())
+                # Data-loader workers each read their own shards of a stream, so their number orders its examples.
+                resumable &= not (self.data.streaming and name == "dataloader_num_workers")
+                if not resumable and before[group][name] != value:
                     changes.append(f"--{name} {before[group][name]!r} -> {value!r}")
         # A decaying learning rate follows the run's length: another length changes every step after the resume.
         if self.optimization.lr_scheduler_type != "constant":

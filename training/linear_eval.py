@@ -125,6 +125,10 @@ def parse_args(argv: list[str] | None = None) -> LinearEvalRun:
             )
     if data.label_column_name is None:
         parser.error("--label_column_name none: linear evaluation needs labels")
+    if data.streaming:
+        parser.error(
+            "--streaming is for pretraining: a linear probe trains for epochs over a labelled set it can index"
+        )
     return run
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 from tqdm.auto import tqdm
 
 from hf_viewmaker.adversarial import (
@@ -36,6 +37,7 @@ from hf_viewmaker.adversarial import (
     framework_versions,
     in_channels_last,
     learning_rate_at,
+    load_process_state,
     load_training_state,
     log_image,
     make_accelerator,
@@ -49,7 +51,7 @@ from hf_viewmaker.adversarial import (
 )
 from hf_viewmaker.arguments import PretrainingRun, parse_arguments
 from hf_viewmaker.arguments import build_parser as build_group_parser
-from hf_viewmaker.data import build_pipeline, describe_data, fixed_items, image_processor
+from hf_viewmaker.data import StreamedExamples, build_pipeline, describe_data, fixed_items, image_processor
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
 from hf_viewmaker.evaluation import knn_accuracy
 from hf_viewmaker.hub import HubPushError, check_repo_id, push_run_to_hub, write_model_card
@@ -81,6 +83,21 @@ def check_run(parser, run: PretrainingRun) -> None:
         not views.uses_viewmaker or training.gradient_accumulation_steps > 1
     ):
         parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
+    if run.data.streaming:
+        problems = {
+            "--max_steps (a stream has no length to count epochs in)": training.max_steps is None,
+            "--objective simclr (InstDisc's memory bank needs a row per example)": run.objective.objective != "simclr",
+            "--data_on_device false": training.data_on_device,
+            "no --distortion_budget_warmup_epochs": bool(optimization.distortion_budget_warmup_epochs),
+            "no --viewmaker_freeze_epoch but 0 (frozen throughout)": optimization.viewmaker_freeze_epoch
+            not in (None, 0),
+            "an --audio_normalization other than fit (statistics fitted on a stream's first clips would be biased)": (
+                run.data.domain == "audio" and run.inputs.audio_normalization == "fit"
+            ),
+        }
+        needed = [need for need, wrong in problems.items() if wrong]
+        if needed:
+            parser.error(f"--streaming needs {'; '.join(needed)}")
     if training.data_on_device and run.data.domain != "image":
         parser.error(f"--data_on_device holds images: it needs --domain image, got --domain {run.data.domain}")
     if run.data.domain == "image":
@@ -154,7 +171,7 @@ def training_state(
     }
 
 
-def build_model(run: PretrainingRun, encoder_processor, num_examples: int):
+def build_model(run: PretrainingRun, encoder_processor, num_examples: int | None):
     """The pretraining model of `run`, normalising image views with the statistics of `encoder_processor` (the
     processor saved with the encoder), so that training and everything that later loads the encoder see the same
     inputs. Spectrograms arrive normalised by their processor."""
@@ -182,9 +199,18 @@ def build_model(run: PretrainingRun, encoder_processor, num_examples: int):
 
 
 def build_train_loader(run: PretrainingRun, train_examples, collate_fn, accelerator: Accelerator):
-    """Shuffled training batches: a `DataLoader` (for `accelerator.prepare`) or, with `--data_on_device`, a
-    `DeviceImageLoader` whose images are decoded once and held on the device, sharded over the processes."""
+    """Shuffled training batches: a `DataLoader` (for `accelerator.prepare`); with `--data_on_device`, a
+    `DeviceImageLoader` whose images are decoded once and held on the device, sharded over the processes; or for a
+    stream, this process's part of it in a `StatefulDataLoader`, whose state (its workers' included) resumes it."""
     training = run.training
+    if isinstance(train_examples, StreamedExamples):
+        return StatefulDataLoader(
+            train_examples.for_process(accelerator.process_index, accelerator.num_processes),
+            batch_size=training.per_device_train_batch_size,
+            drop_last=True,
+            num_workers=run.data.dataloader_num_workers,
+            collate_fn=collate_fn,
+        )
     if not training.data_on_device:
         return DataLoader(
             train_examples,
@@ -281,14 +307,17 @@ def main(argv: list[str] | None = None) -> None:
     data_read = describe_data(data, pipeline)
     logger.info(f"data: {data_read}")
     train_loader = build_train_loader(run, train_examples, pipeline.train_collate, accelerator)
-    if len(train_loader) == 0:
+    if not pipeline.streaming and len(train_loader) == 0:
         raise ValueError(
             f"{len(train_examples)} training examples make no full batch of {training.per_device_train_batch_size}"
         )
-    model = build_model(run, pipeline.processors["encoder"], num_examples=len(train_examples))
+    model = build_model(run, pipeline.processors["encoder"], None if pipeline.streaming else len(train_examples))
     make_inputs = in_channels_last(pipeline.make_inputs) if training.channels_last else pipeline.make_inputs
     players = build_adversarial_optimizer(model, optimization)
-    model, optimizer, train_loader = accelerator.prepare(model, players, train_loader)
+    if pipeline.streaming:  # already this process's part: Accelerate would split it again
+        model, optimizer = accelerator.prepare(model, players)
+    else:
+        model, optimizer, train_loader = accelerator.prepare(model, players, train_loader)
     step = AdversarialStep(
         accelerator,
         model,
@@ -301,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
     knn_loaders = None
     if eval_examples is not None and data.label_column_name is not None:
-        bank = torch.utils.data.Subset(train_examples, range(min(training.knn_max_train_samples, len(train_examples))))
+        bank = pipeline.leading_train_examples(training.knn_max_train_samples)
         knn_loaders = accelerator.prepare(
             *(
                 DataLoader(
@@ -315,7 +344,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     unwrapped = accelerator.unwrap_model(model)
 
-    steps_per_epoch = math.ceil(len(train_loader) / training.gradient_accumulation_steps)
+    # A streamed run is one epoch of --max_steps steps (what happens per epoch, the kNN monitor and "epoch"
+    # checkpoints, happens at its end): each process's stream goes on into its next pass by itself.
+    steps_per_epoch = (
+        max(training.max_steps, 1)
+        if pipeline.streaming
+        else math.ceil(len(train_loader) / training.gradient_accumulation_steps)
+    )
     # --max_steps 0 saves the untrained models (with the run's fitted processors): the random-initialised baseline.
     max_steps = training.max_steps if training.max_steps is not None else training.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
@@ -324,9 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         completed_steps = resumed["completed_steps"]
+        if pipeline.streaming:
+            train_loader.load_state_dict(load_process_state(checkpoint, accelerator.process_index)["train_loader"])
         logger.info(f"resumed from {checkpoint} at step {completed_steps}")
     start_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
     resume_batches *= training.gradient_accumulation_steps
+    if pipeline.streaming:  # the loader's own state resumes it
+        resume_batches = 0
 
     if training.trackers:
         start_trackers(
@@ -338,7 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     total_batch = (
         training.per_device_train_batch_size * accelerator.num_processes * training.gradient_accumulation_steps
     )
-    logger.info(f"{len(train_examples)} examples, {num_epochs} epochs, {max_steps} steps, batch {total_batch}")
+    examples = "streamed" if pipeline.streaming else len(train_examples)
+    logger.info(f"{examples} examples, {num_epochs} epochs, {max_steps} steps, batch {total_batch}")
     progress = tqdm(range(max_steps), initial=completed_steps, disable=not accelerator.is_local_main_process)
 
     # Noise is drawn from a generator seeded by (seed, micro-step, process) (`noise_seed`), so a resumed run draws
@@ -362,7 +402,8 @@ def main(argv: list[str] | None = None) -> None:
 
     for epoch in range(start_epoch, num_epochs):
         model.train()
-        train_loader.set_epoch(epoch)
+        if not pipeline.streaming:
+            train_loader.set_epoch(epoch)
         if hasattr(train_examples, "set_epoch"):  # datasets that draw new random windows each epoch (Pamap2)
             train_examples.set_epoch(epoch)
         freeze_epoch = optimization.viewmaker_freeze_epoch
@@ -375,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
                 else accelerator.skip_first_batches(train_loader, resume_batches)
             )
         for batch in loader:
+            if pipeline.streaming:
+                batch = send_to_device(batch, accelerator.device)
             with accelerator.accumulate(model):
                 budget = distortion_budget_at(
                     completed_steps / steps_per_epoch,
@@ -446,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
                     completed_steps,
                     training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
                     training.checkpoints_total_limit,
+                    process_state={"train_loader": train_loader.state_dict()} if pipeline.streaming else None,
                 )
             if completed_steps >= max_steps:
                 break
@@ -477,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
                 completed_steps,
                 training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
                 training.checkpoints_total_limit,
+                process_state={"train_loader": train_loader.state_dict()} if pipeline.streaming else None,
             )
         if completed_steps >= max_steps:
             break

@@ -5,6 +5,7 @@ crash-safe checkpoints and the run's `Accelerator`."""
 from .checkpoints import (
     checkpoint_problems,
     list_checkpoints,
+    load_process_state,
     load_training_state,
     missing_rng_states,
     prepare_output_dir,
@@ -38,6 +39,7 @@ __all__ = [
     "in_channels_last",
     "learning_rate_at",
     "list_checkpoints",
+    "load_process_state",
     "load_training_state",
     "log_image",
     "make_accelerator",

@@ -19,6 +19,8 @@ CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 # Written last, inside the partial folder, just before the rename that publishes it.
 TRAINING_STATE_FILE = "training_state.json"
 PARTIAL_PREFIX = ".partial-"
+# One per process, where the run has per-process state to resume (a data stream's position).
+PROCESS_STATE_FILE = "process_state_{}.json"
 
 
 def checkpoints_dir(output_dir: str | Path) -> Path:
@@ -150,10 +152,16 @@ def prepare_output_dir(
 
 
 def save_checkpoint(
-    accelerator: Accelerator, output_dir: str | Path, step: int, training_state: dict[str, Any], total_limit: int | None
+    accelerator: Accelerator,
+    output_dir: str | Path,
+    step: int,
+    training_state: dict[str, Any],
+    total_limit: int | None,
+    process_state: dict[str, Any] | None = None,
 ) -> Path:
     """Save everything `accelerator.save_state` saves (models, optimizers, scaler, RNG states, registered objects)
-    plus `training_state` (JSON), as `output_dir/checkpoints/step_<step>`. Every process must call it.
+    plus `training_state` (JSON), as `output_dir/checkpoints/step_<step>`, and each process's own `process_state`
+    (JSON, e.g. where its part of a data stream stands: `load_process_state`). Every process must call it.
 
     The state goes to a hidden partial folder first; the main process then writes the training state and renames the
     folder, so a run killed during a save leaves only a partial folder, which is never resumed from and is removed by
@@ -168,6 +176,8 @@ def save_checkpoint(
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
+    if process_state is not None:
+        (partial / PROCESS_STATE_FILE.format(accelerator.process_index)).write_text(json.dumps(process_state))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (partial / TRAINING_STATE_FILE).write_text(json.dumps(training_state, indent=2))
@@ -185,9 +195,24 @@ def load_training_state(checkpoint: str | Path) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / TRAINING_STATE_FILE).read_text())
 
 
+def load_process_state(checkpoint: str | Path, process_index: int) -> dict[str, Any]:
+    """The `process_state` that process `process_index` saved in `checkpoint`; an error naming the file when it is
+    missing or damaged (a checkpoint of a run launched with fewer processes, or an interrupted copy)."""
+    path = Path(checkpoint) / PROCESS_STATE_FILE.format(process_index)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} is missing: the checkpoint holds no state of process {process_index}"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error})") from None
+
+
 __all__ = [
     "checkpoint_problems",
     "list_checkpoints",
+    "load_process_state",
     "load_training_state",
     "missing_rng_states",
     "prepare_output_dir",

@@ -17,12 +17,12 @@ def build_pretraining_config(
     views: ViewArguments,
     num_channels: int,
     image_size: int,
-    num_examples: int,
+    num_examples: int | None,
     normalize_mean: list[float] | None = None,
     normalize_std: list[float] | None = None,
 ) -> ViewmakerPretrainingConfig:
     """The configuration of `ViewmakerForContrastivePretraining` for inputs of `num_channels` x `image_size` x
-    `image_size`, `num_examples` training examples (the InstDisc memory bank's rows) and the encoder processor's
+    `image_size`, `num_examples` training examples (the InstDisc memory bank's rows; `None` for a stream) and the encoder processor's
     statistics (`normalize_mean` / `normalize_std`, for images: applied after the viewmaker)."""
     viewmaker = ViewmakerConfig(
         num_channels=num_channels,
