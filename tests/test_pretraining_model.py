@@ -34,10 +34,12 @@ def test_one_backward_gives_the_viewmaker_the_reversed_gradient(weight):
     out = model(x, generator=torch.Generator().manual_seed(3))
     out.loss.backward()
 
-    # The same computation without the reversal, differentiated by hand.
+    # The same computation without the reversal, differentiated by hand, as the original made it: one viewmaker
+    # call per view (each drawing its noise in turn) and one encoder call per view (BatchNorm sees each view's batch).
     vm_params, enc_params = list(model.viewmaker.parameters()), list(model.encoder.parameters())
-    views = model.viewmaker(torch.cat([x, x]), generator=torch.Generator().manual_seed(3)).views
-    z1, z2 = model.encoder((views - 0.5) / 0.25).embeddings.chunk(2)
+    generator = torch.Generator().manual_seed(3)
+    views = [model.viewmaker(x, generator=generator).views for _ in range(2)]
+    z1, z2 = (model.encoder((v - 0.5) / 0.25).embeddings for v in views)
     loss = model.objective(z1, z2)
     grads = torch.autograd.grad(loss, vm_params + enc_params)
     torch.testing.assert_close(out.encoder_loss, loss.detach())
@@ -68,6 +70,24 @@ def test_views_and_embeddings_are_returned_per_view():
     assert not torch.equal(out.views[0], out.views[1]), "two viewmaker calls draw different noise"
     assert (out.views[0] - x).abs().mean().item() == pytest.approx(0.1, rel=1e-2)
     assert [tuple(e.shape) for e in out.embeddings] == [(4, 8), (4, 8)]
+
+
+@pytest.mark.parametrize("phase", ["both", "encoder", "viewmaker"])
+def test_every_phase_makes_the_views_of_one_viewmaker_call_per_view_and_encodes_each_view_on_its_own(phase):
+    # The original's computation: view 1 then view 2, each from its own viewmaker call drawing its noise in turn, and
+    # one encoder call per view, whose BatchNorm normalises that view's batch. In float64, so that only a difference
+    # of what is computed, not of the order of a sum (one-pass makes both views in one call), could fail it.
+    model = _model().double()
+    x1, x2 = torch.rand(4, 1, 12, 12, dtype=torch.float64), torch.rand(4, 1, 12, 12, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(5)
+    views = [model.viewmaker(x, generator=generator).views for x in (x1, x2)]
+    embeddings = [model.encoder((v - 0.5) / 0.25).embeddings for v in views]
+    out = model(x1, pixel_values_2=x2, generator=torch.Generator().manual_seed(5), adversarial_phase=phase)
+    for got, expected in zip(out.views + out.embeddings, views + embeddings):
+        torch.testing.assert_close(got, expected)
+    # Not what one encoder call on both views gives: its BatchNorm would mix the views' statistics.
+    together = model.encoder((torch.cat(views) - 0.5) / 0.25).embeddings
+    assert not torch.allclose(together, torch.cat(embeddings))
 
 
 def test_expert_mode_encodes_the_given_views_without_a_viewmaker():

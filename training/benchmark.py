@@ -17,6 +17,12 @@ a shared machine hit both alike; the JSON then also holds
 two_pass_step_seconds_median, two_pass_examples_per_second and speedup_over_two_pass (peak_memory_mb then covers both
 updates: compare memory in separate runs).
 
+With `--compare_batch_size N` and/or `--compare_image_size S`, every timed step is followed by a timed step at that
+batch and input size on the same model, so that one run measures how the cost scales with the work; the JSON then
+also holds `compared` (the other size's batch_size, input_shape, step_seconds_median, examples_per_second,
+flops_per_step and mfu) and its ratios to the run's size, `compared_examples_per_second_ratio` and
+`compared_mfu_ratio`.
+
 Batches are one synthetic tensor on the device, or with `--data_on_device true` drawn every step by a
 `DeviceImageLoader` from a synthetic uint8 image set held on the device (`--max_train_samples` images, by default
 CIFAR-10's 50,000). Every flag of training/pretrain.py is accepted too (mixed precision, model sizes, ...).
@@ -74,6 +80,17 @@ class BenchmarkArguments:
             "that both see the same machine state, and report `speedup_over_two_pass`"
         },
     )
+    compare_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "also time steps at this batch size, one after each step of the run's on the same model, and "
+            "report `compared` and its ratios to the run's examples/s and MFU"
+        },
+    )
+    compare_image_size: int | None = field(
+        default=None,
+        metadata={"help": "the same at this input size (with --compare_batch_size: at both)"},
+    )
 
 
 def build_parser():
@@ -92,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[PretrainingRun, Benchmark
         parser.error(
             "--interleave_two_pass compares one-pass with two-pass: it needs --adversarial_update one_pass "
             "and a viewmaker"
+        )
+    comparing = bench.compare_batch_size is not None or bench.compare_image_size is not None
+    if comparing and (bench.interleave_two_pass or run.training.data_on_device or run.views.uses_expert_views):
+        parser.error(
+            "--compare_batch_size and --compare_image_size time synthetic batches of the viewmaker's inputs: they "
+            "exclude --interleave_two_pass, --data_on_device and handcrafted views"
         )
     if bench.device is None:
         bench.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -150,6 +173,18 @@ def synthetic_device_images(run: PretrainingRun, device: torch.device) -> Device
     return DeviceImageDataset(pixels, torch.zeros(shape[0], dtype=torch.long, device=device))
 
 
+def synthetic_batches(
+    batch_size: int, num_channels: int, image_size: int, num_examples: int, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    """One random batch of this shape, again and again."""
+    return itertools.repeat(
+        {
+            "pixel_values": torch.rand(batch_size, num_channels, image_size, image_size, device=device),
+            "indices": torch.randint(0, num_examples, (batch_size,), device=device),
+        }
+    )
+
+
 def endless(loader: DeviceImageLoader) -> Iterator[dict[str, torch.Tensor]]:
     for epoch in itertools.count():
         loader.set_epoch(epoch)
@@ -171,13 +206,13 @@ def main(argv: list[str] | None = None) -> dict:
         images = synthetic_device_images(run, device)
         num_examples, batches = len(images), endless(DeviceImageLoader(images, batch_size, seed=training.seed))
     else:
-        num_examples = max(batch_size, 4096)
-        shape = (batch_size, inputs.num_channels, inputs.image_size, inputs.image_size)
-        batches = itertools.repeat(
-            {
-                "pixel_values": torch.rand(*shape, device=device),
-                "indices": torch.randint(0, num_examples, (batch_size,), device=device),
-            }
+        num_examples = max(batch_size, bench.compare_batch_size or 0, 4096)
+        batches = synthetic_batches(batch_size, inputs.num_channels, inputs.image_size, num_examples, device)
+    compared_size = (bench.compare_batch_size or batch_size, bench.compare_image_size or inputs.image_size)
+    compared_batches = None
+    if bench.compare_batch_size is not None or bench.compare_image_size is not None:
+        compared_batches = synthetic_batches(
+            compared_size[0], inputs.num_channels, compared_size[1], num_examples, device
         )
     # The statistics pretraining normalises image views with (spectrograms arrive normalised).
     processor = image_processor(inputs) if run.data.domain == "image" else None
@@ -214,9 +249,9 @@ def main(argv: list[str] | None = None) -> dict:
         for compiled in (True, False)
     }
 
-    def step(compiled: bool = True, adversarial_update: str | None = None) -> None:
+    def step(compiled: bool = True, adversarial_update: str | None = None, source=batches) -> None:
         """One training step as training/pretrain.py takes it, from drawing the batch to the optimizer step."""
-        steps[compiled].forward_backward(next(batches), generator, update=adversarial_update)
+        steps[compiled].forward_backward(next(source), generator, update=adversarial_update)
         steps[compiled].apply(no_nonfinite_losses)
         optimizer.zero_grad()
 
@@ -224,22 +259,26 @@ def main(argv: list[str] | None = None) -> dict:
     flops_per_step = count_flops(lambda: step(compiled=False))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times: dict[str, list[float]] = {optimization.adversarial_update: []}
+    # What is timed, in turn at every step: (update, batches) by name.
+    variants = {"run": (optimization.adversarial_update, batches)}
     if bench.interleave_two_pass:
-        times["two_pass"] = []
+        variants["two_pass"] = ("two_pass", batches)
+    if compared_batches is not None:
+        variants["compared"] = (optimization.adversarial_update, compared_batches)
+    times: dict[str, list[float]] = {name: [] for name in variants}
     checkpointing = training.gradient_checkpointing != "none"
     for index in range(bench.warmup_steps + bench.steps):
-        for adversarial_update, update_times in times.items():
+        for name, (adversarial_update, source) in variants.items():
             if bench.interleave_two_pass:  # the original update, the baseline, keeps all activations
                 eager.viewmaker.gradient_checkpointing = checkpointing and adversarial_update == "one_pass"
             started = time.perf_counter()
-            step(adversarial_update=adversarial_update)
+            step(adversarial_update=adversarial_update, source=source)
             synchronize(device)
             if index >= bench.warmup_steps:
-                update_times.append(time.perf_counter() - started)
+                times[name].append(time.perf_counter() - started)
     host_syncs = count_host_syncs(step) if device.type == "cuda" else None
 
-    median = statistics.median(times[optimization.adversarial_update])
+    median = statistics.median(times["run"])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
     achieved_tflops = flops_per_step / median / 1e12
     peak_tflops = matmul_tflops(device, dtype)
@@ -252,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "input_shape": [inputs.num_channels, inputs.image_size, inputs.image_size],
         "steps": bench.steps,
         "step_seconds_median": median,
-        "step_seconds_min": min(times[optimization.adversarial_update]),
+        "step_seconds_min": min(times["run"]),
         "examples_per_second": batch_size / median,
         "peak_memory_mb": peak_memory_mb(device),
         "torch_threads": torch.get_num_threads(),
@@ -274,6 +313,22 @@ def main(argv: list[str] | None = None) -> dict:
             "two_pass_step_seconds_median": two_pass_median,
             "two_pass_examples_per_second": batch_size / two_pass_median,
             "speedup_over_two_pass": two_pass_median / median,
+        }
+    if compared_batches is not None:
+        compared_median = statistics.median(times["compared"])
+        compared_flops = count_flops(lambda: step(compiled=False, source=compared_batches))
+        compared_mfu = compared_flops / compared_median / 1e12 / peak_tflops
+        result |= {
+            "compared": {
+                "batch_size": compared_size[0],
+                "input_shape": [inputs.num_channels, compared_size[1], compared_size[1]],
+                "step_seconds_median": compared_median,
+                "examples_per_second": compared_size[0] / compared_median,
+                "flops_per_step": compared_flops,
+                "mfu": compared_mfu,
+            },
+            "compared_examples_per_second_ratio": compared_size[0] / compared_median / result["examples_per_second"],
+            "compared_mfu_ratio": compared_mfu / result["mfu"],
         }
     print(json.dumps(result))
     return result

@@ -21,6 +21,7 @@ from .runtime import (
     log_image,
     make_accelerator,
     replica_checksums,
+    retain_freed_host_memory,
     start_trackers,
 )
 from .step import AdversarialStep, in_channels_last, noise_seed, report_skipped_steps
@@ -49,6 +50,7 @@ __all__ = [
     "replica_checksums",
     "report_skipped_steps",
     "resolve_checkpoint",
+    "retain_freed_host_memory",
     "save_checkpoint",
     "start_trackers",
 ]

@@ -90,8 +90,12 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
     DistributedDataParallel correct: two backwards through one DDP forward would desynchronise the processes' gradient
     reductions, and stepping the encoder before the viewmaker's backward would invalidate the saved graph.
 
-    Both views of a batch go through each network in one call (concatenated along the batch), so the encoder's
-    BatchNorm sees both views together; the viewmaker's InstanceNorm is per example, so this changes nothing there.
+    Every phase computes the views and embeddings as the original did: each view's noise is drawn in turn (view 1's
+    maps, then view 2's, the order of the original's one viewmaker call per view), and the encoder is called once per
+    view, so its BatchNorm normalises each view's batch on its own (and moves its running statistics once per view).
+    How the viewmaker's work is batched does not change its views: it normalises per example (InstanceNorm), and the
+    noise is drawn per view whatever the batching (`ViewmakerModel.draw_noise`). `"both"` makes all the views in one
+    viewmaker call; `"encoder"` and `"viewmaker"` make them in one call per view, as the original's two passes did.
     """
 
     config_class = ViewmakerPretrainingConfig
@@ -141,6 +145,25 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         if self.config.normalize_mean is None:
             return views
         return normalize_channels(views, self.normalize_mean, self.normalize_std)
+
+    def _make_views(
+        self,
+        inputs: tuple[torch.Tensor, ...],
+        generator: torch.Generator | None,
+        distortion_budget: float | None,
+        together: bool,
+    ) -> tuple[torch.Tensor, ...]:
+        """The viewmaker's view of each input, with each view's noise drawn in turn as the original's one call per
+        view drew it; `together` makes all the views in one call (the viewmaker normalises per example, so this
+        gives the same views: only the speed differs)."""
+        noise = [self.viewmaker.draw_noise(x, generator) for x in inputs]
+        if not together or len(inputs) == 1:
+            return tuple(
+                self.viewmaker(x, noise=n, distortion_budget=distortion_budget).views for x, n in zip(inputs, noise)
+            )
+        joint_noise = [torch.cat(maps) for maps in zip(*noise)]
+        views = self.viewmaker(torch.cat(inputs), noise=joint_noise, distortion_budget=distortion_budget).views
+        return views.chunk(len(inputs))
 
     def forward(
         self,
@@ -195,21 +218,20 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             if indices is None:
                 raise ValueError("objective='instdisc' needs `indices`: each example's row in the memory bank")
             inputs = (pixel_values,)
-        batch = torch.cat(inputs)
-
         if self.viewmaker is None:
-            views = encoder_inputs = batch
+            views = encoder_inputs = inputs
         elif adversarial_phase == "encoder":
             with torch.no_grad():
-                views = encoder_inputs = self.viewmaker(
-                    batch, generator=generator, distortion_budget=distortion_budget
-                ).views
+                views = encoder_inputs = self._make_views(inputs, generator, distortion_budget, together=False)
         else:
-            views = self.viewmaker(batch, generator=generator, distortion_budget=distortion_budget).views
+            views = self._make_views(inputs, generator, distortion_budget, together=adversarial_phase == "both")
             weight = self.config.viewmaker_loss_weight
-            encoder_inputs = _GradientReversal.apply(views, weight) if adversarial_phase == "both" else views
+            encoder_inputs = (
+                tuple(_GradientReversal.apply(v, weight) for v in views) if adversarial_phase == "both" else views
+            )
+        # One encoder call per view, as in the original: its BatchNorm normalises each view's batch on its own.
         with _without_weight_gradients(self.encoder, adversarial_phase == "viewmaker"):
-            embeddings = self.encoder(self.normalize(encoder_inputs)).embeddings.chunk(len(inputs))
+            embeddings = tuple(self.encoder(self.normalize(v)).embeddings for v in encoder_inputs)
 
         if simclr:
             loss = self.objective(*embeddings)
@@ -225,7 +247,7 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             loss=loss,
             encoder_loss=encoder_loss,
             viewmaker_loss=viewmaker_loss,
-            views=views.chunk(len(inputs)),
+            views=tuple(views),
             embeddings=embeddings,
         )
         return output if return_dict else output.to_tuple()

@@ -7,6 +7,7 @@ original code (`conv1.conv2d`, `in1`, `res1`, `deconv1`, ...), so their weights 
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -254,16 +255,24 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
                 )
                 self._warned_about_range = True
 
-    def _draw_noise(self, inputs: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
-        """The network's noise maps, in the original's order: one at full resolution, then one at the bottleneck
-        per residual block (after two stride-2 convolutions, ``(n - 1) // 2 + 1`` twice). Drawn in float32 whatever
-        the compute dtype, so a seed gives the same noise as the original's `torch.rand`."""
-        batch, full_size = inputs.shape[0], tuple(inputs.shape[2:])
+    def _noise_shapes(self, pixel_values: torch.Tensor) -> list[tuple[int, ...]]:
+        """One map at the network's full resolution, then one at the bottleneck per residual block (after two
+        stride-2 convolutions, ``(n - 1) // 2 + 1`` twice)."""
+        full_size = tuple(self.config.downsample_size or pixel_values.shape[2:])
         bottleneck = tuple((((n - 1) // 2 + 1) - 1) // 2 + 1 for n in full_size)
-        sizes = [full_size] + [bottleneck] * self.config.num_res_blocks
+        return [(pixel_values.shape[0], 1, *size) for size in [full_size] + [bottleneck] * self.config.num_res_blocks]
+
+    def draw_noise(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The noise maps of a call on `pixel_values`, in the original's order (the full-resolution map, then the
+        residual blocks' maps). Drawn in float32 whatever the compute dtype, so a seed gives the same noise as the
+        original's `torch.rand`.
+
+        The network normalises per example, so the maps of several calls, concatenated along the batch, may be given
+        to one call on the concatenated inputs (`forward(noise=...)`): its views are those of the separate calls, and
+        how a caller batches its calls does not change what the generator draws."""
         return [
-            torch.rand((batch, 1, *size), generator=generator, device=inputs.device, dtype=torch.float32)
-            for size in sizes
+            torch.rand(shape, generator=generator, device=pixel_values.device, dtype=torch.float32)
+            for shape in self._noise_shapes(pixel_values)
         ]
 
     @staticmethod
@@ -271,7 +280,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         return torch.cat((hidden_states, noise.to(hidden_states.dtype)), dim=1)
 
     def _network(self, inputs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
-        """The unbounded network output, of the shape of `inputs`, given the noise maps of `_draw_noise`."""
+        """The unbounded network output, of the shape of `inputs`, given the noise maps of `draw_noise`."""
         hidden = self.act(self.in1(self.conv1(self._with_noise_channel(inputs, noise[0]))))
         half_resolution = self.act(self.in2(self.conv2(hidden)))
         hidden = self.act(self.in3(self.conv3(half_resolution)))
@@ -303,6 +312,7 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         generator: torch.Generator | None = None,
         distortion_budget: float | None = None,
         return_dict: bool | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
         **kwargs,
     ) -> ViewmakerOutput | tuple[torch.Tensor, torch.Tensor]:
         r"""
@@ -319,6 +329,9 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
                 The budget of this call, e.g. from a schedule during training; defaults to `config.distortion_budget`.
             return_dict (`bool`, *optional*):
                 Return a [`ViewmakerOutput`] instead of a `(views, perturbation)` tuple.
+            noise (sequence of `torch.FloatTensor`, *optional*):
+                The noise maps to use instead of drawing them (`generator` is then unused), as `draw_noise` makes them
+                for `pixel_values`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_input(pixel_values)
@@ -331,7 +344,13 @@ class ViewmakerModel(ViewmakerPreTrainedModel):
         # Half-precision or float64 inputs meet the network in its own dtype; the views keep the inputs' dtype.
         inputs = inputs.to(self.dtype)
 
-        noise = self._draw_noise(inputs, generator)
+        if noise is None:
+            noise = self.draw_noise(pixel_values, generator)
+        elif [tuple(m.shape) for m in noise] != self._noise_shapes(pixel_values):
+            raise ValueError(
+                f"noise must be maps of shapes {self._noise_shapes(pixel_values)} (see `draw_noise`), got "
+                f"{[tuple(m.shape) for m in noise]}"
+            )
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             raw = self._gradient_checkpointing_func(self._network, inputs, *noise)
         else:
