@@ -46,6 +46,7 @@ from hf_viewmaker.adversarial import (
     replica_checksums,
     report_skipped_steps,
     resolve_checkpoint,
+    retain_freed_host_memory,
     save_checkpoint,
     start_trackers,
 )
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         find_unused_parameters=optimization.adversarial_update == "two_pass" or run.model.uses_backbone,
         dynamo_backend=training.torch_compile_backend if training.torch_compile else "no",
     )
+    if accelerator.device.type == "cpu":  # page faults otherwise grow the step's cost with its size
+        retain_freed_host_memory()
     configure_logging()
     logger.info(accelerator.state, main_process_only=False)
     set_seed(training.seed)

@@ -32,8 +32,6 @@ def make_accelerator(
             gradients.
         data_seed: the samplers' seed (default: Accelerate's, from the global seed).
         The rest: as `Accelerator`'s.
-
-    A run on the CPU also keeps the memory it frees for reuse (`retain_freed_host_memory`).
     """
     launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
     asked = _processes_asked_of_the_launcher()
@@ -59,8 +57,6 @@ def make_accelerator(
             f"{launched_processes} processes were launched but Accelerate sees {accelerator.num_processes}: they would "
             "train independently and overwrite each other's outputs"
         )
-    if accelerator.device.type == "cpu":
-        retain_freed_host_memory()
     return accelerator
 
 
@@ -74,10 +70,12 @@ def retain_freed_host_memory() -> bool:
 
     By default glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh `mmap` and unmaps
     it when freed, so a training step on the CPU, whose activations and gradients of a large batch or input are such
-    blocks, page-faults all of them in again every step: at batch 128 on the CIFAR-10 recipe ~500,000 faults a step,
-    which made examples/s fall with the batch and the input size (benchmarks/RESULTS.md). With `mmap` and trimming
-    off, freed blocks stay in the heap and the next step reuses them; the resident memory stays at the step's peak,
-    which every step reaches anyway. Nothing computed changes. Returns whether it applied (glibc only)."""
+    blocks, page-faults all of them in again every step, a cost that made examples/s fall with the batch and the input
+    size (benchmarks/RESULTS.md). With `mmap` and trimming off, freed blocks stay in the heap and the next step reuses
+    them; the resident memory stays at the step's peak, which every step reaches anyway. Nothing computed changes.
+
+    Process-wide and permanent, so the training scripts call it on the CPU, not the library. Returns whether it
+    applied (glibc only)."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
