@@ -183,3 +183,27 @@ def test_the_gpu_script_runs_only_commands_that_parse(tmp_path, monkeypatch):
         for run, (pretraining, _, _) in zip(runs, parsed)
     )
     assert ["benchmarks/logmel_vs_librosa.py", "--clips", "64", "--repeats", "5", "--device", "cuda"] in commands
+
+
+def test_a_second_size_is_timed_beside_the_runs_and_its_ratios_reported():
+    # One run at batch 8, each step followed by one at batch 16 on 32x32 inputs: the compared FLOPs must follow the
+    # work (both networks are convolutional: examples x pixels), and the ratios the medians.
+    options = ["--compare_batch_size", "16", "--compare_image_size", "32", "--retain_freed_host_memory", "false"]
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "benchmark.py"), *TINY, *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    compared = measured["compared"]
+    assert compared["batch_size"] == 16 and compared["input_shape"] == [1, 32, 32]
+    work = 2 * (32 / measured["input_shape"][1]) ** 2
+    assert compared["flops_per_step"] / measured["flops_per_step"] == pytest.approx(work, rel=0.15)
+    assert measured["compared_examples_per_second_ratio"] == pytest.approx(
+        compared["examples_per_second"] / measured["examples_per_second"]
+    )
+    assert measured["compared_mfu_ratio"] == pytest.approx(compared["mfu"] / measured["mfu"])
+    assert measured["retain_freed_host_memory"] is False

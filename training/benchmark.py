@@ -48,6 +48,7 @@ from hf_viewmaker.adversarial import (
     build_adversarial_optimizer,
     in_channels_last,
     make_accelerator,
+    retain_freed_host_memory,
 )
 from hf_viewmaker.arguments import PretrainingRun, parse_arguments
 from hf_viewmaker.data import expert_views_for, image_processor
@@ -90,6 +91,13 @@ class BenchmarkArguments:
     compare_image_size: int | None = field(
         default=None,
         metadata={"help": "the same at this input size (with --compare_batch_size: at both)"},
+    )
+    retain_freed_host_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "on the CPU, keep freed memory for reuse as training/pretrain.py does "
+            "(hf_viewmaker.adversarial.retain_freed_host_memory); false measures glibc's default"
+        },
     )
 
 
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     set_seed(training.seed)
     device = accelerator.device
+    retains_freed_memory = device.type == "cpu" and bench.retain_freed_host_memory and retain_freed_host_memory()
     batch_size = training.per_device_train_batch_size
     if training.data_on_device:
         images = synthetic_device_images(run, device)
@@ -295,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         "examples_per_second": batch_size / median,
         "peak_memory_mb": peak_memory_mb(device),
         "torch_threads": torch.get_num_threads(),
+        "retain_freed_host_memory": retains_freed_memory,
         "channels_last": training.channels_last,
         "gradient_checkpointing": training.gradient_checkpointing,
         "fused_optimizers": optimization.fused_optimizers,
