@@ -14,8 +14,9 @@ in the run's compute dtype) and mfu (their ratio); on CUDA also host_syncs_per_s
 With `--interleave_two_pass true` every timed one-pass step is followed by a timed step of the original two-pass update
 (without activation checkpointing, whatever `--gradient_checkpointing` says) on the same model, so that slow drifts of
 a shared machine hit both alike; the JSON then also holds
-two_pass_step_seconds_median, two_pass_examples_per_second and speedup_over_two_pass (peak_memory_mb then covers both
-updates: compare memory in separate runs).
+two_pass_step_seconds_median, two_pass_examples_per_second, speedup_over_two_pass, two_pass_flops_per_step and
+two_pass_flops_ratio (the speed-up the arithmetic alone allows; peak_memory_mb then covers both updates: compare memory
+in separate runs).
 
 With `--compare_batch_size N` and/or `--compare_image_size S`, every timed step is followed by a timed step at that
 batch and input size on the same model, so that one run measures how the cost scales with the work; the JSON then
@@ -319,10 +320,14 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if bench.interleave_two_pass:
         two_pass_median = statistics.median(times["two_pass"])
+        two_pass_flops = count_flops(lambda: step(compiled=False, adversarial_update="two_pass"))
         result |= {
             "two_pass_step_seconds_median": two_pass_median,
             "two_pass_examples_per_second": batch_size / two_pass_median,
             "speedup_over_two_pass": two_pass_median / median,
+            "two_pass_flops_per_step": two_pass_flops,
+            # The speed-up the arithmetic alone would allow.
+            "two_pass_flops_ratio": two_pass_flops / flops_per_step,
         }
     if compared_batches is not None:
         compared_median = statistics.median(times["compared"])
