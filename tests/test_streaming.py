@@ -129,6 +129,13 @@ def test_speech_streams_from_librispeech_schema_files_and_audio_folders(tmp_path
     batch = pipeline.train_collate([pipeline.validation[0], pipeline.validation[1]])
     assert batch["input_values"].shape[0] == 2 and batch["labels"].tolist() == [0, 1]
 
+    # Two processes on one file (one shard): each keeps every other row, together all of them, decoded.
+    parts = [
+        [float(item["waveform"].sum()) for _, item in zip(range(3), pipeline.train.for_process(p, 2))] for p in (0, 1)
+    ]
+    clips = [float(item["waveform"].sum()) for _, item in zip(range(6), pipeline.train.for_process(0, 1))]
+    assert len(set(clips)) == 6 and sorted(parts[0] + parts[1]) == sorted(clips)
+
     # A clip at another sampling rate is a mistake of the configuration, never skipped as unreadable.
     write_librispeech_parquet(tmp_path / "train.parquet", speakers=(19,), per_speaker=2, wrong_rate=(1,))
     data.skip_bad_examples, data.shuffle_buffer_size = True, 0
