@@ -216,3 +216,33 @@ def test_a_streamed_two_process_run_killed_and_resumed_ends_as_an_uninterrupted_
     assert expected.keys() == resumed.keys()
     for name in expected:
         assert torch.equal(expected[name], resumed[name]), name
+
+
+def test_a_hub_style_repository_streams_its_concatenated_splits_shard_by_shard(tmp_path):
+    # Laid out like openslr/librispeech_asr (a README declaring configs, parquet shards per split), as the 960 h
+    # recipes read it: "train.100+train.360" streams both splits' shards, split between two processes by shard.
+    readme = ["---", "configs:", "- config_name: clean", "  data_files:"]
+    for i, split in enumerate(("train.100", "train.360")):
+        for shard in range(2):
+            path = tmp_path / "clean" / split / f"{shard:04d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_librispeech_parquet(path, speakers=(10 * (i + 1) + shard,), per_speaker=2, seed=2 * i + shard)
+        readme += [f"  - split: {split}", f"    path: clean/{split}/*.parquet"]
+    (tmp_path / "README.md").write_text("\n".join(readme + ["---", ""]))
+    data = DataArguments(
+        domain="audio",
+        dataset_name=str(tmp_path),
+        dataset_config_name="clean",
+        train_split="train.100+train.360",
+        validation_split="train.100",  # as the 960 h recipes: its leading rows are the kNN queries
+        max_eval_samples=2,
+        label_column_name="speaker_id",
+        streaming=True,
+        shuffle_buffer_size=4,
+    )
+    pipeline = build_pipeline(data, InputArguments(image_size=32, audio_normalization="librispeech"))
+    stream = pipeline.train
+    assert stream.source.num_shards == 4 and len(pipeline.validation) == 2
+    parts = [{float(item["waveform"].sum()) for _, item in zip(range(4), stream.for_process(p, 2))} for p in (0, 1)]
+    everything = {float(item["waveform"].sum()) for _, item in zip(range(8), stream.for_process(0, 1))}
+    assert len(everything) == 8 and not parts[0] & parts[1] and parts[0] | parts[1] == everything
