@@ -11,7 +11,7 @@ Each epoch of a process's stream is:
 2. this process's part of them (`datasets.distributed.split_dataset_by_node`; data-loader workers then split a
    process's shards again, inside `datasets`);
 3. cut into consecutive windows of ``shuffle_buffer_size`` rows, each read whole, permuted by a generator seeded
-   with (seed, epoch, window, process), and yielded example by example, decoded only when yielded.
+   with (seed, epoch, window, process, worker), and yielded example by example, decoded only when yielded.
 
 A checkpoint holds, per process (and per worker), the epoch, the window, how many of its examples were yielded, and
 the source's own position at the window's start (`IterableDataset.state_dict`). A resumed run reloads that
