@@ -16,9 +16,11 @@ for malloc in false true; do
         --retain_freed_host_memory $malloc
 done
 # One-pass against the original two-pass update (docs/method.md §3.4: one viewmaker and one encoder call per view),
-# without and with the viewmaker's selective or full activation checkpointing. Speed: in one process, each one-pass
-# step followed by a two-pass step on the same model, so that slow drifts of the shared machine hit both alike.
-for options in "" "--gradient_checkpointing selective" "--gradient_checkpointing full"; do
+# by default, with channels-last and fused optimizers (for both), and with the viewmaker's selective or full
+# activation checkpointing. Speed: in one process, each one-pass step followed by a two-pass step on the same model,
+# so that slow drifts of the shared machine hit both alike.
+for options in "" "--channels_last true --fused_optimizers true" "--gradient_checkpointing selective" \
+               "--gradient_checkpointing full"; do
     bench --config $CIFAR --per_device_train_batch_size 64 --steps 10 --warmup_steps 1 --interleave_two_pass true $options
 done
 # Peak resident memory: each update in its own process, alternated.
