@@ -232,7 +232,9 @@ def image_pipeline(
     if data.streaming:
 
         def decode(row: dict) -> dict[str, torch.Tensor]:
-            image = read_image(row[data.image_column_name], "a streamed row", data.image_column_name, True)
+            image = read_image(
+                row[data.image_column_name], "a streamed row", data.image_column_name, data.skip_bad_examples
+            )
             return {"pixel_values": processor(image, return_tensors="pt")["pixel_values"][0]}
 
         columns = (data.image_column_name, data.label_column_name)
@@ -319,7 +321,8 @@ def speech_pipeline(
     if data.streaming:
 
         def decode(row: dict) -> dict[str, torch.Tensor]:
-            return {"waveform": torch.from_numpy(read_clip(row[audio_column], extractor.sampling_rate))}
+            waveform = read_clip(row[audio_column], extractor.sampling_rate, "a streamed row")
+            return {"waveform": torch.from_numpy(waveform)}
 
         def bank_examples(rows: HFDataset) -> SpeechExamples:
             # The validation split's label ids, and new ones after them for speakers only the bank has, so that

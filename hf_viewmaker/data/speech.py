@@ -72,13 +72,13 @@ AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 # ==================================================================================================== decoding
-def _describe(value: Any, row: int) -> str:
-    """The file a value comes from, for error messages: its path, else its row."""
+def _describe(value: Any, fallback: str) -> str:
+    """The file a value comes from, for error messages: its path, else `fallback` (e.g. its row)."""
     if isinstance(value, (str, os.PathLike)):
         return str(value)
     if isinstance(value, Mapping) and value.get("path"):
         return str(value["path"])
-    return f"row {row}"
+    return fallback
 
 
 def decode_audio(value: Any, where: str | None = None) -> tuple[np.ndarray, int]:
@@ -88,7 +88,7 @@ def decode_audio(value: Any, where: str | None = None) -> tuple[np.ndarray, int]
     there), or an already-decoded ``{"array", "sampling_rate"}``. Multi-channel audio is averaged to mono. Raises
     ValueError naming ``where`` (default: the path) when the audio cannot be read, is empty, or holds NaN/inf.
     """
-    where = where or _describe(value, -1)
+    where = where or _describe(value, "row -1")
     try:
         if isinstance(value, Mapping) and value.get("array") is not None:
             array = np.asarray(value["array"], dtype=np.float32)
@@ -340,7 +340,7 @@ class SpeechExamples(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> np.ndarray:
         value = self.dataset[index][self.audio_column]
-        return read_clip(value, self.sampling_rate, _describe(value, index))
+        return read_clip(value, self.sampling_rate, f"row {index}")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
@@ -367,10 +367,11 @@ class SamplingRateError(ValueError):
     """A clip at the wrong rate: a configuration mistake, never skipped as an unreadable file."""
 
 
-def read_clip(value: Any, sampling_rate: int, where: str | None = None) -> np.ndarray:
+def read_clip(value: Any, sampling_rate: int, where: str) -> np.ndarray:
     """The mono waveform of one stored audio value (see :func:`decode_audio`), which must be sampled at
-    `sampling_rate`: a clip at another rate raises :class:`SamplingRateError` naming the file and both rates."""
-    where = where or _describe(value, -1)
+    `sampling_rate`: a clip at another rate raises :class:`SamplingRateError` naming the file (else `where`, e.g. its
+    row) and both rates."""
+    where = _describe(value, where)
     waveform, rate = decode_audio(value, where)
     if rate != sampling_rate:
         raise SamplingRateError(
