@@ -29,6 +29,7 @@ never in epochs, and processes with unequal shares never wait for each other at 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -68,6 +69,11 @@ def leading_rows(stream: IterableDataset, count: int | None = None) -> Dataset:
     # Arrow converts the rows to the features' storage types itself: `Dataset.from_list` would encode each media
     # value through its feature, and encoding audio needs torchcodec even for bytes already encoded.
     return Dataset(InMemoryTable(pa.Table.from_pylist(rows, schema=stream.features.arrow_schema)))
+
+
+def _start_of_epoch(epoch: int) -> dict[str, Any]:
+    """A stream's position before the first row of `epoch` (no window read, no source state yet)."""
+    return {"epoch": epoch, "window": 0, "yielded": 0, "source": None}
 
 
 class StreamedExamples(torch.utils.data.IterableDataset):
@@ -111,20 +117,14 @@ class StreamedExamples(torch.utils.data.IterableDataset):
         self.never_skip = tuple(never_skip)
         self.process_index = int(process_index)
         self.num_processes = int(num_processes)
-        self._position = {"epoch": 0, "window": 0, "yielded": 0, "source": None}
+        self._position = _start_of_epoch(0)
 
     def for_process(self, process_index: int, num_processes: int) -> StreamedExamples:
         """This stream's part for process `process_index` of `num_processes`, from its start."""
-        return StreamedExamples(
-            self.source,
-            self.decode,
-            self.shuffle_buffer_size,
-            self.seed,
-            self.skip_bad_examples,
-            process_index,
-            num_processes,
-            self.never_skip,
-        )
+        part = copy.copy(self)
+        part.process_index, part.num_processes = int(process_index), int(num_processes)
+        part._position = _start_of_epoch(0)
+        return part
 
     @property
     def shuffles(self) -> bool:
@@ -135,7 +135,7 @@ class StreamedExamples(torch.utils.data.IterableDataset):
         return dict(self._position)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"epoch", "window", "yielded", "source"} - set(state)
+        missing = set(_start_of_epoch(0)) - set(state)
         if missing:
             raise ValueError(f"not a StreamedExamples state: it lacks {sorted(missing)}")
         self._position = dict(state)
@@ -162,7 +162,7 @@ class StreamedExamples(torch.utils.data.IterableDataset):
             epoch = self._position["epoch"]
             from_epoch_start = self._position["source"] is None
             source = self._epoch_source(epoch)
-            if self._position["source"] is not None:
+            if not from_epoch_start:
                 with _quiet_datasets():  # it warns of a shuffle buffer's lost contents: ours holds one example
                     source.load_state_dict(self._position["source"])
             rows = iter(source)
@@ -196,4 +196,4 @@ class StreamedExamples(torch.utils.data.IterableDataset):
                     f"process {self.process_index} of {self.num_processes} got no readable example from the stream: "
                     "it has fewer examples (or shards) than processes and workers, or none is readable"
                 )
-            self._position = {"epoch": epoch + 1, "window": 0, "yielded": 0, "source": None}
+            self._position = _start_of_epoch(epoch + 1)
