@@ -403,6 +403,17 @@ def main(argv: list[str] | None = None) -> None:
     run_started = started
     budget = run.model.distortion_budget
 
+    def checkpoint_now() -> None:
+        """A checkpoint of the run as it stands (a stream's loader state per process)."""
+        save_checkpoint(
+            accelerator,
+            training.output_dir,
+            completed_steps,
+            training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
+            training.checkpoints_total_limit,
+            process_state={"train_loader": train_loader.state_dict()} if pipeline.streaming else None,
+        )
+
     for epoch in range(start_epoch, num_epochs):
         model.train()
         if not pipeline.streaming:
@@ -486,14 +497,7 @@ def main(argv: list[str] | None = None) -> None:
                 running["encoder_loss"].zero_()
                 running["batches"], started = 0, time.perf_counter()
             if training.checkpoint_every and completed_steps % training.checkpoint_every == 0:
-                save_checkpoint(
-                    accelerator,
-                    training.output_dir,
-                    completed_steps,
-                    training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
-                    training.checkpoints_total_limit,
-                    process_state={"train_loader": train_loader.state_dict()} if pipeline.streaming else None,
-                )
+                checkpoint_now()
             if completed_steps >= max_steps:
                 break
 
@@ -518,14 +522,7 @@ def main(argv: list[str] | None = None) -> None:
             grid = pipeline.view_grid(unwrapped.viewmaker, distortion_budget=budget)
             log_image(accelerator, "views", grid, completed_steps)
         if training.checkpointing_steps == "epoch":
-            save_checkpoint(
-                accelerator,
-                training.output_dir,
-                completed_steps,
-                training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
-                training.checkpoints_total_limit,
-                process_state={"train_loader": train_loader.state_dict()} if pipeline.streaming else None,
-            )
+            checkpoint_now()
         if completed_steps >= max_steps:
             break
 
