@@ -101,6 +101,11 @@ class BenchmarkArguments:
         },
     )
 
+    @property
+    def compares_sizes(self) -> bool:
+        """Whether another batch or input size is timed beside the run's."""
+        return self.compare_batch_size is not None or self.compare_image_size is not None
+
 
 def build_parser():
     return pretrain.build_parser(extra_groups=(BenchmarkArguments,))
@@ -119,8 +124,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[PretrainingRun, Benchmark
             "--interleave_two_pass compares one-pass with two-pass: it needs --adversarial_update one_pass "
             "and a viewmaker"
         )
-    comparing = bench.compare_batch_size is not None or bench.compare_image_size is not None
-    if comparing and (bench.interleave_two_pass or run.training.data_on_device or run.views.uses_expert_views):
+    if bench.compares_sizes and (
+        bench.interleave_two_pass or run.training.data_on_device or run.views.uses_expert_views
+    ):
         parser.error(
             "--compare_batch_size and --compare_image_size time synthetic batches of the viewmaker's inputs: they "
             "exclude --interleave_two_pass, --data_on_device and handcrafted views"
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
         batches = synthetic_batches(batch_size, inputs.num_channels, inputs.image_size, num_examples, device)
     compared_size = (bench.compare_batch_size or batch_size, bench.compare_image_size or inputs.image_size)
     compared_batches = None
-    if bench.compare_batch_size is not None or bench.compare_image_size is not None:
+    if bench.compares_sizes:
         compared_batches = synthetic_batches(
             compared_size[0], inputs.num_channels, compared_size[1], num_examples, device
         )

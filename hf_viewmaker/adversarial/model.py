@@ -22,8 +22,8 @@ def build_pretraining_config(
     normalize_std: list[float] | None = None,
 ) -> ViewmakerPretrainingConfig:
     """The configuration of `ViewmakerForContrastivePretraining` for inputs of `num_channels` x `image_size` x
-    `image_size`, `num_examples` training examples (the InstDisc memory bank's rows; `None` for a stream) and the encoder processor's
-    statistics (`normalize_mean` / `normalize_std`, for images: applied after the viewmaker)."""
+    `image_size`, `num_examples` training examples (the InstDisc memory bank's rows; `None` for a stream) and the
+    encoder processor's statistics (`normalize_mean` / `normalize_std`, for images: applied after the viewmaker)."""
     viewmaker = ViewmakerConfig(
         num_channels=num_channels,
         distortion_budget=model.distortion_budget,
