@@ -2,6 +2,8 @@
 
     apt-get install dataset-fashion-mnist asterisk-core-sounds-{en,es,fr,it,ru}-wav
     python tools/prepare_small_scale_data.py --output_dir data/small_scale
+    # asterisk8 and ktuberling also need:
+    apt-get install asterisk-prompt-es-co asterisk-prompt-fr-armelle asterisk-prompt-it-menardi-wav ktuberling-data
 
 Writes, under `--output_dir` (nothing here is committed: the data keep their own licences):
 
@@ -19,11 +21,20 @@ Writes, under `--output_dir` (nothing here is committed: the data keep their own
   gyroscope, 6 channels at 50 Hz), cut into windows of 2 s every 1 s and split by subject (subjects 8, 9, 10 in
   `test`) by `tools/watch_dataset.py`. Its source, `watch/source/watch_dataset.npy`, is unzipped from the seglearn
   wheel (`pip download --no-deps seglearn==1.2.5`: never installed, never imported), kept, checked against its
-  SHA-256 and read by an unpickler that allows numpy arrays only.
+  SHA-256 and read by an unpickler that allows numpy arrays only;
+* `asterisk8/{train,test}/<voice>/*.wav`, `asterisk8/manifest.json`: the five voices above plus es-CO
+  (`asterisk-prompt-es-co`, GPL-2), fr-FR Armelle (`asterisk-prompt-fr-armelle`, BSD-style) and it-IT Menardi
+  (`asterisk-prompt-it-menardi-wav`, CC-BY-SA-3.0), 8 kHz mono 16-bit WAV (the GSM 6.10 prompts decoded, the others
+  linked), each voice's files taken from its package (`dpkg -L`), the same split rule, empty prompts left out and
+  counted; the manifest holds the counts, the packages' versions and licences (`tools/debian_speech.py`);
+* `ktuberling_language/{train,test}/<language>/<word>.wav`, `ktuberling_language/manifest.json`: KTuberling's spoken
+  words (`ktuberling-data`, GPL-2+) resampled to 8 kHz mono, for spoken-language identification split by word (~22 %
+  of words in `test`, every language's recording of a word in the same split); duplicate language folders,
+  identical recordings, unnamed, empty or unreadable files and languages with fewer than 40 recordings are left out
+  and listed in the manifest (`tools/debian_speech.py`).
 """
 
 import argparse
-import hashlib
 import importlib.util
 import shutil
 import subprocess
@@ -34,12 +45,12 @@ from pathlib import Path
 
 import soundfile
 from datasets import ClassLabel, Dataset, Features, Image
+from debian_speech import asterisk_split, write_asterisk8, write_ktuberling
 from make_fashion_mnist_sample import CLASSES, SOURCE, read_idx
 from watch_dataset import WATCH_MEMBER, WATCH_WHEEL, convert_watch, read_watch, sha256_of, summary_lines
 
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 ASTERISK_VOICES = ("en_US_f_Allison", "es_MX_f_Allison", "fr_CA_f_June", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU")
-ASTERISK_TEST_PERCENT = 20
 BASIC_MOTIONS_FILES = ("BasicMotions_TRAIN.ts", "BasicMotions_TEST.ts")
 AEON_WHEEL = "aeon==1.6.0"
 # seglearn-1.2.5-py3-none-any.whl's seglearn/data/watch_dataset.npy.
@@ -84,12 +95,6 @@ def write_basic_motions(target: Path) -> None:
                 for name in BASIC_MOTIONS_FILES:
                     (target / name).write_bytes(archive.read(f"aeon/datasets/data/BasicMotions/{name}"))
     print(f"basic_motions: {', '.join(BASIC_MOTIONS_FILES)}")
-
-
-def asterisk_split(relative_path: str) -> str:
-    """`test` for a fixed ~20 % of prompts, by a hash of the prompt's path inside its voice folder."""
-    digest = int(hashlib.sha1(relative_path.encode()).hexdigest(), 16)
-    return "test" if digest % 100 < ASTERISK_TEST_PERCENT else "train"
 
 
 def write_asterisk(target: Path) -> None:
@@ -142,7 +147,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="data/small_scale")
     parser.add_argument("--fashion_mnist_train", type=int, default=10000, help="training images kept (of 60,000)")
-    parser.add_argument("--only", choices=["fashion_mnist", "basic_motions", "asterisk", "watch"], nargs="+")
+    parser.add_argument(
+        "--only", choices=["fashion_mnist", "basic_motions", "asterisk", "watch", "asterisk8", "ktuberling"], nargs="+"
+    )
     args = parser.parse_args()
     root = Path(args.output_dir)
     writers = {
@@ -150,6 +157,8 @@ def main() -> None:
         "basic_motions": lambda: write_basic_motions(root / "basic_motions"),
         "asterisk": lambda: write_asterisk(root / "asterisk"),
         "watch": lambda: write_watch(root / "watch"),
+        "asterisk8": lambda: write_asterisk8(root / "asterisk8"),
+        "ktuberling": lambda: write_ktuberling(root / "ktuberling_language"),
     }
     for name in args.only or writers:
         writers[name]()
