@@ -20,13 +20,20 @@ Where the recipe differs, and why:
 * Floats are cast to uint8 by truncation, as the release's `np.uint8(...)` does.
 """
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SEVERITIES = (1, 2, 3, 4, 5)
+from .corruptions import CIFAR10C_CORRUPTIONS, CIFAR10C_SEVERITIES, MANIFEST_FILE
+
+SEVERITIES = CIFAR10C_SEVERITIES
+LEFT_OUT = {"frost": "blends crops of the recipe's six frost photographs, which this project does not ship"}
+# Images corrupted per draw: the noise of image i depends on the seed and the chunk it falls in, not on memory.
+CHUNK = 1000
 
 # The CIFAR parameters of make_cifar_c.py, severity 1 first. Elastic entries are fractions of the image side.
 PARAMETERS: dict[str, tuple] = {
@@ -346,4 +353,66 @@ def corrupt(images: np.ndarray, corruption: str, severity: int, rng: np.random.G
     return np.floor(np.clip(out, 0, 1) * 255 + 1e-6).astype(np.uint8)
 
 
-__all__ = ["CORRUPTIONS", "PARAMETERS", "SEVERITIES", "corrupt"]
+def write_corrupted_folder(
+    images: np.ndarray,
+    labels: np.ndarray,
+    output_dir: str | Path,
+    corruptions: Sequence[str] | None = None,
+    seed: int = 0,
+    source: dict | None = None,
+    name: str | None = None,
+) -> dict:
+    """Write `images` `[N, H, W, C]` uint8 corrupted in the CIFAR-10-C release's layout, which
+    [`~hf_viewmaker.evaluation.corruptions.load_cifar10c`] reads: `<corruption>.npy` `[5N, H, W, C]` (severity 1
+    first), `labels.npy` `[5N]`, and `manifest.json` (its `name`, default the folder's, the corruptions, layout, seed,
+    `source` and what was left out).
+
+    Each (corruption, severity, chunk of `CHUNK` images) draws from its own generator, seeded by `seed`, the
+    corruption's place in the benchmark and the severity and chunk, so a subset of corruptions reproduces the files
+    of the full set. Returns the manifest."""
+    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    unknown = [corruption for corruption in names if corruption not in CORRUPTIONS]
+    if unknown or not names:
+        raise ValueError(f"corruptions {unknown or names}: choose among {', '.join(CORRUPTIONS)}")
+    labels = np.asarray(labels)
+    if len(labels) != len(images) or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"expected {len(images)} integer labels of shape ({len(images)},), got {labels.dtype} "
+            f"of shape {labels.shape}"
+        )
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    count = len(images)
+    for corruption in names:
+        stacked = np.lib.format.open_memmap(
+            output_dir / f"{corruption}.npy",
+            mode="w+",
+            dtype=np.uint8,
+            shape=(len(SEVERITIES) * count, *images.shape[1:]),
+        )
+        for severity in SEVERITIES:
+            for start in range(0, count, CHUNK):
+                rng = np.random.default_rng([seed, CIFAR10C_CORRUPTIONS.index(corruption), severity, start // CHUNK])
+                chunk = images[start : start + CHUNK]
+                offset = (severity - 1) * count + start
+                stacked[offset : offset + len(chunk)] = corrupt(chunk, corruption, severity, rng)
+        stacked.flush()
+        del stacked
+    np.save(output_dir / "labels.npy", np.tile(labels.astype(np.int64), len(SEVERITIES)))
+    manifest = {
+        "name": name or output_dir.name,
+        "corruptions": names,
+        "severities": list(SEVERITIES),
+        "images_per_severity": count,
+        "image_shape": list(images.shape[1:]),
+        "seed": seed,
+        "recipe": "make_cifar_c.py of Hendrycks & Dietterich (2019), CIFAR parameters; "
+        "hf_viewmaker.evaluation.generated_corruptions (docs/method.md §5)",
+        "left_out": LEFT_OUT,
+        "source": source,
+    }
+    (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+__all__ = ["CORRUPTIONS", "LEFT_OUT", "PARAMETERS", "SEVERITIES", "corrupt", "write_corrupted_folder"]
