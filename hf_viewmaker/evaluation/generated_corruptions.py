@@ -189,22 +189,22 @@ def _grey(x: np.ndarray) -> np.ndarray:
 
 # The corruptions: `(x, parameter, rng)` with `x` `[N, H, W, C]` float64 in [0, 1], returning values in [0, 1]
 # (clipped by the caller).
-def gaussian_noise(x, scale, rng):
+def gaussian_noise(x: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
     return x + rng.normal(scale=scale, size=x.shape)
 
 
-def shot_noise(x, photons, rng):
+def shot_noise(x: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndarray:
     return rng.poisson(x * photons) / photons
 
 
-def impulse_noise(x, amount, rng):
+def impulse_noise(x: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
     # scikit-image's random_noise(mode="s&p"): each value flipped with probability `amount`, half to 1, half to 0.
     flipped = rng.random(x.shape) < amount
     salt = rng.random(x.shape) < 0.5
     return np.where(flipped, salt.astype(x.dtype), x)
 
 
-def defocus_blur(x, parameter, rng):
+def defocus_blur(x: np.ndarray, parameter: tuple, rng: np.random.Generator) -> np.ndarray:
     radius, alias_blur = parameter
     # The recipe's `disk`: a 17x17 aliased disk, normalised, then blurred by OpenCV's 3x3 Gaussian of std alias_blur.
     grid = np.arange(-8, 9)
@@ -226,7 +226,7 @@ def defocus_blur(x, parameter, rng):
     return out
 
 
-def glass_blur(x, parameter, rng):
+def glass_blur(x: np.ndarray, parameter: tuple, rng: np.random.Generator) -> np.ndarray:
     sigma, delta, iterations = parameter
     height, width = x.shape[1:3]
     x = np.floor(_gaussian_filter(x, sigma) * 255) / 255  # the recipe rounds to uint8 before shuffling
@@ -242,19 +242,19 @@ def glass_blur(x, parameter, rng):
     return _gaussian_filter(x, sigma)
 
 
-def motion_blur(x, parameter, rng):
+def motion_blur(x: np.ndarray, parameter: tuple, rng: np.random.Generator) -> np.ndarray:
     radius, sigma = parameter
     return _motion_blur(x, radius, sigma, rng.uniform(-45, 45, len(x)))
 
 
-def zoom_blur(x, factors, rng):
+def zoom_blur(x: np.ndarray, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros_like(x)
     for factor in factors:
         out += _clipped_zoom(x, factor)
     return (x + out) / (len(factors) + 1)
 
 
-def snow(x, parameter, rng):
+def snow(x: np.ndarray, parameter: tuple, rng: np.random.Generator) -> np.ndarray:
     mean, std, zoom, threshold, radius, sigma, blend = parameter
     layer = rng.normal(mean, std, size=(*x.shape[:3], 1))
     layer = _clipped_zoom(layer, zoom)
@@ -265,7 +265,7 @@ def snow(x, parameter, rng):
     return x + layer + np.rot90(layer, k=2, axes=(1, 2))
 
 
-def fog(x, parameter, rng):
+def fog(x: np.ndarray, parameter: tuple, rng: np.random.Generator) -> np.ndarray:
     strength, wibble_decay = parameter
     height, width = x.shape[1:3]
     size = 1 << int(np.ceil(np.log2(max(height, width, 2))))  # the recipe's 32 for CIFAR: the next power of two
@@ -274,19 +274,19 @@ def fog(x, parameter, rng):
     return x * peak / (peak + strength)
 
 
-def brightness(x, shift, rng):
+def brightness(x: np.ndarray, shift: float, rng: np.random.Generator) -> np.ndarray:
     # scikit-image's rgb2hsv, V += shift (clipped), hsv2rgb: every channel scaled by the new V over the old one.
     value = x.max(axis=3, keepdims=True)
     brighter = np.clip(value + shift, 0, 1)
     return np.where(value > 0, x * brighter / np.maximum(value, 1e-12), brighter)
 
 
-def contrast(x, factor, rng):
+def contrast(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
     means = x.mean(axis=(1, 2), keepdims=True)
     return (x - means) * factor + means
 
 
-def elastic_transform(x, parameter, rng):
+def elastic_transform(x: np.ndarray, parameter: tuple, rng: np.random.Generator) -> np.ndarray:
     height, width = x.shape[1:3]
     side = min(height, width)
     alpha, sigma, jitter = (value * side for value in parameter)
@@ -316,13 +316,13 @@ def _per_image(x: np.ndarray, change: Callable[[Image.Image], Image.Image]) -> n
     return np.stack(out).reshape(x.shape) / 255
 
 
-def pixelate(x, fraction, rng):
+def pixelate(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     height, width = x.shape[1:3]
     small = (int(width * fraction), int(height * fraction))
     return _per_image(x, lambda image: image.resize(small, Image.BOX).resize((width, height), Image.BOX))
 
 
-def jpeg_compression(x, quality, rng):
+def jpeg_compression(x: np.ndarray, quality: int, rng: np.random.Generator) -> np.ndarray:
     def compress(image):
         buffer = BytesIO()
         image.save(buffer, "JPEG", quality=quality)
@@ -332,7 +332,20 @@ def jpeg_compression(x, quality, rng):
 
 
 CORRUPTIONS: dict[str, Callable[[np.ndarray, object, np.random.Generator], np.ndarray]] = {
-    name: globals()[name] for name in PARAMETERS
+    "gaussian_noise": gaussian_noise,
+    "shot_noise": shot_noise,
+    "impulse_noise": impulse_noise,
+    "defocus_blur": defocus_blur,
+    "glass_blur": glass_blur,
+    "motion_blur": motion_blur,
+    "zoom_blur": zoom_blur,
+    "snow": snow,
+    "fog": fog,
+    "brightness": brightness,
+    "contrast": contrast,
+    "elastic_transform": elastic_transform,
+    "pixelate": pixelate,
+    "jpeg_compression": jpeg_compression,
 }
 
 
