@@ -924,17 +924,20 @@ class KnnArguments(_Arguments):
 
 @dataclass
 class RobustnessArguments(_Arguments):
-    """Accuracy under the CIFAR-10-C corruptions."""
+    """Accuracy under the CIFAR-10-C corruptions (the release, or a folder in its layout with a manifest)."""
 
     _argument_group_name = "robustness"
     MINIMA: ClassVar[dict[str, float]] = {"cifar10c_images_per_severity": 1, "cifar10c_max_images_per_severity": 1}
 
     cifar10c_dir: str | None = field(
         default=None,
-        metadata=_help("evaluate the trained probe on this CIFAR-10-C folder (`<corruption>.npy` + `labels.npy`)"),
+        metadata=_help(
+            "evaluate the trained probe on this CIFAR-10-C folder (`<corruption>.npy` + `labels.npy`), or one in its "
+            "layout whose `manifest.json` names its corruptions (`tools/make_corrupted_images.py`: Fashion-MNIST-C)"
+        ),
     )
-    cifar10c_images_per_severity: int = field(
-        default=10_000, metadata=_help("the layout of the files (10000 in the release)")
+    cifar10c_images_per_severity: int | None = field(
+        default=None, metadata=_help("the layout of the files (default: the manifest's, else 10000 as in the release)")
     )
     cifar10c_max_images_per_severity: int | None = field(
         default=None, metadata=_help("evaluate only the first N images of each severity")

@@ -1,5 +1,6 @@
 """The typed argument groups: recipes, numbers, saved runs, and the README's flag tables."""
 
+import inspect
 import json
 from pathlib import Path
 
@@ -142,8 +143,12 @@ def test_the_choices_agree_with_what_the_library_provides():
     assert set(DOMAINS) == set(EXPERT_VIEWS_PER_DOMAIN) and set(PACKAGED_DATASETS) == set(PACKAGED_DATASET_FILES)
     assert all(callable(getattr(ContrastiveResNetConfig, preset)) for preset in ENCODER_PRESETS)
     assert LR_SCHEDULES == linear_probe.LR_SCHEDULES and FEATURE_TYPES == linear_probe.FEATURE_TYPES
+    # Both read the layout from the folder (its manifest, else the release's) unless told.
     default = RobustnessArguments().cifar10c_images_per_severity
-    assert default == corruptions.CIFAR10C_IMAGES_PER_SEVERITY
+    assert (
+        default is None
+        and inspect.signature(corruptions.load_cifar10c).parameters["images_per_severity"].default is None
+    )
 
 
 @pytest.mark.parametrize(

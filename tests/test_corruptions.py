@@ -1,5 +1,7 @@
 """CIFAR-10-C: the loader on a tiny fake release (the official layout, 4 images per severity) and the evaluation."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from hf_viewmaker import ContrastiveResNetConfig, ContrastiveResNetForClassification
 from hf_viewmaker.evaluation.corruptions import (
     CIFAR10C_CORRUPTIONS,
+    corruption_layout,
     evaluate_cifar10c,
     load_cifar10c,
     predict_images,
@@ -150,3 +153,21 @@ def test_evaluation_of_a_linear_probe_normalises_like_its_processor(fake_root):
         expected = (model(pixels).logits.argmax(1).numpy() == labels).mean()
     assert results["per_severity"]["shot_noise"]["1"] == pytest.approx(expected)
     assert torch.equal(predict_images(model, images, mean, std, batch_size=3), model(pixels).logits.argmax(1))
+
+
+def test_a_manifest_sets_the_layout_and_a_bad_one_is_named(fake_root):
+    root, _ = fake_root
+    manifest = {"corruptions": ["fog", "snow"], "images_per_severity": N, "image_shape": [32, 32, 3]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    layout = corruption_layout(root)
+    assert (layout.corruptions, layout.images_per_severity, layout.image_shape) == (("fog", "snow"), N, (32, 32, 3))
+    assert [(s.corruption, s.severity) for s in load_cifar10c(root)] == [
+        (c, s) for c in ("fog", "snow") for s in range(1, 6)
+    ]
+    for key, value in (("corruptions", []), ("images_per_severity", 0), ("image_shape", [32, 32, 2])):
+        (root / "manifest.json").write_text(json.dumps({**manifest, key: value}))
+        with pytest.raises(ValueError, match=rf"manifest\.json: `{key}` is"):
+            corruption_layout(root)
+    (root / "manifest.json").write_text("{")
+    with pytest.raises(ValueError, match=r"manifest\.json: not JSON"):
+        corruption_layout(root)

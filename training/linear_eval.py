@@ -19,7 +19,8 @@ log-mel front end, or the sensor processor with its fitted per-channel statistic
 sees the inputs it was trained on. The encoder is frozen and in eval mode; a linear head is trained on its pre-pool or
 pooled features, with training inputs passed through the frozen viewmaker (fresh noise every time), the expert views,
 or nothing; evaluation uses clean inputs. At the end the output directory holds `eval_results.json` (top-1, top-5,
-macro F1, and CIFAR-10-C with `--cifar10c_dir`), `eval_args.json`, and the probe itself (encoder + head) as a
+macro F1, and CIFAR-10-C, or a generated corruption folder such as Fashion-MNIST-C, with `--cifar10c_dir`),
+`eval_args.json`, and the probe itself (encoder + head) as a
 `ContrastiveResNetForClassification` with the processor that makes its inputs, loadable with
 `AutoModelForImageClassification`. A recipe (YAML) sets defaults for every flag below; flags on the command line
 override it.
@@ -67,7 +68,7 @@ from hf_viewmaker.data import (
     fixed_items,
 )
 from hf_viewmaker.data.pipelines import EXPERT_VIEWS
-from hf_viewmaker.evaluation.corruptions import evaluate_cifar10c
+from hf_viewmaker.evaluation.corruptions import corruption_layout, evaluate_cifar10c, load_cifar10c
 from hf_viewmaker.evaluation.knn import knn_accuracy
 from hf_viewmaker.evaluation.linear_probe import (
     FeatureDataset,
@@ -221,6 +222,21 @@ def image_processor_for(inputs, encoder_processor: ViewmakerImageProcessor | Non
         do_normalize=False,
     )
     return ViewmakerImageProcessor.from_dict(fields)
+
+
+def check_corruption_folder(run: LinearEvalRun, processor: ViewmakerImageProcessor) -> None:
+    """Before training: `--cifar10c_dir` holds every file its layout names, of the shape the probe's clean inputs
+    have (the corrupted images are scaled and normalised as the clean ones, but never resized or converted)."""
+    robustness = run.robustness
+    layout = corruption_layout(robustness.cifar10c_dir, robustness.cifar10c_images_per_severity)
+    inputs = (processor.size["height"], processor.size["width"], processor.num_channels)
+    if layout.image_shape != inputs:
+        raise ValueError(
+            f"--cifar10c_dir {robustness.cifar10c_dir} holds {'x'.join(map(str, layout.image_shape))} images (H x W x "
+            f"C), but the probe's inputs are {'x'.join(map(str, inputs))}: corrupt a test set of the encoder's size "
+            "and channels (tools/make_corrupted_images.py)"
+        )
+    next(load_cifar10c(robustness.cifar10c_dir, images_per_severity=layout.images_per_severity))  # checks every file
 
 
 def speech_processor_for(
@@ -402,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
                 "pretraining statistics are unknown, so the encoder may see other inputs than it was trained on)"
             )
         normalize = torch.nn.Identity()  # spectrograms arrive normalised
+    if run.robustness.cifar10c_dir:
+        check_corruption_folder(run, processor)
     expert_views = expert_view_settings(run)
     pipeline = build_pipeline(data, processor=processor, views=expert_views, seed=training.seed)
     if pipeline.validation is None:
@@ -636,7 +654,12 @@ def main(argv: list[str] | None = None) -> None:
                 max_images_per_severity=robustness.cifar10c_max_images_per_severity,
                 accelerator=accelerator,
             )
-        logger.info(f"CIFAR-10-C mean accuracy {results['cifar10c']['mean_accuracy']:.4f}")
+        corrupted = results["cifar10c"]
+        logger.info(
+            f"{robustness.cifar10c_dir}: mean accuracy {corrupted['mean_accuracy']:.4f} over "
+            f"{len(corrupted['corruptions'])} corruptions x {len(corrupted['severities'])} severities "
+            f"({', '.join(corrupted['corruptions'])})"
+        )
     results["runtime_seconds"] = time.perf_counter() - started
 
     accelerator.wait_for_everyone()

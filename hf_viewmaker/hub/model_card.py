@@ -19,6 +19,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..arguments import DataArguments, LinearEvalRun, PretrainingRun
+from ..evaluation.corruptions import CIFAR10C_CORRUPTIONS
 from .layout import model_folders
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -210,12 +211,19 @@ def _eval_rows(
                         "value": result[key],
                     }
                 )
-        if result.get("cifar10c"):
+        corrupted = result.get("cifar10c")
+        if corrupted:
+            # A generated folder (Fashion-MNIST-C) names itself in its manifest; earlier results hold no counts.
+            manifest = corrupted.get("manifest") or {}
+            counts = (
+                len(corrupted.get("corruptions", CIFAR10C_CORRUPTIONS)),
+                len(corrupted.get("severities", range(5))),
+            )
             rows.append(
                 {
                     "evaluation": name,
-                    "dataset": "CIFAR-10-C",
-                    "split": "15 corruptions x 5 severities",
+                    "dataset": manifest.get("name", "CIFAR-10-C"),
+                    "split": f"{counts[0]} corruptions x {counts[1]} severities",
                     "metric": "mean accuracy",
                     "metric_type": "accuracy",
                     "value": result["cifar10c"]["mean_accuracy"],
