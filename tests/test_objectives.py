@@ -305,3 +305,23 @@ def test_divmaker_rejects_bad_arguments():
         loss_fn(torch.randn(4, 8), [torch.randn(4, 8)])
     with pytest.raises(ValueError, match=r"views\[1\] must have the anchor's shape \(4, 8\), got \(3, 8\)"):
         loss_fn(torch.randn(4, 8), [torch.randn(4, 8), torch.randn(3, 8)])
+    with pytest.raises(ValueError, match=r"anchor must be one tensor or one per view \(2\), got 3"):
+        loss_fn([torch.randn(4, 8)] * 3, [torch.randn(4, 8), torch.randn(4, 8)])
+    with pytest.raises(ValueError, match=r"anchor\[1\] must have the anchor's shape \(4, 8\), got \(4, 7\)"):
+        loss_fn([torch.randn(4, 8), torch.randn(4, 7)], [torch.randn(4, 8), torch.randn(4, 8)])
+
+
+def test_divmaker_compares_each_view_with_its_own_clean_input_when_given_one_per_view():
+    generator = torch.Generator().manual_seed(0)
+    anchors = [torch.randn(3, 8, generator=generator) for _ in range(2)]
+    views = [anchor + 0.3 * torch.randn(3, 8, generator=generator) for anchor in anchors]
+    loss_fn = DivmakerLoss(temperature=0.5)
+    # Per view, the loss of that view alone against its own anchor: l_1 from anchor 1, l_2 from anchor 2.
+    per_view = [loss_fn(a, views) for a in anchors]
+    x = [F.normalize(a, dim=1) for a in anchors]
+    v = [F.normalize(view, dim=1) for view in views]
+    positives = [(x[i] * v[i]).sum(1) / 0.5 for i in range(2)]
+    between = (v[0] * v[1]).sum(1) / 0.5
+    expected = sum((torch.logaddexp(p, between) - p).mean() for p in positives) / 2
+    torch.testing.assert_close(loss_fn(anchors, views), expected)
+    torch.testing.assert_close(loss_fn([anchors[0], anchors[0]], views), per_view[0])

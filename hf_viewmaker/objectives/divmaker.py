@@ -41,29 +41,36 @@ class DivmakerLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
 
-    def forward(self, anchor: torch.Tensor, views: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, anchor: torch.Tensor | Sequence[torch.Tensor], views: Sequence[torch.Tensor]) -> torch.Tensor:
         """
         Args:
-            anchor: embeddings of the clean inputs, [B, D] (any float dtype, not necessarily normalised).
+            anchor: embeddings of the clean inputs, [B, D] (any float dtype, not necessarily normalised); or K such
+                tensors, one per view, when the views were made from different inputs of each example (two crops of
+                a clip, two handcrafted views): view i is then compared with the clean input it was made from.
             views: K >= 2 tensors of [B, D], the embeddings of each input's K views, row b of each being example b.
 
         Returns:
             The mean of l_i over the K views and the B examples, a float32 scalar.
         """
-        if anchor.dim() != 2:
-            raise ValueError(f"anchor must be [B, D], got shape {tuple(anchor.shape)}")
+        anchors = [anchor] if isinstance(anchor, torch.Tensor) else list(anchor)
+        if anchors[0].dim() != 2:
+            raise ValueError(f"anchor must be [B, D], got shape {tuple(anchors[0].shape)}")
         if len(views) < 2:
             raise ValueError(f"views must hold at least 2 view embeddings (the loss compares them), got {len(views)}")
-        for index, view in enumerate(views):
-            if view.shape != anchor.shape:
-                raise ValueError(
-                    f"views[{index}] must have the anchor's shape {tuple(anchor.shape)}, got {tuple(view.shape)}"
-                )
+        if len(anchors) not in (1, len(views)):
+            raise ValueError(f"anchor must be one tensor or one per view ({len(views)}), got {len(anchors)}")
+        for name, tensors in (("anchor", anchors), ("views", views)):
+            for index, tensor in enumerate(tensors):
+                if tensor.shape != anchors[0].shape:
+                    raise ValueError(
+                        f"{name}[{index}] must have the anchor's shape {tuple(anchors[0].shape)}, got "
+                        f"{tuple(tensor.shape)}"
+                    )
         # As in SimCLRLoss: at t = 0.07 the logits reach 1/t ≈ 14, too coarse for bf16/fp16.
-        with torch.autocast(device_type=anchor.device.type, enabled=False):
-            anchor = F.normalize(anchor.float(), dim=1)
+        with torch.autocast(device_type=anchors[0].device.type, enabled=False):
+            anchors = F.normalize(torch.stack([a.float() for a in anchors], dim=1), dim=2)  # [B, 1 or K, D]
             views = F.normalize(torch.stack([v.float() for v in views], dim=1), dim=2)  # [B, K, D]
-            positive = (views * anchor.unsqueeze(1)).sum(dim=2) / self.temperature  # [B, K]: s(x, v_i) / t
+            positive = (views * anchors).sum(dim=2) / self.temperature  # [B, K]: s(x, v_i) / t
             between = views @ views.transpose(1, 2) / self.temperature  # [B, K, K]: s(v_i, v_j) / t
             # A view is not its own negative: the diagonal is replaced by the positive, so that row i of `logits`
             # holds s(x, v_i)/t and s(v_i, v_j)/t for j != i, the terms of l_i's denominator.
