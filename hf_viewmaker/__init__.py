@@ -51,7 +51,7 @@ from .models.viewmaker import (
     ViewmakerPreTrainedModel,
     convolution_saving_checkpoint_context,
 )
-from .objectives import InstDiscLoss, SimCLRLoss
+from .objectives import DivmakerLoss, InstDiscLoss, SimCLRLoss
 from .processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
 
 for _config, _model in ((ViewmakerConfig, ViewmakerModel), (ContrastiveResNetConfig, ContrastiveResNetModel)):
@@ -88,6 +88,7 @@ __all__ = [
     "ContrastiveResNetOutput",
     "ContrastiveResNetPreTrainedModel",
     "DataArguments",
+    "DivmakerLoss",
     "InputArguments",
     "InstDiscLoss",
     "LinearEvalRun",

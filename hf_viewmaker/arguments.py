@@ -442,6 +442,14 @@ class ObjectiveArguments(_Arguments):
     viewmaker_loss_weight: float = field(
         default=1.0, metadata=_help("the viewmaker maximises this times the encoder's loss")
     )
+    viewmaker_objective: Literal["adversarial", "divmaker"] = field(
+        default="adversarial",
+        metadata=_help(
+            "adversarial: the viewmaker maximises the encoder's loss; divmaker: it minimises Divmaker's diversity "
+            "loss (views close to the clean input, far from each other; docs/method.md §3.6), alternating with the "
+            "encoder's steps"
+        ),
+    )
     num_negatives: int = field(default=4096, metadata=_help("InstDisc negatives per example"))
     bank_momentum: float = field(default=0.5, metadata=_help("InstDisc memory-bank momentum"))
 
@@ -482,11 +490,12 @@ class OptimizationArguments(_Arguments):
         default=None, metadata=_help("ramp the budget linearly from this value ...")
     )
     distortion_budget_warmup_epochs: float = field(default=0.0, metadata=_help("... over these epochs"))
-    adversarial_update: Literal["one_pass", "two_pass"] = field(
-        default="one_pass",
+    adversarial_update: Literal["one_pass", "two_pass"] | None = field(
+        default=None,
         metadata=_help(
             "one_pass: one forward/backward trains both players; two_pass: the original's update (encoder step, "
-            "then a fresh pass for the viewmaker; docs/method.md §3.4)"
+            "then a fresh pass for the viewmaker; docs/method.md §3.4). Default: one_pass, two_pass for "
+            "--viewmaker_objective divmaker (which needs it)"
         ),
     )
     fused_optimizers: bool = field(default=False, metadata=_help("fused SGD and Adam kernels"))
@@ -712,8 +721,12 @@ class PretrainingRun(_Groups):
     FILENAME = "training_args.json"
 
     def __post_init__(self) -> None:
-        if self.model.clamp_views is None:  # resolved here, so that the run saves what it trained with
+        # Resolved here, so that the run saves what it trained with.
+        if self.model.clamp_views is None:
             self.model.clamp_views = self.data.domain == "image"
+        if self.optimization.adversarial_update is None:  # Divmaker's players minimise different losses: alternating
+            divmaker = self.objective.viewmaker_objective == "divmaker"
+            self.optimization.adversarial_update = "two_pass" if divmaker else "one_pass"
 
     # What a resumed run may change without changing what it computes: where it reads from and how fast, how long it
     # runs, how it logs and saves. Everything else (the data, the model, the objective, the optimisation, the seed

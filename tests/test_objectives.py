@@ -1,4 +1,4 @@
-"""Single-process tests of the contrastive objectives (docs/method.md §3.1, §3.2)."""
+"""Single-process tests of the contrastive objectives (docs/method.md §3.1, §3.2) and Divmaker's diversity loss (§3.6)."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from hf_viewmaker.objectives import InstDiscLoss, SimCLRLoss, gather_with_grad
+from hf_viewmaker.objectives import DivmakerLoss, InstDiscLoss, SimCLRLoss, gather_with_grad
 from hf_viewmaker.objectives.distributed import gather, rank_offset
 
 VARIANTS = ["nt_xent", "original"]
@@ -235,3 +235,93 @@ def test_instdisc_bank_update_before_backward_keeps_the_graph():
     assert z.grad is not None and torch.isfinite(z.grad).all()
     assert not torch.equal(loss_fn.memory_bank[:4], before[:4])
     assert "memory_bank" in dict(loss_fn.named_buffers())
+
+
+# --- Divmaker --------------------------------------------------------------------------------------------------------
+
+
+def _divmaker_reference(anchor: torch.Tensor, views: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """The diversity loss written example by example and view by view in float64, from its definition."""
+    x = F.normalize(anchor.double(), dim=1)
+    v = [F.normalize(view.double(), dim=1) for view in views]
+    terms = []
+    for b in range(x.shape[0]):
+        for i in range(len(v)):
+            positive = torch.exp(torch.dot(x[b], v[i][b]) / temperature)
+            negatives = sum(torch.exp(torch.dot(v[i][b], v[j][b]) / temperature) for j in range(len(v)) if j != i)
+            terms.append(-torch.log(positive / (positive + negatives)))
+    return torch.stack(terms).mean()
+
+
+def test_divmaker_loss_matches_a_hand_computation():
+    # x = (1, 0), v1 along x (scaled: the loss normalises), v2 orthogonal to both, t = 1:
+    # l_1 = -log(e / (e + 1)) = log(1 + 1/e), l_2 = -log(1 / (1 + 1)) = log 2.
+    anchor, views = torch.tensor([[1.0, 0.0]]), [torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 0.5]])]
+    expected = (math.log1p(math.exp(-1)) + math.log(2)) / 2
+    torch.testing.assert_close(DivmakerLoss(temperature=1.0)(anchor, views), torch.tensor(expected))
+
+
+@pytest.mark.parametrize("num_views", [2, 3])
+def test_divmaker_loss_matches_a_per_view_reference(num_views):
+    generator = torch.Generator().manual_seed(0)
+    anchor = torch.randn(5, 8, generator=generator)
+    views = [anchor + torch.randn(5, 8, generator=generator) for _ in range(num_views)]
+    loss = DivmakerLoss(temperature=0.5)(anchor, views)
+    torch.testing.assert_close(loss.double(), _divmaker_reference(anchor, views, 0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_divmaker_loss_falls_as_views_near_the_anchor_and_part_from_each_other():
+    anchor = torch.tensor([[1.0, 0.0, 0.0]])
+    loss_fn = DivmakerLoss(temperature=0.1)
+    # Both views on the anchor's side, tilted apart (cosine 0.8 to it, 0.28 between them) ...
+    diverse = loss_fn(anchor, [torch.tensor([[0.8, 0.6, 0.0]]), torch.tensor([[0.8, -0.6, 0.0]])])
+    # ... the same closeness to the anchor but identical views ...
+    collapsed = loss_fn(anchor, [torch.tensor([[0.8, 0.6, 0.0]]), torch.tensor([[0.8, 0.6, 0.0]])])
+    # ... and views orthogonal to the anchor.
+    far = loss_fn(anchor, [torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0]])])
+    assert diverse < collapsed and diverse < far
+
+
+def test_divmaker_gradient_reaches_the_views_and_the_anchor_in_float32():
+    generator = torch.Generator().manual_seed(0)
+    anchor = torch.randn(4, 8, generator=generator, requires_grad=True)
+    views = [torch.randn(4, 8, generator=generator).bfloat16().requires_grad_() for _ in range(2)]
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        loss = DivmakerLoss()(anchor, views)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    for z in (anchor, *views):
+        assert z.grad is not None and torch.isfinite(z.grad.float()).all() and z.grad.abs().sum() > 0
+
+
+def test_divmaker_rejects_bad_arguments():
+    for temperature in (0, float("nan"), "0.07", True):
+        with pytest.raises(ValueError, match="temperature must be a finite positive number"):
+            DivmakerLoss(temperature=temperature)
+    loss_fn = DivmakerLoss()
+    with pytest.raises(ValueError, match=r"anchor must be \[B, D\], got shape \(8,\)"):
+        loss_fn(torch.randn(8), [torch.randn(8), torch.randn(8)])
+    with pytest.raises(ValueError, match="views must hold at least 2 view embeddings.*got 1"):
+        loss_fn(torch.randn(4, 8), [torch.randn(4, 8)])
+    with pytest.raises(ValueError, match=r"views\[1\] must have the anchor's shape \(4, 8\), got \(3, 8\)"):
+        loss_fn(torch.randn(4, 8), [torch.randn(4, 8), torch.randn(3, 8)])
+    with pytest.raises(ValueError, match=r"anchor must be one tensor or one per view \(2\), got 3"):
+        loss_fn([torch.randn(4, 8)] * 3, [torch.randn(4, 8), torch.randn(4, 8)])
+    with pytest.raises(ValueError, match=r"anchor\[1\] must have the anchor's shape \(4, 8\), got \(4, 7\)"):
+        loss_fn([torch.randn(4, 8), torch.randn(4, 7)], [torch.randn(4, 8), torch.randn(4, 8)])
+
+
+def test_divmaker_compares_each_view_with_its_own_clean_input_when_given_one_per_view():
+    generator = torch.Generator().manual_seed(0)
+    anchors = [torch.randn(3, 8, generator=generator) for _ in range(2)]
+    views = [anchor + 0.3 * torch.randn(3, 8, generator=generator) for anchor in anchors]
+    loss_fn = DivmakerLoss(temperature=0.5)
+    # Per view, the loss of that view alone against its own anchor: l_1 from anchor 1, l_2 from anchor 2.
+    per_view = [loss_fn(a, views) for a in anchors]
+    x = [F.normalize(a, dim=1) for a in anchors]
+    v = [F.normalize(view, dim=1) for view in views]
+    positives = [(x[i] * v[i]).sum(1) / 0.5 for i in range(2)]
+    between = (v[0] * v[1]).sum(1) / 0.5
+    expected = sum((torch.logaddexp(p, between) - p).mean() for p in positives) / 2
+    torch.testing.assert_close(loss_fn(anchors, views), expected)
+    torch.testing.assert_close(loss_fn([anchors[0], anchors[0]], views), per_view[0])

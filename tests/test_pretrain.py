@@ -779,3 +779,30 @@ def test_an_unknown_tracker_is_named_with_the_accepted_ones(capsys):
     with pytest.raises(SystemExit):
         pretrain.parse_args([*TINY, "--report_to", "tensorbord"])
     assert "not a tracker (tensorbord); accepted: tensorboard, trackio" in capsys.readouterr().err
+
+
+def test_divmaker_run_alternates_the_players_and_logs_the_diversity_loss(tmp_path, in_process):
+    in_process([*TINY, "--output_dir", str(tmp_path / "untrained"), "--max_steps", "0"])
+    in_process([*TINY, "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--viewmaker_objective", "divmaker"])
+    saved = json.loads((tmp_path / "run" / "training_args.json").read_text())
+    assert saved["objective"]["viewmaker_objective"] == "divmaker"
+    assert saved["optimization"]["adversarial_update"] == "two_pass"  # resolved from the objective, and saved
+    untrained, trained = _weights(tmp_path / "untrained"), _weights(tmp_path / "run")
+    for part in ("viewmaker.", "encoder."):
+        assert any(not torch.equal(untrained[k], trained[k]) for k in untrained if k.startswith(part)), part
+    results = json.loads((tmp_path / "run" / "train_results.json").read_text())
+    ((step, diversity),) = results["viewmaker_loss_history"]  # --logging_steps 2
+    ((_, encoder_loss),) = results["encoder_loss_history"]
+    # The diversity loss of 2 views is positive (its positive term is in its own softmax), unlike the adversary's -L.
+    assert step == 2 and math.isfinite(diversity) and diversity > 0 and math.isfinite(encoder_loss)
+
+
+def test_divmaker_refuses_the_one_pass_update_before_reading_data(capsys):
+    with pytest.raises(SystemExit):
+        pretrain.parse_args([*TINY, "--viewmaker_objective", "divmaker", "--adversarial_update", "one_pass"])
+    error = capsys.readouterr().err
+    assert "--viewmaker_objective divmaker" in error and "--adversarial_update two_pass" in error
+    with pytest.raises(SystemExit):
+        pretrain.parse_args([*TINY, "--viewmaker_objective", "divmaker", "--view_mode", "expert"])
+    assert "(the update of --viewmaker_objective divmaker) needs a viewmaker" in capsys.readouterr().err
+    assert pretrain.parse_args(TINY).optimization.adversarial_update == "one_pass"

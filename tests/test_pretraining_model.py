@@ -4,6 +4,7 @@ from transformers import AutoModelForPreTraining
 
 from hf_viewmaker import (
     ContrastiveResNetConfig,
+    DivmakerLoss,
     ViewmakerConfig,
     ViewmakerForContrastivePretraining,
     ViewmakerPretrainingConfig,
@@ -138,6 +139,9 @@ def test_save_and_load_with_auto_class(tmp_path):
         ({"normalize_mean": [0.5, 0.5], "normalize_std": [0.2, 0.2]}, "normalize_mean"),
         ({"normalize_mean": [0.5]}, "normalize_std"),
         ({"viewmaker_config": ViewmakerConfig(num_channels=3)}, "num_channels"),
+        ({"viewmaker_objective": "minimax"}, "viewmaker_objective must be one of"),
+        ({"viewmaker_objective": "divmaker", "view_mode": "expert"}, "needs view_mode 'viewmaker' or"),
+        ({"viewmaker_objective": "divmaker", "objective": "instdisc", "num_examples": 8}, "objective 'simclr'"),
     ],
 )
 def test_invalid_config_values_name_the_field(kwargs, field):
@@ -169,6 +173,58 @@ def test_two_pass_phases_train_one_player_each():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="adversarial_phase"):
         model(x, adversarial_phase="viewmaker_only")
+
+
+@pytest.mark.parametrize("second_input", [False, True], ids=["one_input", "two_inputs"])
+def test_divmaker_viewmaker_phase_minimises_the_diversity_loss_against_normalised_clean_anchors(second_input):
+    model = _model(viewmaker_objective="divmaker")
+    x = torch.rand(6, 1, 12, 12)
+    x2 = torch.rand(6, 1, 12, 12) if second_input else None
+    out = model(x, x2, generator=torch.Generator().manual_seed(3), adversarial_phase="viewmaker")
+    out.loss.backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.viewmaker.parameters())
+
+    # By hand: one viewmaker call per view, and the clean inputs embedded through the same normalisation.
+    inputs = [x, x if x2 is None else x2]
+    generator = torch.Generator().manual_seed(3)
+    views = [model.viewmaker(i, generator=generator).views for i in inputs]
+    with torch.no_grad():
+        z1, z2 = (model.encoder((v - 0.5) / 0.25).embeddings for v in views)
+        anchors = [model.encoder((i - 0.5) / 0.25).embeddings for i in inputs[: 1 + second_input]]
+        unnormalised = [model.encoder(i).embeddings for i in inputs[: 1 + second_input]]
+    expected = DivmakerLoss(temperature=0.07)(anchors, [z1, z2])
+    torch.testing.assert_close(out.loss.detach(), expected)
+    torch.testing.assert_close(out.viewmaker_loss, expected)
+    torch.testing.assert_close(out.encoder_loss, model.objective(z1, z2))
+    # The authors' un-normalised anchor would give another loss.
+    assert not torch.allclose(DivmakerLoss(temperature=0.07)(unnormalised, [z1, z2]), expected)
+
+
+def test_divmaker_encoder_phase_is_the_adversarial_encoder_phase():
+    adversarial, divmaker = _model(), _model(viewmaker_objective="divmaker")
+    x = torch.rand(4, 1, 12, 12)
+    outputs = []
+    for model in (adversarial, divmaker):
+        outputs.append(model(x, generator=torch.Generator().manual_seed(1), adversarial_phase="encoder"))
+        outputs[-1].loss.backward()
+    torch.testing.assert_close(outputs[0].loss, outputs[1].loss)
+    assert outputs[1].viewmaker_loss is None
+    for a, b in zip(adversarial.encoder.parameters(), divmaker.encoder.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_divmaker_gives_the_viewmaker_another_gradient_than_the_adversary_and_refuses_one_pass():
+    adversarial, divmaker = _model(), _model(viewmaker_objective="divmaker")
+    x = torch.rand(6, 1, 12, 12)
+    gradients = []
+    for model in (adversarial, divmaker):
+        model(x, generator=torch.Generator().manual_seed(3), adversarial_phase="viewmaker").loss.backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in model.viewmaker.parameters()]))
+    # Same weights, same views: only the viewmaker's loss differs, and with it the direction of its update.
+    assert torch.nn.functional.cosine_similarity(*gradients, dim=0) < 0.5
+    with pytest.raises(ValueError, match="adversarial_phase='encoder', then 'viewmaker'"):
+        divmaker(x)
 
 
 def _trainer(model, tmp_path, optimizer, **arguments):

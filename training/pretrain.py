@@ -80,10 +80,19 @@ def check_run(parser, run: PretrainingRun) -> None:
             parser.error(str(error))
     if training.gradient_checkpointing != "none" and not views.uses_viewmaker:
         parser.error("--gradient_checkpointing recomputes the viewmaker's activations: --view_mode expert has none")
+    divmaker = run.objective.viewmaker_objective == "divmaker"
+    if divmaker and optimization.adversarial_update == "one_pass":
+        parser.error(
+            "--viewmaker_objective divmaker trains the encoder and the viewmaker on different losses, which one pass "
+            "cannot do: it needs --adversarial_update two_pass (its default), not one_pass"
+        )
     if optimization.adversarial_update == "two_pass" and (
         not views.uses_viewmaker or training.gradient_accumulation_steps > 1
     ):
-        parser.error("--adversarial_update two_pass needs a viewmaker and --gradient_accumulation_steps 1")
+        parser.error(
+            f"--adversarial_update two_pass{' (the update of --viewmaker_objective divmaker)' if divmaker else ''} "
+            "needs a viewmaker and --gradient_accumulation_steps 1"
+        )
     if run.data.streaming:
         problems = {
             "--max_steps (a stream has no length to count epochs in)": training.max_steps is None,
@@ -158,14 +167,16 @@ def resolve_resume(run: PretrainingRun, accelerator: Accelerator) -> tuple[Path 
 def training_state(
     run: PretrainingRun, accelerator: Accelerator, completed_steps: int, loss_history, knn, running: dict
 ) -> dict:
-    """What a checkpoint saves beside `accelerator.save_state`: the position, the results so far (with the loss
+    """What a checkpoint saves beside `accelerator.save_state`: the position, the results so far (with the losses
     summed since the last logging step, so that a resumed run logs what an uninterrupted one would), and the
-    arguments (to refuse a resume that would change them). Every process calls it (the loss is reduced)."""
+    arguments (to refuse a resume that would change them). Every process calls it (the losses are reduced)."""
     return {
         "completed_steps": completed_steps,
-        "encoder_loss_history": loss_history,
+        "encoder_loss_history": loss_history["encoder"],
+        "viewmaker_loss_history": loss_history["viewmaker"],
         "knn_accuracy": knn,
         "running_encoder_loss": accelerator.reduce(running["encoder_loss"], reduction="mean").item(),
+        "running_viewmaker_loss": accelerator.reduce(running["viewmaker_loss"], reduction="mean").item(),
         "running_batches": running["batches"],
         "num_processes": accelerator.num_processes,
         "arguments": run.to_dict(),
@@ -394,11 +405,15 @@ def main(argv: list[str] | None = None) -> None:
     logged_step = completed_steps
     running = {
         "encoder_loss": torch.tensor(resumed.get("running_encoder_loss", 0.0), device=accelerator.device),
+        "viewmaker_loss": torch.tensor(resumed.get("running_viewmaker_loss", 0.0), device=accelerator.device),
         "batches": resumed.get("running_batches", 0),
     }
     grid, started = None, time.perf_counter()
     # A resumed run's results hold the whole history, from before the interruption too.
-    loss_history = [tuple(entry) for entry in resumed.get("encoder_loss_history", [])]
+    loss_history = {
+        player: [tuple(entry) for entry in resumed.get(f"{player}_loss_history", [])]
+        for player in ("encoder", "viewmaker")
+    }
     knn_result, skipped_examples = resumed.get("knn_accuracy"), 0
     run_started = started
     budget = run.model.distortion_budget
@@ -452,9 +467,12 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 for group in players.encoder_optimizer.param_groups:
                     group["lr"] = learning_rate
-                encoder_loss = step.forward_backward(batch, generator, distortion_budget=budget)
+                encoder_loss, viewmaker_loss = step.forward_backward(batch, generator, distortion_budget=budget)
                 window_nonfinite += ~torch.isfinite(encoder_loss)
                 running["encoder_loss"] += encoder_loss
+                if viewmaker_loss is not None:
+                    window_nonfinite += ~torch.isfinite(viewmaker_loss)
+                    running["viewmaker_loss"] += viewmaker_loss
                 running["batches"] += 1
                 if "num_skipped" in batch:  # unreadable examples replaced under --skip_bad_examples
                     skipped_examples += batch["num_skipped"].sum()
@@ -491,10 +509,16 @@ def main(argv: list[str] | None = None) -> None:
                     metrics["train/skipped_examples"] = accelerator.reduce(skipped_examples, reduction="sum").item()
                     if metrics["train/skipped_examples"]:
                         logger.warning(f"{metrics['train/skipped_examples']} unreadable examples skipped so far")
+                if unwrapped.viewmaker is not None:
+                    metrics["train/viewmaker_loss"] = (
+                        accelerator.reduce(running["viewmaker_loss"], reduction="mean").item() / running["batches"]
+                    )
+                    loss_history["viewmaker"].append((completed_steps, metrics["train/viewmaker_loss"]))
                 progress.set_postfix(loss=f"{loss:.4f}")
-                loss_history.append((completed_steps, loss))
+                loss_history["encoder"].append((completed_steps, loss))
                 accelerator.log(metrics, step=completed_steps)
                 running["encoder_loss"].zero_()
+                running["viewmaker_loss"].zero_()
                 running["batches"], started = 0, time.perf_counter()
             if training.checkpoint_every and completed_steps % training.checkpoint_every == 0:
                 checkpoint_now()
@@ -533,7 +557,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "completed_steps": completed_steps,
         "train_runtime_seconds": time.perf_counter() - run_started,
-        "encoder_loss_history": loss_history,
+        "encoder_loss_history": loss_history["encoder"],
+        "viewmaker_loss_history": loss_history["viewmaker"],
         "skipped_examples": int(accelerator.reduce(skipped_examples, reduction="sum").item())
         if torch.is_tensor(skipped_examples)
         else 0,

@@ -54,6 +54,7 @@ def build_pretraining_config(
         simclr_variant=objective.simclr_variant,
         temperature=objective.temperature,
         viewmaker_loss_weight=objective.viewmaker_loss_weight,
+        viewmaker_objective=objective.viewmaker_objective,
         num_examples=num_examples if objective.objective == "instdisc" else None,
         num_negatives=objective.num_negatives,
         bank_momentum=objective.bank_momentum,

@@ -42,7 +42,7 @@ class AdversarialStep:
         players: the `AdversarialOptimizer` that `optimizer` wraps: its skipping and freezing are set here.
         make_inputs: the model's inputs of a batch (see `DataPipeline.make_inputs`).
         update: `"one_pass"` (one forward and one backward train both players) or `"two_pass"` (the original update,
-            docs/method.md §3.4).
+            docs/method.md §3.4; the only one of Divmaker, §3.6).
         max_grad_norm: clip the global gradient norm to this, if given.
     """
 
@@ -76,14 +76,14 @@ class AdversarialStep:
         generator: torch.Generator,
         distortion_budget: float | None = None,
         update: str | None = None,
-    ) -> torch.Tensor:
-        """The pass(es) of one batch, leaving the gradients for `apply`. Returns the encoder's loss, detached, on the
-        device.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The pass(es) of one batch, leaving the gradients for `apply`. Returns the encoder's and the viewmaker's
+        losses, detached, on the device (the viewmaker's `None` without a viewmaker).
 
-        `"one_pass"` runs one forward and one backward that train both players. `"two_pass"` is the original update:
-        an encoder pass and step here, then a fresh pass, with new noise, through the updated encoder, whose
-        gradients (the viewmaker's only) `apply` then applies. `update` overrides the step's own for this batch (the
-        benchmark times both on one model)."""
+        `"one_pass"` runs one forward and one backward that train both players. `"two_pass"` is the original update
+        (and Divmaker's): an encoder pass and step here, then a fresh pass, with new noise, through the updated
+        encoder, whose gradients (the viewmaker's only) `apply` then applies. `update` overrides the step's own for
+        this batch (the benchmark times both on one model)."""
         pixel_values, pixel_values_2 = self.make_inputs(batch, generator, True)
         inputs = {
             "pixel_values": pixel_values,
@@ -95,13 +95,14 @@ class AdversarialStep:
         if (update or self.update) == "one_pass":
             out = self.model(**inputs)
             self.accelerator.backward(out.loss)
-            return out.encoder_loss
+            return out.encoder_loss, out.viewmaker_loss
         out = self.model(**inputs, adversarial_phase="encoder")
         self.accelerator.backward(out.loss)
         self.optimizer.step()
         self.optimizer.zero_grad()
-        self.accelerator.backward(self.model(**inputs, adversarial_phase="viewmaker").loss)
-        return out.encoder_loss
+        viewmaker_out = self.model(**inputs, adversarial_phase="viewmaker")
+        self.accelerator.backward(viewmaker_out.loss)
+        return out.encoder_loss, viewmaker_out.viewmaker_loss
 
     def apply(self, nonfinite_losses: torch.Tensor) -> torch.Tensor:
         """Clip and step both players, unless a loss of this step was not finite on some process: then the step is

@@ -35,7 +35,14 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
         temperature (`float`, defaults to 0.07):
             Softmax temperature of both objectives (every original config, docs/method.md §6).
         viewmaker_loss_weight (`float`, defaults to 1.0):
-            The viewmaker maximises `viewmaker_loss_weight` times the encoder's loss (1 in the paper, §3.3).
+            The viewmaker maximises `viewmaker_loss_weight` times the encoder's loss (1 in the paper, §3.3). Used by
+            the adversarial viewmaker objective only.
+        viewmaker_objective (`str`, defaults to `"adversarial"`):
+            What the viewmaker minimises. `"adversarial"`: minus the encoder's loss (the Viewmaker paper, §3.3).
+            `"divmaker"`: Divmaker's diversity loss (`DivmakerLoss`, docs/method.md §3.6), each view close to its
+            clean input's embedding and far from the other view; it needs a viewmaker, `objective="simclr"`, and the
+            alternating update (`adversarial_phase` `"encoder"` then `"viewmaker"`), since the players optimise
+            different losses.
         num_examples (`int`, *optional*):
             Training-set size: rows of the InstDisc memory bank. Required for `"instdisc"`.
         num_negatives (`int`, defaults to 4096) / bank_momentum (`float`, defaults to 0.5):
@@ -55,6 +62,7 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
     }
     view_modes: ClassVar[tuple[str, ...]] = ("viewmaker", "expert", "viewmaker+expert")
     objectives: ClassVar[tuple[str, ...]] = ("simclr", "instdisc")
+    viewmaker_objectives: ClassVar[tuple[str, ...]] = ("adversarial", "divmaker")
 
     viewmaker_config: dict | ViewmakerConfig | None = None
     encoder_config: dict | PreTrainedConfig | None = None
@@ -63,6 +71,7 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
     simclr_variant: str = "nt_xent"
     temperature: float = 0.07
     viewmaker_loss_weight: float = 1.0
+    viewmaker_objective: str = "adversarial"
     num_examples: int | None = None
     num_negatives: int = 4096
     bank_momentum: float = 0.5
@@ -81,6 +90,16 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"view_mode must be one of {self.view_modes}, got {self.view_mode!r}.")
         if self.objective not in self.objectives:
             raise ValueError(f"objective must be one of {self.objectives}, got {self.objective!r}.")
+        if self.viewmaker_objective not in self.viewmaker_objectives:
+            raise ValueError(
+                f"viewmaker_objective must be one of {self.viewmaker_objectives}, got {self.viewmaker_objective!r}."
+            )
+        if self.viewmaker_objective == "divmaker" and not (self.uses_viewmaker and self.objective == "simclr"):
+            raise ValueError(
+                "viewmaker_objective='divmaker' trains a viewmaker's two views with SimCLR: it needs view_mode "
+                f"'viewmaker' or 'viewmaker+expert' and objective 'simclr', got view_mode={self.view_mode!r} and "
+                f"objective={self.objective!r}."
+            )
         if self.objective == "instdisc" and not (self.num_examples or 0) > 0:
             raise ValueError("num_examples (the training-set size) must be a positive int for objective='instdisc'.")
         if self.projection_head not in ("linear", "mlp"):

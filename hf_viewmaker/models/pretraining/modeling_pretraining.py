@@ -1,4 +1,5 @@
-"""Adversarial contrastive pretraining of a viewmaker and an encoder in one forward and one backward pass."""
+"""Contrastive pretraining of a viewmaker and an encoder: adversarial, in one forward and one backward pass (or the
+original's two), or Divmaker's alternating update."""
 
 import contextlib
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...objectives import InstDiscLoss, SimCLRLoss
+from ...objectives import DivmakerLoss, InstDiscLoss, SimCLRLoss
 from ...processing.image_processing_viewmaker import normalize_channels
 from ..encoder import ContrastiveResNetModel
 from ..viewmaker import ViewmakerModel
@@ -23,12 +24,15 @@ class ViewmakerPretrainingOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`):
-            The contrastive loss, with its graph. One `backward()` trains both players: the encoder's parameters get
-            the gradient of the loss, the viewmaker's get `-viewmaker_loss_weight` times theirs (gradient reversal).
+            The loss of this phase, with its graph. With `adversarial_phase="both"` one `backward()` trains both
+            players: the encoder's parameters get the gradient of the contrastive loss, the viewmaker's get
+            `-viewmaker_loss_weight` times theirs (gradient reversal). Otherwise the loss of the phase's player.
         encoder_loss (`torch.FloatTensor` of shape `()`):
             The loss the encoder minimises (detached), for logging.
         viewmaker_loss (`torch.FloatTensor` of shape `()`, *optional*):
-            The loss the viewmaker minimises, `-viewmaker_loss_weight * encoder_loss` (detached); `None` without one.
+            The loss the viewmaker minimises (detached): `-viewmaker_loss_weight * encoder_loss` for the adversarial
+            objective, the diversity loss for Divmaker (in its `"viewmaker"` phase; `None` in its `"encoder"` phase,
+            which does not compute it); `None` without a viewmaker.
         views (`tuple(torch.FloatTensor)`):
             The views the encoder saw, before normalisation, one `[batch, ...]` tensor per view (2 for SimCLR, 1 for
             InstDisc).
@@ -76,7 +80,8 @@ def _without_weight_gradients(module: nn.Module, enabled: bool):
 
 class ViewmakerForContrastivePretraining(PreTrainedModel):
     """
-    A viewmaker and an encoder trained against each other with a contrastive objective (docs/method.md §3).
+    A viewmaker and an encoder trained against each other with a contrastive objective (docs/method.md §3), or, with
+    `config.viewmaker_objective="divmaker"`, a viewmaker trained for diverse views (docs/method.md §3.6).
 
     The encoder minimises the objective on the views; the viewmaker maximises it, with weight
     `config.viewmaker_loss_weight`. Both get their gradients from ONE forward and ONE backward: a gradient-reversal
@@ -96,6 +101,10 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
     How the viewmaker's work is batched does not change its views: it normalises per example (InstanceNorm), and the
     noise is drawn per view whatever the batching (`ViewmakerModel.draw_noise`). `"both"` makes all the views in one
     viewmaker call; `"encoder"` and `"viewmaker"` make them in one call per view, as the original's two passes did.
+
+    Divmaker (Bayrooti et al. 2023) is not a game: the encoder minimises the contrastive objective on the views, the
+    viewmaker minimises `DivmakerLoss` (each view close to the encoder's embedding of its clean input, far from the
+    other view). The players' losses differ, so one backward cannot train both: only the alternating phases run.
     """
 
     config_class = ViewmakerPretrainingConfig
@@ -118,6 +127,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         )
         if config.objective == "simclr":
             self.objective = SimCLRLoss(temperature=config.temperature, variant=config.simclr_variant)
+            if config.viewmaker_objective == "divmaker":
+                self.diversity_objective = DivmakerLoss(temperature=config.temperature)
         else:
             self.objective = InstDiscLoss(
                 num_examples=config.num_examples,
@@ -197,13 +208,21 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
                 the original's two passes per batch (docs/method.md §3.4): `"encoder"` makes the views without
                 gradients and `loss` trains the encoder only; `"viewmaker"` records no gradients for the encoder's
                 weights and `loss` is `-viewmaker_loss_weight` times the objective, so minimising it trains the
-                viewmaker to maximise the objective.
+                viewmaker to maximise the objective. With `config.viewmaker_objective="divmaker"`, `"viewmaker"`'s
+                `loss` is the diversity loss instead, and `"both"` is an error (the players' losses differ).
         """
         if adversarial_phase not in ("both", "encoder", "viewmaker"):
             raise ValueError(f"adversarial_phase must be 'both', 'encoder' or 'viewmaker', got {adversarial_phase!r}")
         if adversarial_phase != "both" and self.viewmaker is None:
             raise ValueError(
                 f"adversarial_phase={adversarial_phase!r} needs a viewmaker (view_mode={self.config.view_mode!r})"
+            )
+        divmaker = self.config.viewmaker_objective == "divmaker"
+        if divmaker and adversarial_phase == "both":
+            raise ValueError(
+                "viewmaker_objective='divmaker' trains the encoder and the viewmaker on different losses, which one "
+                "pass cannot do: call with adversarial_phase='encoder', then 'viewmaker' (--adversarial_update "
+                "two_pass)"
             )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         simclr = self.config.objective == "simclr"
@@ -233,6 +252,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         with _without_weight_gradients(self.encoder, adversarial_phase == "viewmaker"):
             embeddings = tuple(self.encoder(self.normalize(v)).embeddings for v in encoder_inputs)
 
+        if divmaker and adversarial_phase == "viewmaker":
+            return self._diversity_output(inputs, views, embeddings, return_dict)
         if simclr:
             loss = self.objective(*embeddings)
         else:
@@ -242,11 +263,42 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         encoder_loss = loss.detach()
         if adversarial_phase == "viewmaker":
             loss = -self.config.viewmaker_loss_weight * loss
-        viewmaker_loss = -self.config.viewmaker_loss_weight * encoder_loss if self.viewmaker is not None else None
+        viewmaker_loss = (
+            -self.config.viewmaker_loss_weight * encoder_loss if self.viewmaker is not None and not divmaker else None
+        )
         output = ViewmakerPretrainingOutput(
             loss=loss,
             encoder_loss=encoder_loss,
             viewmaker_loss=viewmaker_loss,
+            views=tuple(views),
+            embeddings=embeddings,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _diversity_output(
+        self,
+        inputs: tuple[torch.Tensor, ...],
+        views: tuple[torch.Tensor, ...],
+        embeddings: tuple[torch.Tensor, ...],
+        return_dict: bool,
+    ) -> ViewmakerPretrainingOutput | tuple:
+        """Divmaker's viewmaker phase: the diversity loss of the views' `embeddings` against the encoder's embeddings
+        of their clean `inputs`, one per distinct input (two crops of a clip, or two handcrafted views, are each
+        their own view's anchor).
+
+        The anchors go through `self.normalize` and the encoder exactly as the views do: the authors' code embedded
+        the clean input without the normalisation its views got, comparing embeddings of differently scaled images.
+        The encoder's weights record no gradients (as for the views): the anchors need none at all."""
+        distinct = inputs[:1] if inputs[1] is inputs[0] else inputs
+        with torch.no_grad():
+            anchors = [self.encoder(self.normalize(x)).embeddings for x in distinct]
+        loss = self.diversity_objective(anchors, embeddings)
+        with torch.no_grad():
+            encoder_loss = self.objective(*embeddings)
+        output = ViewmakerPretrainingOutput(
+            loss=loss,
+            encoder_loss=encoder_loss,
+            viewmaker_loss=loss.detach(),
             views=tuple(views),
             embeddings=embeddings,
         )
