@@ -429,7 +429,7 @@ class ModelArguments(_Arguments):
         default="spectrogram",
         metadata=_help(
             "sensors: the viewmaker perturbs the normalised spectrogram, or (raw) the per-channel standardised raw "
-            "windows, whose spectrogram the model then computes (docs/method.md §4.5)"
+            "windows, whose spectrogram the model then computes (docs/method.md §4.6)"
         ),
     )
 

@@ -1,4 +1,4 @@
-"""The IMU expert views in pretraining, and a viewmaker of the raw sensor windows (docs/method.md §4.5)."""
+"""The IMU expert views in pretraining, and a viewmaker of the raw sensor windows (docs/method.md §4.6)."""
 
 import json
 import math

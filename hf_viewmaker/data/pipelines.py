@@ -2,7 +2,7 @@
 
 Images arrive as [0, 1] pixels; speech as fitted waveforms whose log-mel spectrogram is computed batched on the device
 (docs/method.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4), or, for a
-viewmaker of the raw windows, standardised windows whose spectrogram the model computes (§4.5). Handcrafted views act
+viewmaker of the raw windows, standardised windows whose spectrogram the model computes (§4.6). Handcrafted views act
 where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram before the
 log (masking); the IMU views on the raw sensor windows.
 
@@ -419,7 +419,7 @@ def sensor_pipeline(
 ) -> DataPipeline:
     """Sensor windows turned into normalised log-spectrograms (docs/method.md §4.4), or with `viewmaker_input="raw"`
     into per-channel standardised windows [B, C, T], whose spectrogram the pretraining model computes after its
-    viewmaker (its `normalize`, the processor's `front_end`; §4.5).
+    viewmaker (its `normalize`, the processor's `front_end`; §4.6).
 
     Handcrafted views, in order: the `imu` views on the raw windows (a rotation needs the physical axes, so before
     the standardisation); then the spectral masking on the spectrograms, in `make_inputs` (before any viewmaker) or,

@@ -14,7 +14,7 @@ The original turned each Pamap2 window ``[52, 1000]`` into ``52 x 32 x 32`` with
 Optionally (``standardize_windows``, off by default and in the paper) the raw windows are first standardised per
 channel, ``(x - window_means[c]) / window_stds[c]``, with statistics of the raw training windows that
 :meth:`~SensorSpectrogramProcessor.fit_statistics` also fits. Runs whose viewmaker perturbs the raw windows
-(``--viewmaker_input raw``, docs/method.md §4.5) need it, so that the viewmaker's budget means the same in every
+(``--viewmaker_input raw``, docs/method.md §4.6) need it, so that the viewmaker's budget means the same in every
 channel; :meth:`~SensorSpectrogramProcessor.standardize` makes the viewmaker's inputs and
 :meth:`~SensorSpectrogramProcessor.front_end` the encoder's inputs from the views, differentiably.
 

@@ -4,7 +4,7 @@
 the few frames that reach past either end are cut from a padded copy, and the window is applied while the frames are
 copied out, so the framing costs one pass over the signal (it was ~30 % of the log-mel front end's time on CPU).
 These are data-side transforms: they write into preallocated buffers, except for signals that need a gradient (a
-viewmaker's views of raw sensor windows, docs/method.md §4.5), whose frames are the same products joined instead.
+viewmaker's views of raw sensor windows, docs/method.md §4.6), whose frames are the same products joined instead.
 """
 
 import torch

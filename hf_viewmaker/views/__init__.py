@@ -8,7 +8,7 @@ views with independent random parameters per example, reproducible with a seeded
   Pamap2 (§4.4);
 * `WaveformCropNoiseViews`: random crop plus white noise for speech "waveform" views (§4.2);
 * `ImuViews`: random rotation of channel triplets, per-channel scaling and jitter of raw IMU windows, the
-  time-domain half of the sensor ``imu`` views (docs/method.md §4.5).
+  time-domain half of the sensor ``imu`` views (docs/method.md §4.6).
 """
 
 from .images import SimCLRImageViews

@@ -49,7 +49,7 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
         front_end (`dict`, *optional*):
             A sensor processor (`SensorSpectrogramProcessor.to_dict()`) whose `front_end` turns the views into the
             encoder's inputs: the STFT, log and z-score of views of standardised raw windows, made by a viewmaker with
-            `spatial_dims=1` (`--viewmaker_input raw`, docs/method.md §4.5). `None`: the views are the encoder's
+            `spatial_dims=1` (`--viewmaker_input raw`, docs/method.md §4.6). `None`: the views are the encoder's
             inputs (after `normalize_mean` / `normalize_std` for images).
     """
 
