@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from hf_viewmaker import ModelArguments, ObjectiveArguments, ViewArguments, ViewmakerForContrastivePretraining
 from hf_viewmaker.adversarial import build_pretraining_config
 from hf_viewmaker.processing import SensorSpectrogramProcessor
 from hf_viewmaker.views import SpectralMaskingViews
 
-from helpers import TINY_ENCODERS, load_script, write_ts_file
+from helpers import TINY_ENCODERS, load_script, run_in_process, write_ts_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,25 +33,19 @@ def series(tmp_path):
     return ["--train_file", str(tmp_path / "train.ts"), "--validation_file", str(tmp_path / "test.ts")]
 
 
-def run_script(main, argv: list[str]) -> None:
-    AcceleratorState._reset_state(reset_partial_state=True)
-    try:
-        main(argv)
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def test_imu_expert_views_pretrain(tmp_path, series, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "run"
     argv = [*SENSOR_TINY, *series, "--view_mode", "expert", "--expert_views", "imu", "--imu_max_rotation_degrees", "45"]
-    run_script(pretrain.main, [*argv, "--output_dir", str(out)])
+    run_in_process(pretrain.main, [*argv, "--output_dir", str(out)])
     results = json.loads((out / "train_results.json").read_text())
     assert results["completed_steps"] == 2 and all(math.isfinite(loss) for _, loss in results["encoder_loss_history"])
     assert json.loads((out / "training_args.json").read_text())["views"]["imu_max_rotation_degrees"] == 45.0
     write_ts_file(tmp_path / "four.ts", channels=4, length=100)
     with pytest.raises(ValueError, match=r"--expert_views imu .* 4 channels \(--num_channels\), not a multiple of 3"):
-        run_script(pretrain.main, [*argv, "--train_file", str(tmp_path / "four.ts"), "--output_dir", str(out / "x")])
+        run_in_process(
+            pretrain.main, [*argv, "--train_file", str(tmp_path / "four.ts"), "--output_dir", str(out / "x")]
+        )
 
 
 def test_gradients_reach_a_raw_viewmaker_through_the_stft():
@@ -85,8 +78,9 @@ def test_raw_viewmaker_run_saves_a_processor_that_makes_its_spectrograms(tmp_pat
     monkeypatch.setattr(pretrain, "build_model", lambda *args: built.append(build_model(*args)) or built[-1])
     out = tmp_path / "run"
     views = ["--view_mode", "viewmaker+expert", "--expert_views", "imu"]
-    run_script(pretrain.main, [*SENSOR_TINY, *series, *views, "--viewmaker_input", "raw", "--output_dir", str(out)])
-    assert json.loads((out / "train_results.json").read_text())["completed_steps"] == 2
+    argv = [*SENSOR_TINY, *series, *views, "--viewmaker_input", "raw", "--max_steps", "1", "--output_dir", str(out)]
+    run_in_process(pretrain.main, argv)
+    assert json.loads((out / "train_results.json").read_text())["completed_steps"] == 1
     encoder_processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
     viewmaker_processor = SensorSpectrogramProcessor.from_pretrained(out / "viewmaker")
     assert encoder_processor.standardize_windows and viewmaker_processor.to_dict() == encoder_processor.to_dict()
@@ -99,7 +93,7 @@ def test_raw_viewmaker_run_saves_a_processor_that_makes_its_spectrograms(tmp_pat
     evaluation = tmp_path / "eval"
     probe = ["--domain", "sensor", *series, "--features", "pooled", "--num_train_epochs", "1"]
     probe += ["--per_device_train_batch_size", "4", "--report_to", "none"]
-    run_script(linear_eval.main, [*probe, "--model_name_or_path", str(out), "--output_dir", str(evaluation)])
+    run_in_process(linear_eval.main, [*probe, "--model_name_or_path", str(out), "--output_dir", str(evaluation)])
     results = json.loads((evaluation / "eval_results.json").read_text())
     assert 0.0 <= results["top1_accuracy"] <= 1.0 and results["input_shape"] == [6, 8, 13]
 
