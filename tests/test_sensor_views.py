@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pretrain = load_script(REPO_ROOT / "training" / "pretrain.py")
 linear_eval = load_script(REPO_ROOT / "training" / "linear_eval.py")
+draw_views = load_script(REPO_ROOT / "tools" / "draw_views.py")
 # Six channels (an accelerometer and a gyroscope) of 100 samples, the watch recipe's short STFT.
 SENSOR_TINY = [
     "--domain", "sensor", "--num_channels", "6", "--n_fft", "15", "--hop_length", "8", "--clamp_views", "false",
@@ -89,6 +90,8 @@ def test_raw_viewmaker_run_saves_a_processor_that_makes_its_spectrograms(tmp_pat
     with torch.no_grad():
         front_end = model.normalize(viewmaker_processor.standardize(windows))
     assert torch.equal(encoder_processor(windows)["input_features"], front_end)
+    draw_views.main([str(out), "--examples", "2", "--scale", "1", "--output", str(tmp_path / "views.png")])
+    assert (tmp_path / "views.png").is_file()
 
     evaluation = tmp_path / "eval"
     probe = ["--domain", "sensor", *series, "--features", "pooled", "--num_train_epochs", "1"]

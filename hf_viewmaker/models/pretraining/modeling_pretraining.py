@@ -148,7 +148,10 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         normalised log-spectrograms by the sensor processor's `front_end` (views of raw windows, differentiably),
         else as they are."""
         if self.front_end is not None:
-            return self.front_end.front_end(views)
+            # In float32 whatever the mixed precision, as the processor makes them in evaluation (squared powers
+            # overflow fp16).
+            with torch.autocast(views.device.type, enabled=False):
+                return self.front_end.front_end(views)
         if self.config.normalize_mean is None:
             return views
         return normalize_channels(views, self.normalize_mean, self.normalize_std)
@@ -189,8 +192,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)` or `(batch, channels, time)`):
                 The inputs: [0, 1] pixels for images (normalisation happens here, after the viewmaker), normalised
                 spectrograms otherwise, or per-channel standardised raw sensor windows `(batch, channels, time)` when
-                `config.front_end` is set (normalisation and spectrogram happen here, after the viewmaker). In `"expert"` and `"viewmaker+expert"` modes, the first
-                handcrafted view.
+                `config.front_end` is set (the spectrogram is made here, after the viewmaker). In `"expert"` and
+                `"viewmaker+expert"` modes, the first handcrafted view.
             pixel_values_2 (`torch.FloatTensor` of the same shape, *optional*):
                 SimCLR only: the second input (the second handcrafted view, or for speech the other crop of the same
                 clip). Defaults to `pixel_values`, whose two viewmaker calls then differ only by their noise.
