@@ -38,7 +38,7 @@ TRANSFER_DATASETS = (
     "voxceleb1",
 )
 #: `hf_viewmaker.data.pipelines.EXPERT_VIEWS`, all domains
-EXPERT_VIEWS = ("simclr_image", "waveform_crop_noise", "spectral_masking")
+EXPERT_VIEWS = ("simclr_image", "waveform_crop_noise", "spectral_masking", "imu")
 #: the `ContrastiveResNetConfig` presets
 ENCODER_PRESETS = ("resnet18_cifar", "resnet18_audio", "resnet50_audio")
 #: `hf_viewmaker.evaluation.linear_probe.LR_SCHEDULES` and `FEATURE_TYPES`
@@ -322,7 +322,14 @@ class ViewArguments(_Arguments):
     """Which views the encoder is trained on, and the settings of the handcrafted ("expert") ones."""
 
     _argument_group_name = "views"
-    MINIMA: ClassVar[dict[str, float]] = {"max_freq_mask": 0, "max_time_mask": 0, "spectral_noise_std": 0}
+    MINIMA: ClassVar[dict[str, float]] = {
+        "max_freq_mask": 0,
+        "max_time_mask": 0,
+        "spectral_noise_std": 0,
+        "imu_max_rotation_degrees": 0,
+        "imu_scale_std": 0,
+        "imu_jitter_std": 0,
+    }
 
     view_mode: Literal["viewmaker", "expert", "viewmaker+expert"] = field(
         default="viewmaker",
@@ -331,12 +338,21 @@ class ViewArguments(_Arguments):
     expert_views: Literal[("none", *EXPERT_VIEWS)] = field(
         default="none",
         metadata=_help(
-            "which handcrafted views: simclr_image, waveform_crop_noise, spectral_masking (`hf_viewmaker.views`)"
+            "which handcrafted views: simclr_image, waveform_crop_noise, spectral_masking, imu (sensors: rotation, "
+            "scaling and jitter of the raw windows, then spectral_masking; `hf_viewmaker.views`)"
         ),
     )
-    max_freq_mask: int = field(default=40, metadata=_help("spectral_masking: widest frequency band"))
-    max_time_mask: int = field(default=40, metadata=_help("spectral_masking: widest time band"))
-    spectral_noise_std: float = field(default=0.0, metadata=_help("spectral_masking: noise after masking"))
+    max_freq_mask: int = field(default=40, metadata=_help("spectral_masking, imu: widest frequency band"))
+    max_time_mask: int = field(default=40, metadata=_help("spectral_masking, imu: widest time band"))
+    spectral_noise_std: float = field(default=0.0, metadata=_help("spectral_masking, imu: noise after masking"))
+    imu_max_rotation_degrees: float = field(
+        default=30.0,
+        metadata=_help("imu: largest angle of the random rotation of each channel triplet (at most 180)"),
+    )
+    imu_scale_std: float = field(default=0.1, metadata=_help("imu: std of the per-channel scaling factors ~ N(1, s)"))
+    imu_jitter_std: float = field(
+        default=0.05, metadata=_help("imu: std of the added noise, relative to each window's std per channel")
+    )
 
     @property
     def uses_expert_views(self) -> bool:
@@ -409,6 +425,13 @@ class ModelArguments(_Arguments):
         metadata=_help("clamp views to [0, 1] (default: true for images, false for spectrograms, which are z-scored)"),
     )
     frequency_domain: bool = field(default=False, metadata=_help("bound the perturbation in the DCT domain"))
+    viewmaker_input: Literal["spectrogram", "raw"] = field(
+        default="spectrogram",
+        metadata=_help(
+            "sensors: the viewmaker perturbs the normalised spectrogram, or (raw) the per-channel standardised raw "
+            "windows, whose spectrogram the model then computes (docs/method.md §4.6)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -797,8 +820,8 @@ class ProbeArguments(_Arguments):
     expert_views: Literal[EXPERT_VIEWS] | None = field(
         default=None,
         metadata=_help(
-            "`--train_views expert`: simclr_image, waveform_crop_noise or spectral_masking; default: the run's "
-            "(`training_args.json`), else simclr_image for images"
+            "`--train_views expert`: simclr_image, waveform_crop_noise, spectral_masking or imu (with the run's imu "
+            "settings); default: the run's (`training_args.json`), else simclr_image for images"
         ),
     )
     max_freq_mask: int | None = field(

@@ -211,6 +211,32 @@ def test_processor_configs_saved_with_or_without_representation_load():
         SensorSpectrogramProcessor.from_dict({**config, "representation": "raw"})
 
 
+def test_window_standardisation_is_fitted_saved_and_differentiable(tmp_path):
+    scales = torch.tensor([1.0, 10.0, 0.1, 2.0, 50.0, 0.5])[:, None]
+    windows = torch.randn(40, 6, 100, generator=torch.Generator().manual_seed(0)) * scales + 3
+    processor = SensorSpectrogramProcessor(num_channels=6, n_fft=15, hop_length=4, standardize_windows=True)
+    processor.fit_statistics(iter(list(windows)), batch_size=16)  # a one-pass iterator is read twice
+    np.testing.assert_allclose(processor.window_means, windows.double().mean(dim=(0, 2)), rtol=1e-6)
+    np.testing.assert_allclose(processor.window_stds, windows.double().std(dim=(0, 2), correction=0), rtol=1e-6)
+    standardized = processor.standardize(windows)
+    torch.testing.assert_close(standardized.mean(dim=(0, 2)), torch.zeros(6), atol=1e-5, rtol=0)
+    # The spectrogram statistics are those of the standardised windows.
+    plain = SensorSpectrogramProcessor(num_channels=6, n_fft=15, hop_length=4).fit_statistics(standardized)
+    np.testing.assert_allclose(processor.channel_means, plain.channel_means, rtol=1e-6)
+    processor.save_pretrained(tmp_path)
+    loaded = SensorSpectrogramProcessor.from_pretrained(tmp_path)
+    assert loaded.standardize_windows and loaded.window_stds == processor.window_stds
+    assert torch.equal(loaded.process(windows), processor.front_end(standardized))
+    # Gradients reach the windows through the STFT, and give the values computed without them.
+    x = standardized[:2].clone().requires_grad_()
+    out = processor.front_end(x)
+    out.square().sum().backward()
+    assert x.grad is not None and bool(x.grad.abs().sum() > 0)
+    assert torch.equal(out.detach(), processor.front_end(standardized[:2]))
+    with pytest.raises(ValueError, match="no window statistics"):
+        SensorSpectrogramProcessor(num_channels=6, standardize_windows=True).standardize(windows)
+
+
 # ---------------------------------------------------------------------------------------------- whole series (.ts)
 def test_ts_file_round_trip_and_missing_values(tmp_path):
     values, labels = write_ts_file(tmp_path / "x.ts", missing={(1, 2, 5), (0, 0, 0)})

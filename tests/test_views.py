@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from hf_viewmaker.views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
+from hf_viewmaker.views import ImuViews, SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -390,3 +390,48 @@ def test_all_views_fast_on_cpu():
         lambda: WaveformCropNoiseViews()(waves, gen()),
     ]
     assert best_time(lambda: [call() for call in calls]) < 0.5
+
+
+# --------------------------------------------------------------------------------------------------------------- IMU
+def imu_windows(batch: int = 64, channels: int = 6, length: int = 100) -> torch.Tensor:
+    return torch.randn(batch, channels, length, generator=gen(3)) * torch.linspace(0.5, 4.0, channels)[:, None]
+
+
+def test_imu_rotation_keeps_each_triplets_norm_and_turns_both_triplets_alike():
+    x = imu_windows()
+    rotated = ImuViews(max_rotation_degrees=90).rotate(x, gen())
+    triplets, turned = x.reshape(64, 2, 3, 100), rotated.reshape(64, 2, 3, 100)
+    torch.testing.assert_close(turned.norm(dim=2), triplets.norm(dim=2))
+    # One matrix per example, solved from the accelerometer triplet, also maps the gyroscope triplet.
+    rotation = torch.linalg.lstsq(triplets[:, 0].transpose(1, 2), turned[:, 0].transpose(1, 2)).solution
+    torch.testing.assert_close(triplets[:, 1].transpose(1, 2) @ rotation, turned[:, 1].transpose(1, 2))
+    eye = torch.eye(3).expand(64, 3, 3)
+    torch.testing.assert_close(rotation.transpose(1, 2) @ rotation, eye, atol=1e-4, rtol=0)
+    angles = torch.rad2deg(torch.arccos(((rotation.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
+    assert float(angles.max()) <= 90.01 and float(angles.std()) > 10  # random angles within the bound
+    assert torch.equal(ImuViews(max_rotation_degrees=0).rotate(x, gen()), x)
+
+
+def test_imu_scaling_and_jitter_statistics():
+    x = imu_windows(batch=512)
+    scaled = ImuViews(scale_std=0.2).scale(x, gen())
+    factors = (scaled / x)[..., 0]
+    assert torch.allclose(scaled / x, factors[..., None].expand_as(x), atol=1e-4)  # one factor per channel
+    assert abs(float(factors.mean()) - 1) < 0.02 and abs(float(factors.std()) - 0.2) < 0.01
+    noise = ImuViews(jitter_std=0.1).jitter(x, gen()) - x
+    relative = noise / x.std(dim=-1, keepdim=True, correction=0)
+    assert abs(float(relative.mean())) < 0.002 and abs(float(relative.std()) - 0.1) < 0.002
+
+
+def test_imu_views_reproducible_independent_and_refuse_other_channel_counts():
+    x = imu_windows(batch=4)
+    views = ImuViews()
+    first = views(x, gen(7))
+    assert first.shape == x.shape and first.dtype == x.dtype
+    assert torch.equal(first, views(x, gen(7))) and not torch.equal(first, views(x, gen(8)))
+    assert not torch.allclose(first[0] - x[0], first[1] - x[1])  # each example its own parameters
+    with pytest.raises(ValueError, match=r"52 channels, not a multiple of 3.*--num_channels.*--expert_views"):
+        views(torch.randn(2, 52, 100))
+    for kwargs in ({"max_rotation_degrees": 200}, {"scale_std": -1}, {"jitter_std": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            ImuViews(**kwargs)

@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     run = PretrainingRun.load(args.run)
-    pipeline = build_pipeline(run.data, run.inputs, views=run.views, seed=run.training.seed)
+    pipeline = build_pipeline(
+        run.data, run.inputs, views=run.views, seed=run.training.seed, viewmaker_input=run.model.viewmaker_input
+    )
     viewmaker = ViewmakerModel.from_pretrained(args.run / "viewmaker").eval()
     grid = pipeline.view_grid(viewmaker, count=args.examples, seed=args.seed, scale=args.scale)
     args.output.parent.mkdir(parents=True, exist_ok=True)

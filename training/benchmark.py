@@ -54,7 +54,7 @@ from hf_viewmaker.adversarial import (
 from hf_viewmaker.arguments import PretrainingRun, parse_arguments
 from hf_viewmaker.data import expert_views_for, image_processor
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
-from hf_viewmaker.views import WaveformCropNoiseViews
+from hf_viewmaker.views import ImuViews, SpectralMaskingViews, WaveformCropNoiseViews
 
 import pretrain
 
@@ -237,10 +237,14 @@ def main(argv: list[str] | None = None) -> dict:
     model, optimizer = accelerator.prepare(model, players)
     model.train()
     # Handcrafted views that act on the model's inputs (image augmentations, spectrogram masking) are applied as in
-    # training; waveform views (which act before the log-mel) are not.
+    # training; waveform views (which act before the log-mel) and the imu views of raw windows are not (the imu
+    # views' spectral masking is).
     expert_views = expert_views_for(run.views, run.data.domain, inputs.image_size)
     if isinstance(expert_views, WaveformCropNoiseViews):
         expert_views = None
+    elif isinstance(expert_views, ImuViews):
+        views = run.views
+        expert_views = SpectralMaskingViews(views.max_freq_mask, views.max_time_mask, views.spectral_noise_std)
 
     def make_inputs(batch, generator, augment):
         if augment and expert_views is not None:

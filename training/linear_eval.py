@@ -278,8 +278,8 @@ def pretraining_views(run: LinearEvalRun) -> ViewArguments:
 
 def expert_view_settings(run: LinearEvalRun) -> ViewArguments | None:
     """The handcrafted training views of `--train_views expert` (else `None`): `--expert_views` (default: the
-    pretraining run's, else simclr_image for images) and the masking sizes (the flags, else the run's, else
-    pretraining's defaults)."""
+    pretraining run's, else simclr_image for images), the masking sizes (the flags, else the run's, else
+    pretraining's defaults) and the imu settings (the run's, else pretraining's defaults)."""
     model, domain = run.model, run.data.domain
     if model.train_views != "expert":
         return None
@@ -300,7 +300,8 @@ def expert_view_settings(run: LinearEvalRun) -> ViewArguments | None:
         key: getattr(model, key) if getattr(model, key) is not None else getattr(run_views, key)
         for key in ("max_freq_mask", "max_time_mask", "spectral_noise_std")
     }
-    return ViewArguments(view_mode="expert", expert_views=name, **masking)
+    imu = {key: getattr(run_views, key) for key in ("imu_max_rotation_degrees", "imu_scale_std", "imu_jitter_std")}
+    return ViewArguments(view_mode="expert", expert_views=name, **masking, **imu)
 
 
 def label_names(label_column: str, requested: int | None, train, validation) -> tuple[int, dict | None]:
@@ -421,7 +422,14 @@ def main(argv: list[str] | None = None) -> None:
     if run.robustness.cifar10c_dir:
         check_corruption_folder(run, processor)
     expert_views = expert_view_settings(run)
-    pipeline = build_pipeline(data, processor=processor, views=expert_views, seed=training.seed)
+    # A viewmaker of raw sensor windows (--viewmaker_input raw) perturbs the standardised windows; the encoder
+    # processor's front end then makes the spectrograms, as the pretraining model did.
+    viewmaker_input = "raw" if viewmaker is not None and viewmaker.config.spatial_dims == 1 else "spectrogram"
+    pipeline = build_pipeline(
+        data, processor=processor, views=expert_views, seed=training.seed, viewmaker_input=viewmaker_input
+    )
+    if viewmaker_input == "raw":
+        normalize = pipeline.processors["encoder"].front_end
     if pipeline.validation is None:
         raise ValueError("linear evaluation needs an evaluation split (--validation_split, --validation_dir, ...)")
     train_examples, eval_examples = pipeline.train, pipeline.validation
@@ -451,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     # The probe: the frozen encoder (eval mode, no gradients) with a fresh linear head, sized for the inputs the
     # pipeline makes (e.g. 1x64x64 log-mels, 52x32x32 sensor spectrograms).
     with torch.no_grad():
-        input_shape = list(clean_inputs(pipeline.eval_batch(1, "cpu")).shape[1:])
+        input_shape = list(normalize(clean_inputs(pipeline.eval_batch(1, "cpu"))).shape[1:])
     height, width = input_shape[1:]
     classifier = build_linear_probe(
         probe.model_name_or_path,

@@ -108,6 +108,12 @@ def check_run(parser, run: PretrainingRun) -> None:
         needed = [need for need, wrong in problems.items() if wrong]
         if needed:
             parser.error(f"--streaming needs {'; '.join(needed)}")
+    if run.model.viewmaker_input == "raw" and (run.data.domain != "sensor" or not views.uses_viewmaker):
+        parser.error(
+            "--viewmaker_input raw makes a viewmaker perturb raw sensor windows: it needs --domain sensor and a "
+            f"viewmaker (--view_mode viewmaker or viewmaker+expert), got --domain {run.data.domain} and --view_mode "
+            f"{views.view_mode}"
+        )
     if training.data_on_device and run.data.domain != "image":
         parser.error(f"--data_on_device holds images: it needs --domain image, got --domain {run.data.domain}")
     if run.data.domain == "image":
@@ -186,12 +192,18 @@ def training_state(
 def build_model(run: PretrainingRun, encoder_processor, num_examples: int | None):
     """The pretraining model of `run`, normalising image views with the statistics of `encoder_processor` (the
     processor saved with the encoder), so that training and everything that later loads the encoder see the same
-    inputs. Spectrograms arrive normalised by their processor."""
-    statistics = (
-        {"normalize_mean": list(encoder_processor.image_mean), "normalize_std": list(encoder_processor.image_std)}
-        if run.data.domain == "image"
-        else {}
-    )
+    inputs. Spectrograms arrive normalised by their processor; with `--viewmaker_input raw`, the model makes them
+    from the views with `encoder_processor`'s front end."""
+    statistics = {}
+    if run.data.domain == "image":
+        statistics = {
+            "normalize_mean": list(encoder_processor.image_mean),
+            "normalize_std": list(encoder_processor.image_std),
+        }
+    elif run.model.viewmaker_input == "raw":
+        if encoder_processor is None:
+            raise ValueError("--viewmaker_input raw needs the run's fitted sensor processor, to make the spectrograms")
+        statistics = {"front_end": encoder_processor.to_dict()}
     config = build_pretraining_config(
         run.model,
         run.objective,
@@ -316,7 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     accelerator.wait_for_everyone()
 
-    pipeline = build_pipeline(data, run.inputs, views=run.views, seed=training.seed)
+    pipeline = build_pipeline(
+        data, run.inputs, views=run.views, seed=training.seed, viewmaker_input=run.model.viewmaker_input
+    )
     train_examples, eval_examples = pipeline.train, pipeline.validation
     data_read = describe_data(data, pipeline)
     logger.info(f"data: {data_read}")
@@ -340,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         make_inputs,
         optimization.adversarial_update,
         optimization.max_grad_norm,
+        encoder_views=pipeline.encoder_views,
     )
     # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
     knn_loaders = None

@@ -20,12 +20,17 @@ def build_pretraining_config(
     num_examples: int | None,
     normalize_mean: list[float] | None = None,
     normalize_std: list[float] | None = None,
+    front_end: dict | None = None,
 ) -> ViewmakerPretrainingConfig:
     """The configuration of `ViewmakerForContrastivePretraining` for inputs of `num_channels` x `image_size` x
     `image_size`, `num_examples` training examples (the InstDisc memory bank's rows; `None` for a stream) and the
-    encoder processor's statistics (`normalize_mean` / `normalize_std`, for images: applied after the viewmaker)."""
+    encoder processor's statistics (`normalize_mean` / `normalize_std`, for images: applied after the viewmaker), or
+    for `--viewmaker_input raw` its `to_dict()` as `front_end`, which makes the spectrograms of the 1-D viewmaker's
+    views."""
+    spatial_dims = 1 if model.viewmaker_input == "raw" else 2
     viewmaker = ViewmakerConfig(
         num_channels=num_channels,
+        spatial_dims=spatial_dims,
         distortion_budget=model.distortion_budget,
         budget_norm=model.budget_norm,
         activation=model.viewmaker_activation,
@@ -36,6 +41,11 @@ def build_pretraining_config(
     if model.viewmaker_name_or_path is not None:
         # The published viewmaker's architecture; the run's flags still set its budget, norm and clamping.
         saved = _viewmaker_config(model.viewmaker_name_or_path)
+        if saved.spatial_dims != spatial_dims:
+            raise ValueError(
+                f"--viewmaker_name_or_path {model.viewmaker_name_or_path} holds a viewmaker with spatial_dims="
+                f"{saved.spatial_dims}, but --viewmaker_input {model.viewmaker_input} needs {spatial_dims}"
+            )
         viewmaker = saved.__class__(
             **{
                 **saved.to_dict(),
@@ -60,6 +70,7 @@ def build_pretraining_config(
         bank_momentum=objective.bank_momentum,
         normalize_mean=None if normalize_mean is None else list(normalize_mean),
         normalize_std=None if normalize_std is None else list(normalize_std),
+        front_end=front_end,
     )
 
 

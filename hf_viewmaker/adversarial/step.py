@@ -44,6 +44,7 @@ class AdversarialStep:
         update: `"one_pass"` (one forward and one backward train both players) or `"two_pass"` (the original update,
             docs/method.md §3.4; the only one of Divmaker, §3.6).
         max_grad_norm: clip the global gradient norm to this, if given.
+        encoder_views: handcrafted views the model applies after its front end (see `DataPipeline.encoder_views`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class AdversarialStep:
         make_inputs: MakeInputs,
         update: str = "one_pass",
         max_grad_norm: float | None = None,
+        encoder_views: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
     ):
         if update not in ("one_pass", "two_pass"):
             raise ValueError(f"update must be 'one_pass' or 'two_pass', got {update!r}")
@@ -65,6 +67,7 @@ class AdversarialStep:
         self.make_inputs = make_inputs
         self.update = update
         self.max_grad_norm = max_grad_norm
+        self.encoder_views = encoder_views
 
     def freeze_viewmaker(self, frozen: bool) -> None:
         """Stop (or resume) applying the viewmaker's updates; its gradients are still computed."""
@@ -92,6 +95,8 @@ class AdversarialStep:
             "generator": generator,
             "distortion_budget": distortion_budget,
         }
+        if self.encoder_views is not None:
+            inputs["encoder_views"] = self.encoder_views
         if (update or self.update) == "one_pass":
             out = self.model(**inputs)
             self.accelerator.backward(out.loss)

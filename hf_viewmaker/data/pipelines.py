@@ -1,9 +1,10 @@
 """One data pipeline per domain: datasets, batching, and the model's inputs made on the training device.
 
 Images arrive as [0, 1] pixels; speech as fitted waveforms whose log-mel spectrogram is computed batched on the device
-(docs/method.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4). Handcrafted
-views act where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram
-before the log (masking).
+(docs/method.md §4.2); Pamap2 as raw 52-channel windows turned into log-spectrograms on the device (§4.4), or, for a
+viewmaker of the raw windows, standardised windows whose spectrogram the model computes (§4.6). Handcrafted views act
+where the original applied them: on pixels, on waveforms (crop + noise), or on the mel power spectrogram before the
+log (masking); the IMU views on the raw sensor windows.
 
 Pretraining builds each domain's processor from its `InputArguments` (and fits the sensor statistics on training
 windows); evaluation passes the processor saved with the pretrained encoder instead (`build_pipeline(data,
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset, Subset, default_collate
 
 from ..arguments import DataArguments, InputArguments, ViewArguments
 from ..processing import LogMelFeatureExtractor, SensorSpectrogramProcessor, ViewmakerImageProcessor
-from ..views import SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
+from ..views import ImuViews, SimCLRImageViews, SpectralMaskingViews, WaveformCropNoiseViews
 from ..visualization import make_view_grid
 from .images import ImageExamples, load_image_splits, read_image
 from .packaged import FASHION_MNIST_SAMPLE_FILES
@@ -44,8 +45,10 @@ PACKAGED_DATASETS = {"fashion_mnist_sample": FASHION_MNIST_SAMPLE_FILES}
 EXPERT_VIEWS = {
     "image": ("simclr_image",),
     "audio": ("waveform_crop_noise", "spectral_masking"),
-    "sensor": ("spectral_masking",),
+    "sensor": ("spectral_masking", "imu"),
 }
+#: What the sensor viewmaker perturbs (`--viewmaker_input`).
+VIEWMAKER_INPUTS = ("spectrogram", "raw")
 # Windows used to fit the sensor processor's per-channel statistics, and clips for `--audio_normalization fit`.
 SENSOR_STATISTICS_WINDOWS = 2000
 AUDIO_STATISTICS_CLIPS = 500
@@ -64,6 +67,9 @@ class DataPipeline:
             any viewmaker; log-mels and sensor spectrograms already normalised by their processor).
         processors: what to save beside each part (`"viewmaker"`, `"encoder"`), e.g. with `save_pretrained`.
         grid_origin: how to draw the inputs (`"lower"` puts spectrograms' low frequencies at the bottom).
+        encoder_views: `(encoder inputs, generator) -> views`, the handcrafted views that act after the model's front
+            end (`ViewmakerForContrastivePretraining.normalize`), or `None`: the spectral masking of a sensor run whose
+            viewmaker perturbs the raw windows, since its spectrograms exist only there.
         leading_train_examples: `count -> the first count training examples, unshuffled`, as an indexable dataset
             (the kNN monitor's bank); for a stream, read from its start once.
     """
@@ -76,6 +82,7 @@ class DataPipeline:
     processors: dict[str, Any]
     grid_origin: str = "upper"
     leading_train_examples: Callable[[int], Dataset] | None = None
+    encoder_views: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.leading_train_examples is None:
@@ -178,6 +185,8 @@ def expert_views_for(views: ViewArguments | None, domain: str, image_size: int |
         return SimCLRImageViews(size=image_size)
     if views.expert_views == "waveform_crop_noise":
         return WaveformCropNoiseViews()
+    if views.expert_views == "imu":  # the time-domain half: the sensor pipeline adds the spectral masking
+        return ImuViews(views.imu_max_rotation_degrees, views.imu_scale_std, views.imu_jitter_std)
     return SpectralMaskingViews(views.max_freq_mask, views.max_time_mask, views.spectral_noise_std)
 
 
@@ -406,14 +415,24 @@ def sensor_pipeline(
     processor: SensorSpectrogramProcessor | None,
     views: ViewArguments | None,
     seed: int,
+    viewmaker_input: str = "spectrogram",
 ) -> DataPipeline:
+    """Sensor windows turned into normalised log-spectrograms (docs/method.md §4.4), or with `viewmaker_input="raw"`
+    into per-channel standardised windows [B, C, T], whose spectrogram the pretraining model computes after its
+    viewmaker (its `normalize`, the processor's `front_end`; §4.6).
+
+    Handcrafted views, in order: the `imu` views on the raw windows (a rotation needs the physical axes, so before
+    the standardisation); then the spectral masking on the spectrograms, in `make_inputs` (before any viewmaker) or,
+    with raw windows, as `encoder_views` after the model's front end (after the viewmaker)."""
     train, validation = _sensor_splits(data, seed)
     num_channels = train.num_channels
+    raw = viewmaker_input == "raw"
     if processor is None:
         # The paper's STFT (docs/method.md §4.4) unless `inputs` set another, e.g. for series shorter than 1,000.
         stft = {k: v for k, v in (("n_fft", inputs.n_fft), ("hop_length", inputs.hop_length)) if v is not None}
         statistics_windows = Subset(train, range(min(SENSOR_STATISTICS_WINDOWS, len(train))))
-        processor = SensorSpectrogramProcessor(num_channels=num_channels, **stft).fit_statistics(statistics_windows)
+        processor = SensorSpectrogramProcessor(num_channels=num_channels, standardize_windows=raw, **stft)
+        processor.fit_statistics(statistics_windows)
     elif not isinstance(processor, SensorSpectrogramProcessor):
         raise TypeError(f"--domain sensor needs a SensorSpectrogramProcessor, got {type(processor).__name__}")
     elif processor.do_normalize and processor.channel_means is None:
@@ -421,12 +440,29 @@ def sensor_pipeline(
     elif processor.num_channels != num_channels:
         raise ValueError(f"the processor expects {processor.num_channels} channels, the data have {num_channels}")
     expert = expert_views_for(views, "sensor")
+    time_views = expert if isinstance(expert, ImuViews) else None
+    if time_views is not None and num_channels % 3:
+        raise ValueError(
+            f"--expert_views imu rotates triplets of channels (ax ay az, wx wy wz, ...), but the data have "
+            f"{num_channels} channels (--num_channels), not a multiple of 3: use --expert_views spectral_masking"
+        )
+    masking = None
+    if expert is not None:
+        masking = SpectralMaskingViews(views.max_freq_mask, views.max_time_mask, views.spectral_noise_std)
+    encode = processor.standardize if raw else processor.process
 
     def make_inputs(batch, generator, augment, pair=True):
-        spectrograms = processor.process(batch["values"])
-        if augment and expert is not None:
-            return _two_or_one(lambda: expert(spectrograms, generator=generator), pair)
-        return spectrograms, None
+        windows = batch["values"]
+        if not augment or expert is None:
+            return encode(windows), None
+
+        clean = encode(windows) if time_views is None else None  # computed once for both views
+
+        def view():
+            x = clean if time_views is None else encode(time_views(windows, generator))
+            return x if raw else masking(x, generator)
+
+        return _two_or_one(view, pair)
 
     return DataPipeline(
         train,
@@ -436,6 +472,7 @@ def sensor_pipeline(
         make_inputs,
         {"viewmaker": processor, "encoder": processor},
         grid_origin="lower",
+        encoder_views=masking if raw else None,
     )
 
 
@@ -479,6 +516,7 @@ def build_pipeline(
     processor: Any | None = None,
     views: ViewArguments | None = None,
     seed: int = 0,
+    viewmaker_input: str = "spectrogram",
 ) -> DataPipeline:
     """The data pipeline of `data.domain` ("image", "audio" or "sensor").
 
@@ -489,6 +527,8 @@ def build_pipeline(
             (`encoder/preprocessor_config.json`), so evaluation feeds the encoder what it was trained on (see below).
         views: the handcrafted views `make_inputs(..., augment=True)` makes, when `views.view_mode` uses them.
         seed: seeds the random windows of Pamap2.
+        viewmaker_input: sensors: `"raw"` makes standardised windows for a viewmaker of the raw signal, whose
+            spectrogram the model computes (`sensor_pipeline`); `"spectrogram"` (the default) the spectrograms.
 
     What `processor` must be per domain:
 
@@ -501,7 +541,13 @@ def build_pipeline(
     `load_speech_transfer_split`: its "train" split trains, its "test" split is the validation split, both with the
     `label` column).
     """
-    builders = {"image": image_pipeline, "audio": speech_pipeline, "sensor": sensor_pipeline}
+    if viewmaker_input not in VIEWMAKER_INPUTS:
+        raise ValueError(f"--viewmaker_input must be one of {VIEWMAKER_INPUTS}, got {viewmaker_input!r}")
+    if data.domain == "sensor":
+        return sensor_pipeline(data, inputs or InputArguments(), processor, views, seed, viewmaker_input)
+    if viewmaker_input != "spectrogram":
+        raise ValueError(f"--viewmaker_input {viewmaker_input} needs --domain sensor, got --domain {data.domain}")
+    builders = {"image": image_pipeline, "audio": speech_pipeline}
     return builders[data.domain](data, inputs or InputArguments(), processor, views, seed)
 
 

@@ -363,6 +363,9 @@ def _pretraining_card(
         ]
     processors = {part: _read_json(path / "preprocessor_config.json") for part, path in parts.items()}
     encoder_processor = processors.get("encoder") or {}
+    # A viewmaker of raw sensor windows (--viewmaker_input raw) reads the windows the spectrogram is made from.
+    window_length = (shape[2] - 1) * encoder_processor.get("hop_length", 1)
+    shapes = {"viewmaker": (shape[0], window_length)} if model.viewmaker_input == "raw" else {}
     model_name = (repo_id or folder.resolve().name).split("/")[-1]
     start = model.encoder_name_or_path  # a Hub id it started from is the card's base model
     base_model = start if _is_hub_id(start) else None
@@ -398,8 +401,8 @@ def _pretraining_card(
         num_channels=run.inputs.num_channels,
         sampling_rate=encoder_processor.get("sampling_rate"),
         # Sensor windows as long as the spectrogram's frames need (one frame per hop, centred).
-        window_length=(shape[2] - 1) * encoder_processor.get("hop_length", 1),
-        sizes={part: _size_text(*model_size(path, shape)) for part, path in parts.items()},
+        window_length=window_length,
+        sizes={part: _size_text(*model_size(path, shapes.get(part, shape))) for part, path in parts.items()},
         preprocessing={part: _preprocessing(processors[part]) for part in parts},
         settings=[(name, str(value)) for name, value in settings],
         results=rows,

@@ -11,6 +11,13 @@ The original turned each Pamap2 window ``[52, 1000]`` into ``52 x 32 x 32`` with
    ``FEATURE_STDS``), which are not available to us: :meth:`SensorSpectrogramProcessor.fit_statistics` computes them
    from training windows, and they are then saved with the processor (``preprocessor_config.json``).
 
+Optionally (``standardize_windows``, off by default and in the paper) the raw windows are first standardised per
+channel, ``(x - window_means[c]) / window_stds[c]``, with statistics of the raw training windows that
+:meth:`~SensorSpectrogramProcessor.fit_statistics` also fits. Runs whose viewmaker perturbs the raw windows
+(``--viewmaker_input raw``, docs/method.md §4.6) need it, so that the viewmaker's budget means the same in every
+channel; :meth:`~SensorSpectrogramProcessor.standardize` makes the viewmaker's inputs and
+:meth:`~SensorSpectrogramProcessor.front_end` the encoder's inputs from the views, differentiably.
+
 `SensorSpectrogramProcessor` does the same for a whole batch ``[B, C, T]`` with one ``torch.stft`` on the input's
 device, so the training loop can run it on the accelerator.
 """
@@ -63,6 +70,9 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         channel_means, channel_stds (`list[float]`, *optional*): per-channel statistics of the log-spectrogram
             over frequency and time. Set them, or compute them with :meth:`fit_statistics`, before normalising.
         do_normalize (`bool`, defaults to `True`): apply the per-channel z-score.
+        standardize_windows (`bool`, defaults to `False`): standardise the raw windows per channel before the STFT,
+            with `window_means` / `window_stds` (the per-channel mean and std of the raw training windows, over
+            windows and time; set by :meth:`fit_statistics`).
     """
 
     model_input_names = ["input_features"]
@@ -77,6 +87,9 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         channel_means: Sequence[float] | None = None,
         channel_stds: Sequence[float] | None = None,
         do_normalize: bool = True,
+        standardize_windows: bool = False,
+        window_means: Sequence[float] | None = None,
+        window_stds: Sequence[float] | None = None,
         **kwargs,
     ):
         # Configs saved while there was also a raw-window representation hold `representation` ("spectrogram" in
@@ -90,12 +103,15 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         self.power = _positive_float("power", power)
         self.log_offset = _positive_float("log_offset", log_offset)
         self.do_normalize = bool(do_normalize)
-        self.channel_means = None
-        self.channel_stds = None
-        if (channel_means is None) != (channel_stds is None):
-            raise ValueError("give both `channel_means` and `channel_stds`, or neither")
+        self.standardize_windows = bool(standardize_windows)
+        self.channel_means = self.channel_stds = self.window_means = self.window_stds = None
+        for kind, means, stds in (("channel", channel_means, channel_stds), ("window", window_means, window_stds)):
+            if (means is None) != (stds is None):
+                raise ValueError(f"give both `{kind}_means` and `{kind}_stds`, or neither")
         if channel_means is not None:
             self.set_statistics(channel_means, channel_stds)
+        if window_means is not None:
+            self.set_window_statistics(window_means, window_stds)
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------------------------------------ config
@@ -104,15 +120,23 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         output["feature_extractor_type"] = self.__class__.__name__
         return output
 
+    def _checked_statistics(
+        self, kind: str, means: Sequence[float], stds: Sequence[float]
+    ) -> tuple[list[float], list[float]]:
+        means, stds = [float(v) for v in means], [float(v) for v in stds]
+        if len(means) != self.num_channels or len(stds) != self.num_channels:
+            raise ValueError(f"need {self.num_channels} {kind} means and stds, got {len(means)} and {len(stds)}")
+        if not all(math.isfinite(v) for v in means) or not all(math.isfinite(v) and v > 0 for v in stds):
+            raise ValueError(f"{kind} means must be finite and {kind} stds finite and positive")
+        return means, stds
+
     def set_statistics(self, channel_means: Sequence[float], channel_stds: Sequence[float]) -> None:
         """Set the per-channel normalisation statistics (``num_channels`` finite means, positive stds)."""
-        means = [float(v) for v in channel_means]
-        stds = [float(v) for v in channel_stds]
-        if len(means) != self.num_channels or len(stds) != self.num_channels:
-            raise ValueError(f"need {self.num_channels} channel means and stds, got {len(means)} and {len(stds)}")
-        if not all(math.isfinite(v) for v in means) or not all(math.isfinite(v) and v > 0 for v in stds):
-            raise ValueError("channel means must be finite and channel stds finite and positive")
-        self.channel_means, self.channel_stds = means, stds
+        self.channel_means, self.channel_stds = self._checked_statistics("channel", channel_means, channel_stds)
+
+    def set_window_statistics(self, window_means: Sequence[float], window_stds: Sequence[float]) -> None:
+        """Set the per-channel statistics of the raw windows that `standardize` uses."""
+        self.window_means, self.window_stds = self._checked_statistics("window", window_means, window_stds)
 
     @property
     def num_frequency_bins(self) -> int:
@@ -154,21 +178,35 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         """The log-spectrogram before normalisation: ``log(spectrogram + log_offset)``."""
         return torch.log(self.spectrogram(values) + self.log_offset)
 
+    def _z_score(self, x: torch.Tensor, means: list[float] | None, stds: list[float] | None, kind: str) -> torch.Tensor:
+        if means is None:
+            raise ValueError(
+                f"no {kind} statistics: call `fit_statistics(training_windows)` or pass {kind}_means/{kind}_stds"
+            )
+        shape = (1, self.num_channels) + (1,) * (x.ndim - 2)
+        mean = torch.tensor(means, dtype=x.dtype, device=x.device).reshape(shape)
+        std = torch.tensor(stds, dtype=x.dtype, device=x.device).reshape(shape)
+        return (x - mean) / std
+
     def normalize(self, features: torch.Tensor) -> torch.Tensor:
         """Per-channel z-score of ``[B, C, ...]`` features with the stored statistics."""
-        if self.channel_means is None:
-            raise ValueError(
-                "no channel statistics: call `fit_statistics(training_windows)` or pass channel_means/channel_stds"
-            )
-        shape = (1, self.num_channels) + (1,) * (features.ndim - 2)
-        mean = torch.tensor(self.channel_means, dtype=features.dtype, device=features.device).reshape(shape)
-        std = torch.tensor(self.channel_stds, dtype=features.dtype, device=features.device).reshape(shape)
-        return (features - mean) / std
+        return self._z_score(features, self.channel_means, self.channel_stds, "channel")
+
+    def standardize(self, values) -> torch.Tensor:
+        """The windows ``[B, C, T]`` standardised per channel with `window_means` / `window_stds` when
+        `standardize_windows` is set (else as they are, as a float batch): what `process` takes the STFT of."""
+        x = self._as_batch(values)
+        return self._z_score(x, self.window_means, self.window_stds, "window") if self.standardize_windows else x
+
+    def front_end(self, windows: torch.Tensor) -> torch.Tensor:
+        """The encoder's inputs from windows already `standardize`d: log-spectrogram, then the z-score when
+        `do_normalize`. Differentiable, so that a viewmaker of the raw windows is trained through it."""
+        features = self.features(windows)
+        return self.normalize(features) if self.do_normalize else features
 
     def process(self, values) -> torch.Tensor:
         """The whole recipe on ``[B, C, T]`` windows on any device; float32 (float64 input stays float64)."""
-        features = self.features(values)
-        return self.normalize(features) if self.do_normalize else features
+        return self.front_end(self.standardize(values))
 
     def __call__(self, values, return_tensors: str | None = "pt", device=None) -> BatchFeature:
         """``BatchFeature(input_features=...)`` of one window ``[C, T]`` or a batch ``[B, C, T]`` (tensor or array),
@@ -192,59 +230,67 @@ class SensorSpectrogramProcessor(FeatureExtractionMixin):
         device: torch.device | str | None = None,
     ) -> SensorSpectrogramProcessor:
         """Set ``channel_means`` / ``channel_stds`` to the per-channel mean and (population) standard deviation of the
-        log-spectrogram over ``windows`` (over every window, frequency and frame), and return ``self``.
+        log-spectrogram over ``windows`` (over every window, frequency and frame), and return ``self``. With
+        `standardize_windows`, first ``window_means`` / ``window_stds``, those of the raw windows (over every window
+        and time step), and the log-spectrogram statistics are then those of the standardised windows.
 
         ``windows``: a dataset or iterable of items ``{"values": [C, T]}`` (e.g. :class:`Pamap2Windows` of the
         training split) or of ``[C, T]`` / ``[B, C, T]`` tensors or arrays; at most ``max_windows`` are used.
         Computed in float64 in batches of ``batch_size``. A constant channel gets std 1 (with a warning).
         """
         batch_size = _positive_int("batch_size", batch_size)
-        total = torch.zeros(self.num_channels, dtype=torch.float64)
-        total_sq = torch.zeros(self.num_channels, dtype=torch.float64)
-        count = 0
-        pending: list[torch.Tensor] = []
-        used = 0
-
-        def flush():
-            nonlocal total, total_sq, count
-            if not pending:
-                return
-            x = torch.cat(pending).to(device=device if device is not None else pending[0].device)
-            pending.clear()
-            f = self.features(x.to(torch.float64))  # [B, C, ...]
-            f = f.transpose(0, 1).reshape(self.num_channels, -1)
-            total += f.sum(dim=1).cpu()
-            total_sq += f.square().sum(dim=1).cpu()
-            count += f.shape[1]
-
         if (
             hasattr(windows, "__getitem__")
             and hasattr(windows, "__len__")
             and not torch.is_tensor(windows)
             and not isinstance(windows, np.ndarray)
         ):
-            source = (windows[i] for i in range(len(windows)))
-        else:
-            source = iter(windows)
-        for item in source:
-            if max_windows is not None and used >= max_windows:
-                break
-            value = item["values"] if isinstance(item, Mapping) else item
-            x = self._as_batch(value)
-            if max_windows is not None:
-                x = x[: max_windows - used]
-            pending.append(x)
-            used += x.shape[0]
-            if sum(p.shape[0] for p in pending) >= batch_size:
-                flush()
-        flush()
+            dataset = windows
+            windows = None  # read item by item, once per pass
+        elif self.standardize_windows and iter(windows) is windows:
+            windows = list(windows)  # read twice: the raw statistics, then the spectrograms'
+
+        def batches():
+            pending: list[torch.Tensor] = []
+            used = 0
+            for item in windows if windows is not None else (dataset[i] for i in range(len(dataset))):
+                if max_windows is not None and used >= max_windows:
+                    break
+                value = item["values"] if isinstance(item, Mapping) else item
+                x = self._as_batch(value)
+                if max_windows is not None:
+                    x = x[: max_windows - used]
+                pending.append(x)
+                used += x.shape[0]
+                if sum(p.shape[0] for p in pending) >= batch_size:
+                    yield torch.cat(pending).to(device=device or pending[0].device, dtype=torch.float64)
+                    pending.clear()
+            if pending:
+                yield torch.cat(pending).to(device=device or pending[0].device, dtype=torch.float64)
+
+        if self.standardize_windows:
+            self.set_window_statistics(*self._channel_moments(batches(), lambda x: x, "raw windows"))
+        self.set_statistics(
+            *self._channel_moments(batches(), lambda x: self.features(self.standardize(x)), "log-spectrograms")
+        )
+        return self
+
+    def _channel_moments(self, batches: Iterable[torch.Tensor], transform, what: str) -> tuple[list, list]:
+        """Per-channel mean and population std of ``transform(batch)`` ``[B, C, ...]`` over all the batches."""
+        total = torch.zeros(self.num_channels, dtype=torch.float64)
+        total_sq = torch.zeros(self.num_channels, dtype=torch.float64)
+        count = 0
+        for batch in batches:
+            f = transform(batch).transpose(0, 1).reshape(self.num_channels, -1)
+            total += f.sum(dim=1).cpu()
+            total_sq += f.square().sum(dim=1).cpu()
+            count += f.shape[1]
         if count == 0:
             raise ValueError("`windows` is empty")
         mean = total / count
         std = (total_sq / count - mean.square()).clamp(min=0).sqrt()
         constant = (std < 1e-8).nonzero().flatten().tolist()
         if constant:
-            logger.warning(f"channels {constant} are constant over the windows; their std is set to 1")
+            logger.warning(f"channels {constant} of the {what} are constant over the windows; their std is set to 1")
             std[constant] = 1.0
-        self.set_statistics(mean.tolist(), std.tolist())
-        return self
+        return mean.tolist(), std.tolist()

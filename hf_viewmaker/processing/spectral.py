@@ -3,7 +3,8 @@
 ``torch.stft(center=True, pad_mode="reflect")`` reflect-pads a copy of the whole signal before framing it; here only
 the few frames that reach past either end are cut from a padded copy, and the window is applied while the frames are
 copied out, so the framing costs one pass over the signal (it was ~30 % of the log-mel front end's time on CPU).
-These are data-side transforms: they write into preallocated buffers and are not differentiable.
+These are data-side transforms: they write into preallocated buffers, except for signals that need a gradient (a
+viewmaker's views of raw sensor windows, docs/method.md §4.6), whose frames are the same products joined instead.
 """
 
 import torch
@@ -32,7 +33,10 @@ def windowed_frames(
             f"signals of {length} samples are too short for the reflect padding of n_fft // 2 = {n_fft // 2}"
         )
     half, frames_count = n_fft // 2, stft_num_frames(length, n_fft, hop_length)
-    if out is None:
+    # Autograd cannot record writes into `out=`; joining the same window products gives the same values.
+    differentiable = out is None and signals.requires_grad and torch.is_grad_enabled()
+    pieces = []
+    if out is None and not differentiable:
         out = signals.new_empty(count, frames_count, n_fft)
     if window is None:
         window = torch.hann_window(n_fft, periodic=True, dtype=signals.dtype, device=signals.device)
@@ -49,8 +53,11 @@ def windowed_frames(
         if start < 0 or stop > length:
             piece = F.pad(piece, (max(0, -start), max(0, stop - length)), mode="reflect")
         frames = piece[:, max(0, start - begin) :].unfold(-1, n_fft, hop_length)[:, : hi - lo]
-        torch.mul(frames, window, out=out[:, lo:hi])
-    return out
+        if differentiable:
+            pieces.append(frames * window)
+        else:
+            torch.mul(frames, window, out=out[:, lo:hi])
+    return torch.cat(pieces, dim=1) if differentiable else out
 
 
 def centered_stft(signals: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:

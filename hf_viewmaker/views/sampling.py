@@ -1,5 +1,5 @@
-"""The uniform draws behind every random parameter of the expert views, shared by the image, spectrogram and waveform
-views so that all three consume a generator the same way."""
+"""The uniform and normal draws behind every random parameter of the expert views, shared by the image, spectrogram,
+waveform and IMU views so that all of them consume a generator the same way."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ def uniform(
     if low == 0.0 and high == 1.0:
         return u  # U[0, 1) as drawn: no rescaling kernels
     return low + (high - low) * u
+
+
+def normal(
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Samples of N(0, 1) of `shape` and `dtype` on `device`, drawn on the generator's device as `uniform` draws."""
+    source = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype).to(device)

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .sampling import uniform
+from .sampling import normal, uniform
 
 
 def _max_mask(name: str, value: int) -> int:
@@ -124,8 +124,7 @@ class SpectralMaskingViews(nn.Module):
             )
         if not bool((std > 0).any()):
             return x
-        source = generator.device if generator is not None else x.device
-        noise = torch.randn(x.shape, generator=generator, device=source, dtype=x.dtype).to(x.device)
+        noise = normal(x.shape, generator, x.device, x.dtype)
         scale = std.to(device=x.device, dtype=x.dtype)
         return x + noise * (scale[:, None, None] if scale.ndim == 1 else scale)
 

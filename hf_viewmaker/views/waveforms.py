@@ -22,7 +22,7 @@ from math import inf
 import torch
 from torch import nn
 
-from .sampling import uniform
+from .sampling import normal, uniform
 
 
 class WaveformCropNoiseViews(nn.Module):
@@ -119,9 +119,8 @@ class WaveformCropNoiseViews(nn.Module):
         kept = ((t >= start) & (t < end)).to(work_dtype)  # [B, T]
         out = x.to(work_dtype) * kept
         if self.noise_scale > 0:
-            source = generator.device if generator is not None else device
-            spectrum = torch.randn(batch, n_samples // 2 + 1, generator=generator, device=source, dtype=work_dtype)
-            noise = torch.fft.irfft(spectrum.to(device) * self.noise_scale, n=n_samples, dim=-1)  # std 1/sqrt(T)
+            spectrum = normal((batch, n_samples // 2 + 1), generator, device, work_dtype)
+            noise = torch.fft.irfft(spectrum * self.noise_scale, n=n_samples, dim=-1)  # std 1/sqrt(T)
             # std 1/sqrt(length) inside each example's real samples, none in its padding.
             noise = noise * torch.sqrt(n_samples / n)[:, None] * (t < length)
             # Noise-then-crop loses the noise outside the crop; crop-then-noise keeps it.

@@ -53,6 +53,11 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
         normalize_mean, normalize_std (`list[float]`, *optional*):
             Per-channel statistics applied to the views *after* the viewmaker, which works on [0, 1] pixels
             (docs/method.md §4.1). `None` for inputs that arrive normalised (spectrograms, sensors).
+        front_end (`dict`, *optional*):
+            A sensor processor (`SensorSpectrogramProcessor.to_dict()`) whose `front_end` turns the views into the
+            encoder's inputs: the STFT, log and z-score of views of standardised raw windows, made by a viewmaker with
+            `spatial_dims=1` (`--viewmaker_input raw`, docs/method.md §4.6). `None`: the views are the encoder's
+            inputs (after `normalize_mean` / `normalize_std` for images).
     """
 
     model_type = "viewmaker_pretraining"
@@ -79,6 +84,7 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
     embedding_dim: int = 128
     normalize_mean: list[float] | None = None
     normalize_std: list[float] | None = None
+    front_end: dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -118,6 +124,14 @@ class ViewmakerPretrainingConfig(PreTrainedConfig):
                 f"normalize_mean and normalize_std need one value per channel ({channels}), got "
                 f"{len(self.normalize_mean)} and {len(self.normalize_std)}."
             )
+
+        if self.front_end is not None:
+            if self.front_end.get("feature_extractor_type") != "SensorSpectrogramProcessor":
+                raise ValueError("front_end must be a SensorSpectrogramProcessor's to_dict().")
+            if self.normalize_mean is not None:
+                raise ValueError(
+                    "give front_end (sensor windows) or normalize_mean / normalize_std (images), not both."
+                )
 
     @property
     def uses_viewmaker(self) -> bool:

@@ -2,6 +2,7 @@
 original's two), or Divmaker's alternating update."""
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from transformers.utils import ModelOutput
 
 from ...objectives import DivmakerLoss, InstDiscLoss, SimCLRLoss
 from ...processing.image_processing_viewmaker import normalize_channels
+from ...processing.sensor_processing import SensorSpectrogramProcessor
 from ..encoder import ContrastiveResNetModel
 from ..viewmaker import ViewmakerModel
 from .backbone_encoder import BackboneWithProjection
@@ -143,6 +145,8 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         if config.normalize_mean is not None:
             self.register_buffer("normalize_mean", torch.tensor(config.normalize_mean), persistent=False)
             self.register_buffer("normalize_std", torch.tensor(config.normalize_std), persistent=False)
+        # Not a module: the processor holds only configuration and statistics, and runs on the views' device.
+        self.front_end = SensorSpectrogramProcessor.from_dict(config.front_end) if config.front_end else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -151,8 +155,14 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         return
 
     def normalize(self, views: torch.Tensor) -> torch.Tensor:
-        """What the encoder sees of `views`: normalised with the encoder processor's statistics (images), else as
-        they are."""
+        """What the encoder sees of `views`: normalised with the encoder processor's statistics (images), turned into
+        normalised log-spectrograms by the sensor processor's `front_end` (views of raw windows, differentiably),
+        else as they are."""
+        if self.front_end is not None:
+            # In float32 whatever the mixed precision, as the processor makes them in evaluation (squared powers
+            # overflow fp16).
+            with torch.autocast(views.device.type, enabled=False):
+                return self.front_end.front_end(views)
         if self.config.normalize_mean is None:
             return views
         return normalize_channels(views, self.normalize_mean, self.normalize_std)
@@ -184,6 +194,7 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         generator: torch.Generator | None = None,
         distortion_budget: float | None = None,
         adversarial_phase: str = "both",
+        encoder_views: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> ViewmakerPretrainingOutput | tuple:
@@ -191,8 +202,9 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)` or `(batch, channels, time)`):
                 The inputs: [0, 1] pixels for images (normalisation happens here, after the viewmaker), normalised
-                spectrograms or sensor windows otherwise. In `"expert"` and `"viewmaker+expert"` modes, the first
-                handcrafted view.
+                spectrograms otherwise, or per-channel standardised raw sensor windows `(batch, channels, time)` when
+                `config.front_end` is set (the spectrogram is made here, after the viewmaker). In `"expert"` and
+                `"viewmaker+expert"` modes, the first handcrafted view.
             pixel_values_2 (`torch.FloatTensor` of the same shape, *optional*):
                 SimCLR only: the second input (the second handcrafted view, or for speech the other crop of the same
                 clip). Defaults to `pixel_values`, whose two viewmaker calls then differ only by their noise.
@@ -210,6 +222,10 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
                 weights and `loss` is `-viewmaker_loss_weight` times the objective, so minimising it trains the
                 viewmaker to maximise the objective. With `config.viewmaker_objective="divmaker"`, `"viewmaker"`'s
                 `loss` is the diversity loss instead, and `"both"` is an error (the players' losses differ).
+            encoder_views (`Callable`, *optional*):
+                Handcrafted views applied to each view after `normalize`, before the encoder, with `generator`
+                (`DataPipeline.encoder_views`): the spectral masking of sensor runs whose viewmaker perturbs the raw
+                windows, since the spectrograms exist only after the front end.
         """
         if adversarial_phase not in ("both", "encoder", "viewmaker"):
             raise ValueError(f"adversarial_phase must be 'both', 'encoder' or 'viewmaker', got {adversarial_phase!r}")
@@ -250,7 +266,10 @@ class ViewmakerForContrastivePretraining(PreTrainedModel):
             )
         # One encoder call per view, as in the original: its BatchNorm normalises each view's batch on its own.
         with _without_weight_gradients(self.encoder, adversarial_phase == "viewmaker"):
-            embeddings = tuple(self.encoder(self.normalize(v)).embeddings for v in encoder_inputs)
+            encoded = (self.normalize(v) for v in encoder_inputs)
+            if encoder_views is not None:
+                encoded = (encoder_views(x, generator) for x in encoded)
+            embeddings = tuple(self.encoder(x).embeddings for x in encoded)
 
         if divmaker and adversarial_phase == "viewmaker":
             return self._diversity_output(inputs, views, embeddings, return_dict)
