@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -50,17 +51,24 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     write_ts_file(tmp_path / "test.ts", series_per_class=2, seed=1)
     (tmp_path / "tiny.yaml").write_text(RECIPE.format(data=tmp_path))
     (tmp_path / "eval_tiny.yaml").write_text(EVAL_RECIPE.format(data=tmp_path))
+    (tmp_path / "eval_tiny_other.yaml").write_text(EVAL_RECIPE.format(data=tmp_path))
     argv = [
         "--domain",
         "tiny",
         "--config_dir",
         str(tmp_path),
         "--methods",
-        "random",
         "expert",
+        "viewmaker",
         "--seeds",
         "0",
         "1",
+        # The recipe's own budget (0.05) and one more, for the viewmaker only.
+        "--distortion_budgets",
+        "0.05",
+        "0.2",
+        "--transfer_tasks",
+        "other",
         "--output_dir",
         str(tmp_path / "out"),
         "--",
@@ -69,23 +77,63 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     ]
     compare_views.main(argv)
 
-    summary = json.loads((tmp_path / "out" / "tiny" / "summary.json").read_text())
+    out = tmp_path / "out" / "tiny"
+    summary = json.loads((out / "summary.json").read_text())
     records = summary["records"]
-    assert [(r["method"], r["seed"]) for r in records] == [("random", 0), ("random", 1), ("expert", 0), ("expert", 1)]
-    assert all(0.0 <= r["top1"] <= 1.0 for r in records)
-    # The floor is never trained; the expert runs are, on the 8 series the extra flag keeps (2 steps of 4).
-    assert [r["pretrain_steps"] for r in records] == [0, 0, 2, 2]
-    assert "--max_train_samples 8" in records[2]["pretrain_command"]
+    assert [(r["method"], r["distortion_budget"], r["seed"]) for r in records] == [
+        ("expert", 0.05, 0),
+        ("expert", 0.05, 1),
+        ("viewmaker", 0.05, 0),
+        ("viewmaker", 0.05, 1),
+        ("viewmaker", 0.2, 0),
+        ("viewmaker", 0.2, 1),
+    ]
+    assert (out / "viewmaker" / "seed0" / "record.json").is_file()
+    assert (out / "viewmaker_budget0.2" / "seed1" / "record.json").is_file()
+    assert "--distortion_budget 0.2" in records[4]["pretrain_command"]
+    assert all(0.0 <= r["top1"] <= 1.0 and 0.0 <= r["transfer"]["other"]["top1"] <= 1.0 for r in records)
+    # Trained on the 8 series the extra flag keeps (2 steps of 4).
+    assert all(r["pretrain_steps"] == 2 and "--max_train_samples 8" in r["pretrain_command"] for r in records)
+    # RankMe of the 16-d pooled features of the 6 test series: at most 6.
+    assert all(1.0 <= r["rankme"] <= r["rankme_max"] == 6 for r in records)
     rows = summary["table"].splitlines()[2:]
-    assert [row.split(" | ")[0] for row in rows] == ["| random", "| expert"]
-    expert = [r["top1"] for r in records[2:]]
-    assert f"{100 * sum(expert) / 2:.1f} ± " in rows[1]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| expert", "–"],
+        ["| viewmaker", "0.05"],
+        ["| viewmaker", "0.2"],
+    ]
+    expert = [r["top1"] for r in records[:2]]
+    assert f"{100 * sum(expert) / 2:.1f} ± " in rows[0]
     assert summary["table"] in capsys.readouterr().out
+    # Paired over seeds, at the recipe's budget: expert against viewmaker.
+    (paired,) = summary["paired"].splitlines()[2:]
+    assert paired.startswith("| expert | viewmaker | ")
+    (choice,) = summary["budget_choice"]
+    rankme = {
+        budget: sum(r["rankme"] for r in records if r["method"] == "viewmaker" and r["distortion_budget"] == budget)
+        for budget in (0.05, 0.2)
+    }
+    assert choice["chosen_by_rankme"] == max(rankme, key=rankme.get)
 
     # A second invocation reuses every finished cell instead of training again.
-    first = (tmp_path / "out" / "tiny" / "expert" / "seed1" / "record.json").stat().st_mtime_ns
+    first = (out / "expert" / "seed1" / "record.json").stat().st_mtime_ns
     compare_views.main(argv)
-    assert (tmp_path / "out" / "tiny" / "expert" / "seed1" / "record.json").stat().st_mtime_ns == first
+    assert (out / "expert" / "seed1" / "record.json").stat().st_mtime_ns == first
+
+    # Interrupted after its pretraining: only the evaluations are redone.
+    cell = out / "viewmaker_budget0.2" / "seed1"
+    trained = (cell / "pretrain" / "train_results.json").stat().st_mtime_ns
+    for name in ("record.json", "linear_eval", "transfer_other"):
+        shutil.rmtree(cell / name) if (cell / name).is_dir() else (cell / name).unlink()
+    # Interrupted during its pretraining (after its one epoch's checkpoint): it resumes from the checkpoint.
+    interrupted = out / "expert" / "seed0"
+    for name in ("record.json", "pretrain/train_results.json", "pretrain/encoder"):
+        shutil.rmtree(interrupted / name) if (interrupted / name).is_dir() else (interrupted / name).unlink()
+    compare_views.main(argv)
+    assert (cell / "pretrain" / "train_results.json").stat().st_mtime_ns == trained
+    assert json.loads((cell / "record.json").read_text())["top1"] == records[5]["top1"]
+    assert "resumed from" in (interrupted / "pretrain.log").read_text()
+    assert json.loads((interrupted / "record.json").read_text())["top1"] == records[0]["top1"]
 
 
 def test_a_domain_without_recipes_is_refused(tmp_path):

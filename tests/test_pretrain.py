@@ -103,11 +103,14 @@ def test_quickstart_run_saves_loadable_models_and_views(tmp_path):
     assert (tmp_path / "views.png").stat().st_size > 0
     results = json.loads((tmp_path / "train_results.json").read_text())
     assert results["completed_steps"] == 3 and 0.0 <= results["knn_accuracy"] <= 1.0
+    # The label-free monitor: the effective rank of the encoder's 16-d pooled features of the 32 validation images.
+    assert results["rankme_max"] == 16 and 1.0 <= results["rankme"] <= 16
     assert json.loads((tmp_path / "training_args.json").read_text())["training"]["max_steps"] == 3
     card = ModelCard.load(tmp_path / "README.md")
     assert {"viewmaker", "self-supervised", "contrastive-learning", "image"} <= set(card.data.tags)
-    (measured,) = card.data.eval_results
-    assert measured.metric_value == round(results["knn_accuracy"], 4)
+    knn, rankme = card.data.eval_results
+    assert knn.metric_value == round(results["knn_accuracy"], 4)
+    assert (rankme.metric_type, rankme.metric_value) == ("rankme", round(results["rankme"], 4))
     assert "![views](views.png)" in card.text and "zalando-datasets/fashion_mnist" in card.data.datasets
     initial = ViewmakerModel(viewmaker.config)
     assert any(not torch.equal(a, b) for a, b in zip(viewmaker.state_dict().values(), initial.state_dict().values()))

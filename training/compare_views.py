@@ -3,11 +3,19 @@
 For each method and seed it runs `training/pretrain.py` with the domain's recipe (`training/configs/<domain>.yaml`),
 then `training/linear_eval.py` with the domain's evaluation recipe (`training/configs/eval_<domain>.yaml`) on held-out
 data, and writes a table of the linear-evaluation top-1 accuracy (mean ± sample standard deviation over seeds) with
-the time each run took. Runs whose results exist are reused, so an interrupted comparison picks up where it stopped.
+the time each run took. `--transfer_tasks` adds linear evaluations on other data (`eval_<domain>_<task>.yaml`).
+
+An interrupted comparison picks up where it stopped: finished runs are reused, an unfinished pretraining resumes from
+its last checkpoint (saved every epoch; the resume is exact) and a missing evaluation is redone.
 
     python tools/prepare_small_scale_data.py                       # the real data, from what installs offline
     python training/compare_views.py --domain basic_motions        # every method, seeds 0 1 2
     python training/compare_views.py --domain fashion_mnist --methods expert --seeds 0   # one cell
+
+The budget chosen without labels: `--distortion_budgets 0.02 0.05 0.1 0.2` runs every method that uses a viewmaker at
+each budget, and the summary picks, per method, the budget whose encoders have the highest mean RankMe (the effective
+rank of their features on the held-out inputs, measured by pretraining: no labels), beside the budget whose linear
+accuracy is best (docs/method.md §3.6).
 
 Methods (each a set of pretraining flags on top of the recipe):
     random            --max_steps 0: the untrained encoder (the floor)
@@ -18,7 +26,9 @@ Methods (each a set of pretraining flags on top of the recipe):
 Flags after `--` go to every pretraining run (e.g. `-- --num_train_epochs 2` for a quick look).
 """
 
+import itertools
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,7 +37,10 @@ from argparse import RawDescriptionHelpFormatter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from transformers import HfArgumentParser
+
+from hf_viewmaker.arguments import ModelArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "training" / "configs"
@@ -48,12 +61,23 @@ class ComparisonArguments:
     domain: str = field(
         metadata={
             "help": "the recipes <config_dir>/<domain>.yaml and eval_<domain>.yaml: fashion_mnist, asterisk, "
-            "basic_motions"
+            "basic_motions, watch"
         },
     )
-    config_dir: str = field(default=str(CONFIGS), metadata={"help": "where the domain's two recipes are"})
+    config_dir: str = field(default=str(CONFIGS), metadata={"help": "where the domain's recipes are"})
     methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"choices": list(METHODS)})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "pretraining and evaluation seeds"})
+    transfer_tasks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "also evaluate every run with <config_dir>/eval_<domain>_<task>.yaml, for each task"},
+    )
+    distortion_budgets: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "run the methods that use a viewmaker at each of these budgets (the recipe's own included or "
+            "not) and choose one by RankMe; default: the recipe's budget only"
+        },
+    )
     output_dir: str = field(default="outputs/comparison", metadata={"help": "runs go to <output_dir>/<domain>/..."})
     overwrite: bool = field(default=False, metadata={"help": "rerun runs whose results exist"})
 
@@ -67,9 +91,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[ComparisonArguments, list
         argv[: argv.index("--")] if "--" in argv else argv, look_for_args_file=False
     )
     recipes = [Path(args.config_dir) / f"{prefix}{args.domain}.yaml" for prefix in ("", "eval_")]
+    recipes += [Path(args.config_dir) / f"eval_{args.domain}_{task}.yaml" for task in args.transfer_tasks]
     missing = [str(recipe) for recipe in recipes if not recipe.is_file()]
     if missing:
         parser.error(f"--domain {args.domain}: no recipe {' or '.join(missing)}")
+    if any(not 0 < budget < float("inf") for budget in args.distortion_budgets):
+        parser.error(f"--distortion_budgets must be positive finite numbers, got {args.distortion_budgets}")
+    if "--distortion_budget" in extra and args.distortion_budgets:
+        parser.error("give the budgets with --distortion_budgets, not also `-- --distortion_budget`")
     return args, extra
 
 
@@ -86,55 +115,112 @@ def run(command: list[str], log: Path) -> float:
     return time.perf_counter() - started
 
 
+def uses_viewmaker(method: str) -> bool:
+    return method != "random" and "viewmaker" in " ".join(METHODS[method])
+
+
+def cell_folder(root: Path, method: str, seed: int, budget: float | None) -> Path:
+    """`<method>/seed<k>`, or `<method>_budget<b>/seed<k>` for a budget of the sweep."""
+    name = method.replace("+", "_") + ("" if budget is None else f"_budget{budget:g}")
+    return root / name / f"seed{seed}"
+
+
+def linear_eval(config: Path, pretrained: Path, seed: int, output_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "training/linear_eval.py",
+        "--config",
+        str(config),
+        "--model_name_or_path",
+        str(pretrained),
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(output_dir),
+        "--overwrite_output_dir",
+        "true",
+    ]
+
+
+def evaluated(folder: Path, name: str, command: list[str]) -> tuple[dict, float]:
+    """The results of the evaluation `command` writes to `folder / name`, running it unless they exist."""
+    results_path = folder / name / "eval_results.json"
+    seconds = 0.0
+    if not results_path.is_file():
+        seconds = run(command, folder / f"{name}.log")
+    return json.loads(results_path.read_text()), seconds
+
+
 def run_cell(
-    domain: str, method: str, seed: int, root: Path, config_dir: Path, extra: list[str], overwrite: bool
+    domain: str,
+    method: str,
+    seed: int,
+    root: Path,
+    config_dir: Path,
+    extra: list[str],
+    overwrite: bool,
+    budget: float | None = None,
+    transfer_tasks: tuple[str, ...] = (),
 ) -> dict:
-    """Pretrain and evaluate one (method, seed); returns its record (also saved as `record.json`)."""
-    folder = root / method.replace("+", "_") / f"seed{seed}"
+    """Pretrain and evaluate one (method, seed[, budget]); returns its record (also saved as `record.json`).
+
+    What an interrupted cell finished is kept: a pretraining with checkpoints resumes from the newest (exactly), a
+    finished one is not redone, nor is an evaluation whose results exist."""
+    folder = cell_folder(root, method, seed, budget)
     record_path = folder / "record.json"
     if record_path.is_file() and not overwrite:
         return json.loads(record_path.read_text())
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    pretrained = folder / "pretrain"
     pretrain = [
         sys.executable,
         "training/pretrain.py",
         "--config",
         str(config_dir / f"{domain}.yaml"),
         *METHODS[method],
+        *(["--distortion_budget", f"{budget:g}"] if budget is not None else []),
         "--seed",
         str(seed),
         "--output_dir",
-        str(folder / "pretrain"),
-        # A cell without its record.json is unfinished: it is redone from the start.
+        str(pretrained),
+        "--checkpointing_steps",
+        "epoch",
+        # From the newest checkpoint of an interrupted pretraining, else from the start (replacing what it left).
+        "--resume_from_checkpoint",
+        "latest",
         "--overwrite_output_dir",
         "true",
         *extra,
     ]
-    evaluate = [
-        sys.executable,
-        "training/linear_eval.py",
-        "--config",
-        str(config_dir / f"eval_{domain}.yaml"),
-        "--model_name_or_path",
-        str(folder / "pretrain"),
-        "--seed",
-        str(seed),
-        "--output_dir",
-        str(folder / "linear_eval"),
-        "--overwrite_output_dir",
-        "true",
-    ]
-    pretrain_seconds = run(pretrain, folder / "pretrain.log")
-    eval_seconds = run(evaluate, folder / "linear_eval.log")
-    results = json.loads((folder / "linear_eval" / "eval_results.json").read_text())
-    trained = json.loads((folder / "pretrain" / "train_results.json").read_text())
+    pretrain_seconds = 0.0
+    if not (pretrained / "train_results.json").is_file():
+        pretrain_seconds = run(pretrain, folder / "pretrain.log")
+    trained = json.loads((pretrained / "train_results.json").read_text())
+    evaluate = linear_eval(config_dir / f"eval_{domain}.yaml", pretrained, seed, folder / "linear_eval")
+    results, eval_seconds = evaluated(folder, "linear_eval", evaluate)
+    transfer = {}
+    for task in transfer_tasks:
+        command = linear_eval(config_dir / f"eval_{domain}_{task}.yaml", pretrained, seed, folder / f"transfer_{task}")
+        task_results, seconds = evaluated(folder, f"transfer_{task}", command)
+        eval_seconds += seconds
+        transfer[task] = {"top1": task_results["top1_accuracy"], "macro_f1": task_results.get("macro_f1")}
+    history = trained["encoder_loss_history"]
     record = {
         "domain": domain,
         "method": method,
         "seed": seed,
+        "distortion_budget": budget,
         "top1": results["top1_accuracy"],
         "macro_f1": results.get("macro_f1"),
+        "transfer": transfer,
         "pretrain_knn_accuracy": trained.get("knn_accuracy"),
+        "rankme": trained.get("rankme"),
+        "rankme_max": trained.get("rankme_max"),
+        # The mean of the last logged losses (each already a mean over its logging window).
+        "final_loss": statistics.mean(loss for _, loss in history[-2:]) if history else None,
         "pretrain_steps": trained["completed_steps"],
+        # Only what this invocation ran: a resumed cell's earlier part is in its logs, not here.
         "pretrain_seconds": round(pretrain_seconds, 1),
         "linear_eval_seconds": round(eval_seconds, 1),
         "pretrain_command": " ".join(pretrain[1:]),
@@ -144,52 +230,159 @@ def run_cell(
     return record
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], scale: float = 100, digits: int = 1) -> str:
+    """`mean ± sample std` of `values` times `scale` (the mean alone for one value)."""
     if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+        return f"{scale * values[0]:.{digits}f}"
+    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
+
+
+def sign_flip_p_value(differences: list[float]) -> float:
+    """Two-sided p-value of the exact paired permutation test: the share of the 2^n sign flips of the per-seed
+    differences whose mean is at least as far from 0 as the observed one. Assumes nothing about their distribution;
+    with n seeds it cannot go below 2 / 2^n (1/16 for 5 seeds)."""
+    observed = abs(statistics.mean(differences)) - 1e-12
+    flips = list(itertools.product((1, -1), repeat=len(differences)))
+    extreme = sum(abs(statistics.mean(s * d for s, d in zip(signs, differences))) >= observed for signs in flips)
+    return extreme / len(flips)
+
+
+def _groups(records: list[dict]) -> dict[tuple[str, float], list[dict]]:
+    """Records by (method, budget), in the order run."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["method"], record.get("distortion_budget")), []).append(record)
+    return groups
+
+
+def _mean_of(rows: list[dict], key: str, scale: float = 1, digits: int = 2) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return mean_std(values, scale, digits) if len(values) == len(rows) else "–"
 
 
 def table(records: list[dict]) -> str:
-    """Markdown: one row per method, in the order run."""
+    """Markdown: one row per method (and budget), in the order run."""
+    tasks = list(dict.fromkeys(task for r in records for task in r.get("transfer", {})))
     lines = [
-        "| method | linear top-1 (%) | seeds | pretraining steps | minutes per seed (pretrain + eval) |",
-        "|---|---|---|---|---|",
+        "| method | budget | linear top-1 (%) | "
+        + "".join(f"{task} top-1 (%) | " for task in tasks)
+        + "RankMe | final loss | seeds | pretraining steps | minutes per seed (pretrain + eval) |",
+        "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|",
     ]
-    for method in dict.fromkeys(r["method"] for r in records):
-        rows = [r for r in records if r["method"] == method]
+    for (method, budget), rows in _groups(records).items():
         minutes = statistics.mean(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in rows) / 60
+        transfer = "".join(
+            f"{mean_std([r['transfer'][task]['top1'] for r in rows]) if all(task in r.get('transfer', {}) for r in rows) else '–'} | "
+            for task in tasks
+        )
         lines.append(
-            f"| {method} | {mean_std([r['top1'] for r in rows])} | {', '.join(str(r['seed']) for r in rows)} "
+            f"| {method} | {'–' if budget is None or not uses_viewmaker(method) else f'{budget:g}'} "
+            f"| {mean_std([r['top1'] for r in rows])} | {transfer}{_mean_of(rows, 'rankme', digits=1)} "
+            f"| {_mean_of(rows, 'final_loss', digits=3)} | {', '.join(str(r['seed']) for r in rows)} "
             f"| {rows[0]['pretrain_steps']} | {minutes:.1f} |"
         )
     return "\n".join(lines)
+
+
+def paired_table(records: list[dict]) -> str:
+    """Markdown: every two trained methods compared seed by seed on linear top-1 (give one budget per method)."""
+    groups = {key: rows for key, rows in _groups(records).items() if key[0] != "random"}
+    lines = [
+        "| method A | method B | A − B (points, mean ± std over seeds) | A better on | sign-flip p |",
+        "|---|---|---|---|---|",
+    ]
+    for (key_a, rows_a), (key_b, rows_b) in itertools.combinations(groups.items(), 2):
+        by_seed = {r["seed"]: r["top1"] for r in rows_b}
+        differences = [r["top1"] - by_seed[r["seed"]] for r in rows_a if r["seed"] in by_seed]
+        if len(differences) < 2:
+            continue
+        lines.append(
+            f"| {key_a[0]} | {key_b[0]} | {mean_std(differences)} | {sum(d > 0 for d in differences)} of "
+            f"{len(differences)} seeds | {sign_flip_p_value(differences):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def budget_choice(records: list[dict]) -> list[dict]:
+    """Per method run at several budgets: the budget with the highest mean RankMe (chosen without labels) and the one
+    with the best mean linear top-1, with the accuracy at each."""
+    choices = []
+    for method in dict.fromkeys(r["method"] for r in records):
+        means = {
+            budget: (statistics.mean(r["rankme"] for r in rows), statistics.mean(r["top1"] for r in rows))
+            for (m, budget), rows in _groups(records).items()
+            if m == method and all(r.get("rankme") is not None for r in rows)
+        }
+        if len(means) < 2:
+            continue
+        chosen = max(means, key=lambda b: means[b][0])
+        best = max(means, key=lambda b: means[b][1])
+        choices.append(
+            {
+                "method": method,
+                "budgets": {f"{b:g}": {"rankme": r, "top1": a} for b, (r, a) in sorted(means.items())},
+                "chosen_by_rankme": chosen,
+                "top1_at_chosen": means[chosen][1],
+                "best_by_top1": best,
+                "best_top1": means[best][1],
+                "points_lost_by_choosing_without_labels": 100 * (means[best][1] - means[chosen][1]),
+            }
+        )
+    return choices
 
 
 def main(argv: list[str] | None = None) -> None:
     args, extra = parse_args(argv)
     # Absolute, since the runs execute in the repository root (where the recipes' data paths are relative to).
     root = Path(args.output_dir).resolve() / args.domain
+    config_dir = Path(args.config_dir).resolve()
+    recipe = yaml.safe_load((config_dir / f"{args.domain}.yaml").read_text()) or {}
+    recipe_budget = float(recipe.get("distortion_budget", ModelArguments.distortion_budget))
     started = time.perf_counter()
     records = []
     for method in args.methods:
-        for seed in args.seeds:
-            record = run_cell(args.domain, method, seed, root, Path(args.config_dir).resolve(), extra, args.overwrite)
-            print(
-                f"{args.domain} {method} seed {seed}: top-1 {record['top1']:.4f} "
-                f"({record['pretrain_seconds']:.0f} s + {record['linear_eval_seconds']:.0f} s)",
-                flush=True,
-            )
-            records.append(record)
+        budgets = args.distortion_budgets if args.distortion_budgets and uses_viewmaker(method) else [recipe_budget]
+        for budget in budgets:
+            for seed in args.seeds:
+                # The recipe's own budget is the plain cell, shared with a comparison run without the sweep.
+                sweep_budget = None if budget == recipe_budget else budget
+                record = run_cell(
+                    args.domain,
+                    method,
+                    seed,
+                    root,
+                    config_dir,
+                    extra,
+                    args.overwrite,
+                    sweep_budget,
+                    tuple(args.transfer_tasks),
+                )
+                record = {**record, "distortion_budget": budget}
+                print(
+                    f"{args.domain} {method} budget {budget:g} seed {seed}: top-1 {record['top1']:.4f} "
+                    f"({record['pretrain_seconds']:.0f} s + {record['linear_eval_seconds']:.0f} s)",
+                    flush=True,
+                )
+                records.append(record)
     summary = {
         "domain": args.domain,
         "records": records,
         "table": table(records),
+        "paired": paired_table(
+            [r for r in records if r["distortion_budget"] == recipe_budget or r["method"] == "random"]
+        ),
+        "budget_choice": budget_choice(records),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "run_seconds": round(sum(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in records), 1),
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(summary["table"])
+    print(summary["table"], summary["paired"], sep="\n\n")
+    for choice in summary["budget_choice"]:
+        print(
+            f"{choice['method']}: RankMe chooses budget {choice['chosen_by_rankme']:g} "
+            f"(top-1 {100 * choice['top1_at_chosen']:.1f}); the best is {choice['best_by_top1']:g} "
+            f"(top-1 {100 * choice['best_top1']:.1f})"
+        )
     print(
         f"total run time {summary['run_seconds'] / 60:.1f} min (this invocation: {summary['wall_seconds'] / 60:.1f} min)"
     )

@@ -54,7 +54,7 @@ from hf_viewmaker.arguments import PretrainingRun, parse_arguments
 from hf_viewmaker.arguments import build_parser as build_group_parser
 from hf_viewmaker.data import StreamedExamples, build_pipeline, describe_data, fixed_items, image_processor
 from hf_viewmaker.data.device_images import DeviceImageDataset, DeviceImageLoader
-from hf_viewmaker.evaluation import knn_accuracy
+from hf_viewmaker.evaluation import effective_rank, knn_accuracy
 from hf_viewmaker.hub import HubPushError, check_repo_id, push_run_to_hub, write_model_card
 from hf_viewmaker.models.pretraining.backbone_encoder import check_backbone_inputs
 
@@ -171,7 +171,7 @@ def resolve_resume(run: PretrainingRun, accelerator: Accelerator) -> tuple[Path 
 
 
 def training_state(
-    run: PretrainingRun, accelerator: Accelerator, completed_steps: int, loss_history, knn, running: dict
+    run: PretrainingRun, accelerator: Accelerator, completed_steps: int, loss_history, monitor: dict, running: dict
 ) -> dict:
     """What a checkpoint saves beside `accelerator.save_state`: the position, the results so far (with the losses
     summed since the last logging step, so that a resumed run logs what an uninterrupted one would), and the
@@ -180,7 +180,7 @@ def training_state(
         "completed_steps": completed_steps,
         "encoder_loss_history": loss_history["encoder"],
         "viewmaker_loss_history": loss_history["viewmaker"],
-        "knn_accuracy": knn,
+        **monitor,
         "running_encoder_loss": accelerator.reduce(running["encoder_loss"], reduction="mean").item(),
         "running_viewmaker_loss": accelerator.reduce(running["viewmaker_loss"], reduction="mean").item(),
         "running_batches": running["batches"],
@@ -257,17 +257,21 @@ def build_train_loader(run: PretrainingRun, train_examples, collate_fn, accelera
 
 
 @torch.no_grad()
-def embed(accelerator: Accelerator, model, loader: DataLoader, make_inputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of clean, normalised inputs and their labels for a whole (sharded) split, gathered on every
-    process."""
+def embed(
+    accelerator: Accelerator, model, loader: DataLoader, make_inputs
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The encoder's contrastive embeddings and pooled features of clean, normalised inputs, and their labels (`None`
+    without), for a whole (sharded) split, gathered on every process."""
     model = accelerator.unwrap_model(model)
-    features, labels = [], []
-    for batch in tqdm(loader, desc="kNN monitor", leave=False, disable=not accelerator.is_local_main_process):
-        embeddings = model.encoder(model.normalize(make_inputs(batch, None, False)[0])).embeddings
-        gathered = accelerator.gather_for_metrics((embeddings, batch["labels"]))
-        features.append(gathered[0].float())
-        labels.append(gathered[1])
-    return torch.cat(features), torch.cat(labels)
+    embeddings, pooled, labels = [], [], []
+    for batch in tqdm(loader, desc="monitor", leave=False, disable=not accelerator.is_local_main_process):
+        out = model.encoder(model.normalize(make_inputs(batch, None, False)[0]))
+        parts = (out.embeddings, out.pooler_output) + ((batch["labels"],) if "labels" in batch else ())
+        gathered = accelerator.gather_for_metrics(parts)
+        embeddings.append(gathered[0].float())
+        pooled.append(gathered[1].float())
+        labels += gathered[2:]
+    return torch.cat(embeddings), torch.cat(pooled), torch.cat(labels) if labels else None
 
 
 def save_final(accelerator: Accelerator, model, processors: dict, run: PretrainingRun, grid, results) -> None:
@@ -356,21 +360,29 @@ def main(argv: list[str] | None = None) -> None:
         optimization.max_grad_norm,
         encoder_views=pipeline.encoder_views,
     )
-    # Unshuffled loaders for the kNN monitor: a slice of the training set as the bank, the validation split as queries.
-    knn_loaders = None
-    if eval_examples is not None and data.label_column_name is not None:
-        bank = pipeline.leading_train_examples(training.knn_max_train_samples)
-        knn_loaders = accelerator.prepare(
-            *(
-                DataLoader(
-                    split,
-                    batch_size=training.per_device_eval_batch_size,
-                    num_workers=data.dataloader_num_workers,
-                    collate_fn=pipeline.eval_collate,
+    # Unshuffled loaders of the per-epoch monitor: the validation split (RankMe, and the kNN queries) and, with
+    # labels, a slice of the training set as the kNN bank.
+    monitor_splits = {}
+    if eval_examples is not None:
+        monitor_splits["queries"] = fixed_items(eval_examples)
+        if data.label_column_name is not None:
+            monitor_splits["bank"] = pipeline.leading_train_examples(training.knn_max_train_samples)
+    monitor_loaders = dict(
+        zip(
+            monitor_splits,
+            accelerator.prepare(
+                *(
+                    DataLoader(
+                        split,
+                        batch_size=training.per_device_eval_batch_size,
+                        num_workers=data.dataloader_num_workers,
+                        collate_fn=pipeline.eval_collate,
+                    )
+                    for split in monitor_splits.values()
                 )
-                for split in (bank, fixed_items(eval_examples))
-            )
+            ),
         )
+    )
     unwrapped = accelerator.unwrap_model(model)
 
     # A streamed run is one epoch of --max_steps steps (what happens per epoch, the kNN monitor and "epoch"
@@ -429,7 +441,9 @@ def main(argv: list[str] | None = None) -> None:
         player: [tuple(entry) for entry in resumed.get(f"{player}_loss_history", [])]
         for player in ("encoder", "viewmaker")
     }
-    knn_result, skipped_examples = resumed.get("knn_accuracy"), 0
+    # The monitor's latest values (a resumed run's from before the interruption until its next epoch ends).
+    monitor = {name: resumed.get(name) for name in ("knn_accuracy", "rankme", "rankme_max")}
+    skipped_examples = 0
     run_started = started
     budget = run.model.distortion_budget
 
@@ -439,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
             accelerator,
             training.output_dir,
             completed_steps,
-            training_state(run, accelerator, completed_steps, loss_history, knn_result, running),
+            training_state(run, accelerator, completed_steps, loss_history, monitor, running),
             training.checkpoints_total_limit,
             process_state={"train_loader": train_loader.state_dict()} if pipeline.streaming else None,
         )
@@ -540,23 +554,28 @@ def main(argv: list[str] | None = None) -> None:
             if completed_steps >= max_steps:
                 break
 
-        if knn_loaders is not None:
+        if monitor_loaders:
             model.eval()
-            bank_features, bank_labels = embed(accelerator, model, knn_loaders[0], make_inputs)
-            query_features, query_labels = embed(accelerator, model, knn_loaders[1], make_inputs)
-            num_classes = int(max(bank_labels.max(), query_labels.max())) + 1
-            accuracy = knn_accuracy(
-                bank_features,
-                bank_labels,
-                query_features,
-                query_labels,
-                num_classes,
-                training.knn_k,
-                training.knn_temperature,
+            query_embeddings, query_features, query_labels = embed(
+                accelerator, model, monitor_loaders["queries"], make_inputs
             )
-            logger.info(f"epoch {epoch}: kNN accuracy {accuracy:.4f}")
-            knn_result = accuracy
-            accelerator.log({"eval/knn_accuracy": accuracy}, step=completed_steps)
+            # RankMe's ceiling, min(N, D), puts the value in proportion: D for a big enough validation split.
+            monitor["rankme"], monitor["rankme_max"] = effective_rank(query_features), min(query_features.shape)
+            logger.info(f"epoch {epoch}: RankMe {monitor['rankme']:.2f} (at most {monitor['rankme_max']})")
+            accelerator.log({"eval/rankme": monitor["rankme"]}, step=completed_steps)
+            if "bank" in monitor_loaders and query_labels is not None:
+                bank_embeddings, _, bank_labels = embed(accelerator, model, monitor_loaders["bank"], make_inputs)
+                monitor["knn_accuracy"] = knn_accuracy(
+                    bank_embeddings,
+                    bank_labels,
+                    query_embeddings,
+                    query_labels,
+                    int(max(bank_labels.max(), query_labels.max())) + 1,
+                    training.knn_k,
+                    training.knn_temperature,
+                )
+                logger.info(f"epoch {epoch}: kNN accuracy {monitor['knn_accuracy']:.4f}")
+                accelerator.log({"eval/knn_accuracy": monitor["knn_accuracy"]}, step=completed_steps)
         if unwrapped.viewmaker is not None and accelerator.is_main_process:
             grid = pipeline.view_grid(unwrapped.viewmaker, distortion_budget=budget)
             log_image(accelerator, "views", grid, completed_steps)
@@ -577,7 +596,7 @@ def main(argv: list[str] | None = None) -> None:
         "skipped_examples": int(accelerator.reduce(skipped_examples, reduction="sum").item())
         if torch.is_tensor(skipped_examples)
         else 0,
-        "knn_accuracy": knn_result,
+        **monitor,
         "data": data_read,
         "num_processes": accelerator.num_processes,
         "hardware": describe_hardware(accelerator),

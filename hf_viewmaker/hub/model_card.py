@@ -325,15 +325,27 @@ def _pretraining_card(
     else:
         encoder_call = 'encoder(inputs["input_features"])' if is_backbone else "encoder(**inputs)"
     rows = []
+    monitor_split = run.data.validation_split or ("test" if run.data.packaged_dataset else "validation")
     if train.get("knn_accuracy") is not None:
         rows.append(
             {
                 "evaluation": f"kNN monitor (k={run.training.knn_k})",
                 "dataset": dataset,
-                "split": run.data.validation_split or ("test" if run.data.packaged_dataset else "validation"),
+                "split": monitor_split,
                 "metric": "accuracy",
                 "metric_type": "accuracy",
                 "value": train["knn_accuracy"],
+            }
+        )
+    if train.get("rankme") is not None:
+        rows.append(
+            {
+                "evaluation": "RankMe monitor (label-free, pooled features)",
+                "dataset": dataset,
+                "split": monitor_split,
+                "metric": f"effective rank (at most {train.get('rankme_max')})",
+                "metric_type": "rankme",
+                "value": train["rankme"],
             }
         )
     rows += _eval_rows(evals, dataset, dataset_name)
