@@ -15,13 +15,17 @@ its last checkpoint (saved every epoch; the resume is exact) and a missing evalu
 The budget chosen without labels: `--distortion_budgets 0.02 0.05 0.1 0.2` runs every method that uses a viewmaker at
 each budget, and the summary picks, per method, the budget whose encoders have the highest mean RankMe (the effective
 rank of their features on the held-out inputs, measured by pretraining: no labels), beside the budget whose linear
-accuracy is best (docs/method.md §3.6).
+accuracy is best (docs/method.md §3.7).
 
-Methods (each a set of pretraining flags on top of the recipe):
-    random            --max_steps 0: the untrained encoder (the floor)
-    viewmaker         --view_mode viewmaker
-    expert            --view_mode expert (the recipe's --expert_views)
-    viewmaker+expert  --view_mode viewmaker+expert
+Methods (each a set of pretraining flags on top of the recipe; the first four by default):
+    random                --max_steps 0: the untrained encoder (the floor)
+    viewmaker             --view_mode viewmaker
+    expert                --view_mode expert (the recipe's --expert_views)
+    viewmaker+expert      --view_mode viewmaker+expert
+    divmaker              --view_mode viewmaker --viewmaker_objective divmaker (non-adversarial)
+    viewmaker_raw         --view_mode viewmaker --viewmaker_input raw (sensors: a 1-D viewmaker of the raw signal)
+    expert_imu            --view_mode expert --expert_views imu (sensors: rotation, scaling, jitter + masking)
+    viewmaker+expert_imu  --view_mode viewmaker+expert --expert_views imu
 
 Flags after `--` go to every pretraining run (e.g. `-- --num_train_epochs 2` for a quick look).
 """
@@ -49,7 +53,14 @@ METHODS = {
     "viewmaker": ["--view_mode", "viewmaker"],
     "expert": ["--view_mode", "expert"],
     "viewmaker+expert": ["--view_mode", "viewmaker+expert"],
+    # Beyond the paper's four (not run unless named): Divmaker's non-adversarial viewmaker, a viewmaker of the raw
+    # sensor signal, and the stronger handcrafted sensor views (docs/method.md §3.6, §4.6).
+    "divmaker": ["--view_mode", "viewmaker", "--viewmaker_objective", "divmaker"],
+    "viewmaker_raw": ["--view_mode", "viewmaker", "--viewmaker_input", "raw"],
+    "expert_imu": ["--view_mode", "expert", "--expert_views", "imu"],
+    "viewmaker+expert_imu": ["--view_mode", "viewmaker+expert", "--expert_views", "imu"],
 }
+PAPER_METHODS = ["random", "viewmaker", "expert", "viewmaker+expert"]
 
 
 @dataclass
@@ -65,7 +76,10 @@ class ComparisonArguments:
         },
     )
     config_dir: str = field(default=str(CONFIGS), metadata={"help": "where the domain's recipes are"})
-    methods: list[str] = field(default_factory=lambda: list(METHODS), metadata={"choices": list(METHODS)})
+    methods: list[str] = field(
+        default_factory=lambda: list(PAPER_METHODS),
+        metadata={"choices": list(METHODS), "help": f"default: the paper's four, {' '.join(PAPER_METHODS)}"},
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "pretraining and evaluation seeds"})
     transfer_tasks: list[str] = field(
         default_factory=list,

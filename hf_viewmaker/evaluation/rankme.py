@@ -5,7 +5,7 @@ A collapsed encoder maps every input to a few directions, and its features' sing
 components; a useful one spreads them. RankMe is the exponential of the entropy of the normalised singular values of
 the `[N, D]` feature matrix: between 1 (every feature on one line) and min(N, D) (all singular values equal). Garrido
 et al. found it tracks linear-probe accuracy across the hyperparameters of a method, which is what choosing the
-viewmaker's budget without labels needs (docs/method.md §3.6); whether it does here is measured in docs/results.md.
+viewmaker's budget without labels needs (docs/method.md §3.7); whether it does here is measured in docs/results.md.
 """
 
 import torch
