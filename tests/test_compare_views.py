@@ -136,6 +136,40 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     assert json.loads((interrupted / "record.json").read_text())["top1"] == records[0]["top1"]
 
 
+def _record(method: str, seed: int, budget: float, top1: float, rankme: float, corruption: float | None = None):
+    return {
+        "method": method,
+        "seed": seed,
+        "distortion_budget": budget,
+        "top1": top1,
+        "transfer": {},
+        "corruption_top1": corruption,
+        "rankme": rankme,
+        "final_loss": 0.5,
+        "pretrain_seconds": 60.0,
+        "linear_eval_seconds": 30.0,
+        "pretrain_steps": 10,
+    }
+
+
+def test_tables_pair_seeds_and_choose_the_budget_of_highest_rankme():
+    records = [_record("expert", seed, 0.05, 0.80 + seed / 100, 20.0, corruption=0.6) for seed in range(5)]
+    records += [_record("viewmaker", seed, 0.05, 0.78 + seed / 100, 10.0 + seed) for seed in range(5)]
+    # The sweep's best accuracy is at 0.2, but RankMe is highest at 0.1.
+    records += [_record("viewmaker", seed, 0.1, 0.79, 30.0) for seed in range(5)]
+    records += [_record("viewmaker", seed, 0.2, 0.83, 25.0) for seed in range(5)]
+    rows = compare_views.table(records).splitlines()
+    assert "mean corruption top-1 (%)" in rows[0]
+    assert rows[2].startswith("| expert | – | 82.0 ± 1.6 | 60.0 ± 0.0 | 20.0 ± 0.0 |")
+    assert rows[3].startswith("| viewmaker | 0.05 | 80.0 ± 1.6 | – | 12.0 ± 1.6 |")
+    (paired,) = compare_views.paired_table(records[:10]).splitlines()[2:]
+    # expert - viewmaker is 2 points on every seed: all 32 sign flips but the two all-alike ones are less extreme.
+    assert paired == "| expert | viewmaker | 2.0 ± 0.0 | 5 of 5 seeds | 0.062 |"
+    (choice,) = compare_views.budget_choice(records)
+    assert (choice["chosen_by_rankme"], choice["best_by_top1"]) == (0.1, 0.2)
+    assert choice["points_lost_by_choosing_without_labels"] == pytest.approx(4.0)
+
+
 def test_a_domain_without_recipes_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         compare_views.parse_args(["--domain", "nope", "--config_dir", str(tmp_path)])

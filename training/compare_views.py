@@ -92,6 +92,13 @@ class ComparisonArguments:
             "not) and choose one by RankMe; default: the recipe's budget only"
         },
     )
+    corruptions_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "also evaluate each run's probe on this corrupted test set (linear_eval.py --cifar10c_dir: "
+            "CIFAR-10-C, or Fashion-MNIST-C from tools/make_corrupted_images.py)"
+        },
+    )
     output_dir: str = field(default="outputs/comparison", metadata={"help": "runs go to <output_dir>/<domain>/..."})
     overwrite: bool = field(default=False, metadata={"help": "rerun runs whose results exist"})
 
@@ -175,6 +182,7 @@ def run_cell(
     overwrite: bool,
     budget: float | None = None,
     transfer_tasks: tuple[str, ...] = (),
+    corruptions_dir: Path | None = None,
 ) -> dict:
     """Pretrain and evaluate one (method, seed[, budget]); returns its record (also saved as `record.json`).
 
@@ -212,7 +220,11 @@ def run_cell(
         pretrain_seconds = run(pretrain, folder / "pretrain.log")
     trained = json.loads((pretrained / "train_results.json").read_text())
     evaluate = linear_eval(config_dir / f"eval_{domain}.yaml", pretrained, seed, folder / "linear_eval")
+    if corruptions_dir is not None:
+        evaluate += ["--cifar10c_dir", str(corruptions_dir)]
     results, eval_seconds = evaluated(folder, "linear_eval", evaluate)
+    if corruptions_dir is not None and "cifar10c" not in results:  # evaluated before the corruptions were asked for
+        raise RuntimeError(f"{folder / 'linear_eval'} has no corruption results: delete it to evaluate again")
     transfer = {}
     for task in transfer_tasks:
         command = linear_eval(config_dir / f"eval_{domain}_{task}.yaml", pretrained, seed, folder / f"transfer_{task}")
@@ -228,6 +240,8 @@ def run_cell(
         "top1": results["top1_accuracy"],
         "macro_f1": results.get("macro_f1"),
         "transfer": transfer,
+        "corruption_top1": results["cifar10c"]["mean_accuracy"] if "cifar10c" in results else None,
+        "corruptions": results["cifar10c"].get("corruptions") if "cifar10c" in results else None,
         "pretrain_knn_accuracy": trained.get("knn_accuracy"),
         "rankme": trained.get("rankme"),
         "rankme_max": trained.get("rankme_max"),
@@ -277,24 +291,32 @@ def _mean_of(rows: list[dict], key: str, scale: float = 1, digits: int = 2) -> s
 def table(records: list[dict]) -> str:
     """Markdown: one row per method (and budget), in the order run."""
     tasks = list(dict.fromkeys(task for r in records for task in r.get("transfer", {})))
-    lines = [
-        "| method | budget | linear top-1 (%) | "
-        + "".join(f"{task} top-1 (%) | " for task in tasks)
-        + "RankMe | final loss | seeds | pretraining steps | minutes per seed (pretrain + eval) |",
-        "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|",
-    ]
+    corrupted = any(r.get("corruption_top1") is not None for r in records)
+    header = ["method", "budget", "linear top-1 (%)", *(f"{task} top-1 (%)" for task in tasks)]
+    header += ["mean corruption top-1 (%)"] * corrupted
+    header += ["RankMe", "final loss", "seeds", "pretraining steps", "minutes per seed (pretrain + eval)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (method, budget), rows in _groups(records).items():
-        minutes = statistics.mean(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in rows) / 60
-        transfer = "".join(
-            f"{mean_std([r['transfer'][task]['top1'] for r in rows]) if all(task in r.get('transfer', {}) for r in rows) else '–'} | "
+        transfer = [
+            mean_std([r["transfer"][task]["top1"] for r in rows])
+            if all(task in r.get("transfer", {}) for r in rows)
+            else "–"
             for task in tasks
-        )
-        lines.append(
-            f"| {method} | {'–' if budget is None or not uses_viewmaker(method) else f'{budget:g}'} "
-            f"| {mean_std([r['top1'] for r in rows])} | {transfer}{_mean_of(rows, 'rankme', digits=1)} "
-            f"| {_mean_of(rows, 'final_loss', digits=3)} | {', '.join(str(r['seed']) for r in rows)} "
-            f"| {rows[0]['pretrain_steps']} | {minutes:.1f} |"
-        )
+        ]
+        minutes = statistics.mean(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in rows) / 60
+        cells = [
+            method,
+            "–" if budget is None or not uses_viewmaker(method) else f"{budget:g}",
+            mean_std([r["top1"] for r in rows]),
+            *transfer,
+            *[_mean_of(rows, "corruption_top1", scale=100, digits=1)] * corrupted,
+            _mean_of(rows, "rankme", digits=1),
+            _mean_of(rows, "final_loss", digits=3),
+            ", ".join(str(r["seed"]) for r in rows),
+            str(rows[0]["pretrain_steps"]),
+            f"{minutes:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -370,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.overwrite,
                     sweep_budget,
                     tuple(args.transfer_tasks),
+                    Path(args.corruptions_dir).resolve() if args.corruptions_dir else None,
                 )
                 record = {**record, "distortion_budget": budget}
                 print(

@@ -371,6 +371,8 @@ def _pretraining_card(
     if views.uses_viewmaker:
         settings[5:5] = [
             ("distortion budget", f"{model.distortion_budget} ({model.budget_norm})"),
+            ("viewmaker objective", objective.viewmaker_objective),
+            ("viewmaker input", model.viewmaker_input),
             ("viewmaker optimizer", f"Adam lr {optimization.viewmaker_learning_rate}"),
         ]
     processors = {part: _read_json(path / "preprocessor_config.json") for part, path in parts.items()}
