@@ -163,11 +163,11 @@ def linear_eval(config: Path, pretrained: Path, seed: int, output_dir: Path) -> 
     ]
 
 
-def evaluated(folder: Path, name: str, command: list[str]) -> tuple[dict, float]:
-    """The results of the evaluation `command` writes to `folder / name`, running it unless they exist."""
+def evaluated(folder: Path, name: str, command: list[str], rerun: bool) -> tuple[dict, float]:
+    """The results of the evaluation `command` writes to `folder / name`, running it if `rerun` or they are missing."""
     results_path = folder / name / "eval_results.json"
     seconds = 0.0
-    if not results_path.is_file():
+    if rerun or not results_path.is_file():
         seconds = run(command, folder / f"{name}.log")
     return json.loads(results_path.read_text()), seconds
 
@@ -215,20 +215,20 @@ def run_cell(
         "true",
         *extra,
     ]
-    pretrain_seconds = 0.0
-    if not (pretrained / "train_results.json").is_file():
-        pretrain_seconds = run(pretrain, folder / "pretrain.log")
+    # Evaluations of an encoder whose pretraining is (re)run now are redone with it.
+    pretraining = not (pretrained / "train_results.json").is_file()
+    pretrain_seconds = run(pretrain, folder / "pretrain.log") if pretraining else 0.0
     trained = json.loads((pretrained / "train_results.json").read_text())
     evaluate = linear_eval(config_dir / f"eval_{domain}.yaml", pretrained, seed, folder / "linear_eval")
     if corruptions_dir is not None:
         evaluate += ["--cifar10c_dir", str(corruptions_dir)]
-    results, eval_seconds = evaluated(folder, "linear_eval", evaluate)
+    results, eval_seconds = evaluated(folder, "linear_eval", evaluate, pretraining)
     if corruptions_dir is not None and "cifar10c" not in results:  # evaluated before the corruptions were asked for
         raise RuntimeError(f"{folder / 'linear_eval'} has no corruption results: delete it to evaluate again")
     transfer = {}
     for task in transfer_tasks:
         command = linear_eval(config_dir / f"eval_{domain}_{task}.yaml", pretrained, seed, folder / f"transfer_{task}")
-        task_results, seconds = evaluated(folder, f"transfer_{task}", command)
+        task_results, seconds = evaluated(folder, f"transfer_{task}", command, pretraining)
         eval_seconds += seconds
         transfer[task] = {"top1": task_results["top1_accuracy"], "macro_f1": task_results.get("macro_f1")}
     history = trained["encoder_loss_history"]
