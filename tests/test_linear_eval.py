@@ -412,6 +412,9 @@ def test_flag_checks_and_recipes(tmp_path):
         "eval_fashion_mnist",
         "eval_asterisk",
         "eval_basic_motions",  # the small-scale comparison (docs/results.md)
+        "eval_watch",  # its second round
+        "eval_asterisk8",
+        "eval_asterisk8_ktuberling",
     }
     cifar = recipes["eval_cifar10"]
     assert (cifar.features, cifar.learning_rate, cifar.momentum, cifar.weight_decay) == ("prepool", 0.01, 0.9, 0.0)

@@ -367,22 +367,17 @@ def main(argv: list[str] | None = None) -> None:
         monitor_splits["queries"] = fixed_items(eval_examples)
         if data.label_column_name is not None:
             monitor_splits["bank"] = pipeline.leading_train_examples(training.knn_max_train_samples)
-    monitor_loaders = dict(
-        zip(
-            monitor_splits,
-            accelerator.prepare(
-                *(
-                    DataLoader(
-                        split,
-                        batch_size=training.per_device_eval_batch_size,
-                        num_workers=data.dataloader_num_workers,
-                        collate_fn=pipeline.eval_collate,
-                    )
-                    for split in monitor_splits.values()
-                )
-            ),
+    monitor_loaders = {
+        name: accelerator.prepare(
+            DataLoader(
+                split,
+                batch_size=training.per_device_eval_batch_size,
+                num_workers=data.dataloader_num_workers,
+                collate_fn=pipeline.eval_collate,
+            )
         )
-    )
+        for name, split in monitor_splits.items()
+    }
     unwrapped = accelerator.unwrap_model(model)
 
     # A streamed run is one epoch of --max_steps steps (what happens per epoch, the kNN monitor and "epoch"
