@@ -102,10 +102,18 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     (choice,) = summary["budget_choice"]
     assert choice["chosen_by_rankme"] == (0.05 if records[1]["rankme"] >= records[2]["rankme"] else 0.2)
 
-    # A second invocation reuses every finished cell instead of training again.
+    # A second invocation reuses every finished cell instead of training again; a record an earlier version of the
+    # driver wrote is rebuilt from the cell's files, keeping the times it measured.
     first = (out / "expert" / "seed1" / "record.json").stat().st_mtime_ns
+    older = out / "viewmaker" / "seed1" / "record.json"
+    original = json.loads(older.read_text())
+    record = dict(original)
+    del record["record_format"], record["rankme"]
+    older.write_text(json.dumps({**record, "pretrain_seconds": 123.4}))
     compare_views.main(argv)
     assert (out / "expert" / "seed1" / "record.json").stat().st_mtime_ns == first
+    rebuilt = json.loads(older.read_text())
+    assert rebuilt == {**original, "pretrain_seconds": 123.4}
 
     # Interrupted after its pretraining: only the evaluations are redone.
     cell = out / "viewmaker_budget0.2" / "seed1"

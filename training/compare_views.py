@@ -61,6 +61,8 @@ METHODS = {
     "viewmaker+expert_imu": ["--view_mode", "viewmaker+expert", "--expert_views", "imu"],
 }
 PAPER_METHODS = ["random", "viewmaker", "expert", "viewmaker+expert"]
+# Records of another format are rebuilt from their cell's files (2: RankMe, the final loss, transfer and corruptions).
+RECORD_FORMAT = 2
 
 
 @dataclass
@@ -190,8 +192,13 @@ def run_cell(
     finished one is not redone, nor is an evaluation whose results exist."""
     folder = cell_folder(root, method, seed, budget)
     record_path = folder / "record.json"
+    earlier = {}
     if record_path.is_file() and not overwrite:
-        return json.loads(record_path.read_text())
+        earlier = json.loads(record_path.read_text())
+        if earlier.get("record_format") == RECORD_FORMAT:
+            return earlier
+        # Written by an earlier version of this driver: rebuilt below from the cell's files, nothing rerun, with the
+        # times it measured.
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     pretrained = folder / "pretrain"
@@ -233,6 +240,7 @@ def run_cell(
         transfer[task] = {"top1": task_results["top1_accuracy"], "macro_f1": task_results.get("macro_f1")}
     history = trained["encoder_loss_history"]
     record = {
+        "record_format": RECORD_FORMAT,
         "domain": domain,
         "method": method,
         "seed": seed,
@@ -248,9 +256,10 @@ def run_cell(
         # The mean of the last logged losses (each already a mean over its logging window).
         "final_loss": statistics.mean(loss for _, loss in history[-2:]) if history else None,
         "pretrain_steps": trained["completed_steps"],
-        # Only what this invocation ran: a resumed cell's earlier part is in its logs, not here.
-        "pretrain_seconds": round(pretrain_seconds, 1),
-        "linear_eval_seconds": round(eval_seconds, 1),
+        # What this invocation ran (else what an earlier record measured): a resumed cell's earlier part is in its
+        # logs, not here.
+        "pretrain_seconds": round(pretrain_seconds or earlier.get("pretrain_seconds", 0.0), 1),
+        "linear_eval_seconds": round(eval_seconds or earlier.get("linear_eval_seconds", 0.0), 1),
         "pretrain_command": " ".join(pretrain[1:]),
         "linear_eval_command": " ".join(evaluate[1:]),
     }
