@@ -58,11 +58,10 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
         "--config_dir",
         str(tmp_path),
         "--methods",
-        "expert",
         "viewmaker",
         "--seeds",
         "1",
-        # The recipe's own budget (0.05) and one more, for the viewmaker only.
+        # The recipe's own budget (0.05) and one more.
         "--distortion_budgets",
         "0.05",
         "0.2",
@@ -80,13 +79,12 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     summary = json.loads((out / "summary.json").read_text())
     records = summary["records"]
     assert [(r["method"], r["distortion_budget"], r["seed"]) for r in records] == [
-        ("expert", 0.05, 1),
         ("viewmaker", 0.05, 1),
         ("viewmaker", 0.2, 1),
     ]
     assert (out / "viewmaker" / "seed1" / "record.json").is_file()
     assert (out / "viewmaker_budget0.2" / "seed1" / "record.json").is_file()
-    assert "--distortion_budget 0.2" in records[2]["pretrain_command"]
+    assert "--distortion_budget 0.2" in records[1]["pretrain_command"]
     assert all(0.0 <= r["top1"] <= 1.0 and 0.0 <= r["transfer"]["other"]["top1"] <= 1.0 for r in records)
     # Trained on the 8 series the extra flag keeps (2 steps of 4).
     assert all(r["pretrain_steps"] == 2 and "--max_train_samples 8" in r["pretrain_command"] for r in records)
@@ -94,40 +92,37 @@ def test_every_cell_is_run_recorded_tabulated_and_reused(tmp_path, monkeypatch, 
     assert all(1.0 <= r["rankme"] <= r["rankme_max"] == 6 for r in records)
     rows = summary["table"].splitlines()[2:]
     assert [row.split(" | ")[:3] for row in rows] == [
-        ["| expert", "–", f"{100 * records[0]['top1']:.1f}"],
-        ["| viewmaker", "0.05", f"{100 * records[1]['top1']:.1f}"],
-        ["| viewmaker", "0.2", f"{100 * records[2]['top1']:.1f}"],
+        ["| viewmaker", "0.05", f"{100 * records[0]['top1']:.1f}"],
+        ["| viewmaker", "0.2", f"{100 * records[1]['top1']:.1f}"],
     ]
     assert summary["table"] in capsys.readouterr().out
     (choice,) = summary["budget_choice"]
-    assert choice["chosen_by_rankme"] == (0.05 if records[1]["rankme"] >= records[2]["rankme"] else 0.2)
+    assert choice["chosen_by_rankme"] == (0.05 if records[0]["rankme"] >= records[1]["rankme"] else 0.2)
 
     # A second invocation reuses every finished cell instead of training again; a record an earlier version of the
     # driver wrote is rebuilt from the cell's files, keeping the times it measured.
-    first = (out / "expert" / "seed1" / "record.json").stat().st_mtime_ns
-    older = out / "viewmaker" / "seed1" / "record.json"
-    original = json.loads(older.read_text())
+    first = (out / "viewmaker" / "seed1" / "record.json").stat().st_mtime_ns
+    cell = out / "viewmaker_budget0.2" / "seed1"
+    original = json.loads((cell / "record.json").read_text())
     record = dict(original)
     del record["record_format"], record["rankme"]
-    older.write_text(json.dumps({**record, "pretrain_seconds": 123.4}))
+    (cell / "record.json").write_text(json.dumps({**record, "pretrain_seconds": 123.4}))
     compare_views.main(argv)
-    assert (out / "expert" / "seed1" / "record.json").stat().st_mtime_ns == first
-    rebuilt = json.loads(older.read_text())
-    assert rebuilt == {**original, "pretrain_seconds": 123.4}
+    assert (out / "viewmaker" / "seed1" / "record.json").stat().st_mtime_ns == first
+    assert json.loads((cell / "record.json").read_text()) == {**original, "pretrain_seconds": 123.4}
 
     # Interrupted after its pretraining: only the evaluations are redone.
-    cell = out / "viewmaker_budget0.2" / "seed1"
     trained = (cell / "pretrain" / "train_results.json").stat().st_mtime_ns
     for name in ("record.json", "linear_eval", "transfer_other"):
         shutil.rmtree(cell / name) if (cell / name).is_dir() else (cell / name).unlink()
     # Interrupted during its pretraining (after its one epoch's checkpoint): it resumes from the checkpoint, and its
     # evaluations are redone with the encoder it then saves.
-    interrupted = out / "expert" / "seed1"
+    interrupted = out / "viewmaker" / "seed1"
     for name in ("record.json", "pretrain/train_results.json", "pretrain/encoder"):
         shutil.rmtree(interrupted / name) if (interrupted / name).is_dir() else (interrupted / name).unlink()
     compare_views.main(argv)
     assert (cell / "pretrain" / "train_results.json").stat().st_mtime_ns == trained
-    assert json.loads((cell / "record.json").read_text())["top1"] == records[2]["top1"]
+    assert json.loads((cell / "record.json").read_text())["top1"] == records[1]["top1"]
     assert "resumed from" in (interrupted / "pretrain.log").read_text()
     assert (interrupted / "linear_eval" / "eval_results.json").stat().st_mtime_ns > first
     assert json.loads((interrupted / "record.json").read_text())["top1"] == records[0]["top1"]
