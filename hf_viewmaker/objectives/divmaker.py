@@ -1,12 +1,13 @@
 """Divmaker's diversity loss (Bayrooti, Goodman and Tamkin, arXiv 2302.05757; docs/method.md §3.6): the viewmaker's
 objective when it is trained to make diverse views instead of adversarial ones."""
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._checks import positive_temperature
 
 
 class DivmakerLoss(nn.Module):
@@ -34,9 +35,7 @@ class DivmakerLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07):
         super().__init__()
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite positive number (e.g. 0.07), got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = positive_temperature(temperature)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

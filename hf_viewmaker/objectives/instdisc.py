@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import positive_temperature
 from .distributed import gather
 
 
@@ -54,14 +55,13 @@ class InstDiscLoss(nn.Module):
         for name, value in sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite positive number (e.g. 0.07), got {temperature!r}")
+        temperature = positive_temperature(temperature)
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be a number in [0, 1] (e.g. 0.5), got {momentum!r}")
         self.num_examples = num_examples
         self.embedding_dim = embedding_dim
         self.num_negatives = num_negatives
-        self.temperature = float(temperature)
+        self.temperature = temperature
         self.momentum = float(momentum)
         bound = 1.0 / math.sqrt(embedding_dim / 3)
         bank = torch.rand(num_examples, embedding_dim) * (2 * bound) - bound

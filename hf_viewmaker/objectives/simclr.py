@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import positive_temperature
 from .distributed import gather_with_grad, is_distributed, rank_offset
 
 SIMCLR_VARIANTS = ("nt_xent", "original")
@@ -36,9 +37,7 @@ class SimCLRLoss(nn.Module):
         super().__init__()
         if variant not in SIMCLR_VARIANTS:
             raise ValueError(f"variant must be one of {SIMCLR_VARIANTS}, got {variant!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be a finite positive number (e.g. 0.07), got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = positive_temperature(temperature)
         self.variant = variant
         self.gather_distributed = gather_distributed
 
