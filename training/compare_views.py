@@ -139,7 +139,9 @@ def run(command: list[str], log: Path) -> float:
 
 
 def uses_viewmaker(method: str) -> bool:
-    return method != "random" and "viewmaker" in " ".join(METHODS[method])
+    """Whether `method` trains a viewmaker: its `--view_mode` names one (the random floor sets none)."""
+    flags = METHODS[method]
+    return "--view_mode" in flags and "viewmaker" in flags[flags.index("--view_mode") + 1]
 
 
 def cell_folder(root: Path, method: str, seed: int, budget: float | None) -> Path:
