@@ -96,7 +96,10 @@ def test_card_reports_only_measured_numbers(run, tmp_path):
     assert 'AutoModel.from_pretrained("me/c10-viewmaker", subfolder="viewmaker"' in card.text
     assert 'AutoModel.from_pretrained("me/c10-viewmaker", trust_remote_code=True)' in card.text  # the root
     assert "| hardware | 1 x H100 |" in card.text and "| distortion budget | 0.05 (l1) |" in card.text
-    assert "| viewmaker objective | adversarial |" in card.text and "| viewmaker input | spectrogram |" in card.text
+    assert (
+        "| viewmaker objective | adversarial |" in card.text
+        and "| viewmaker input | the encoder's input |" in card.text
+    )
     assert "{{" not in card.text and "views.png" not in card.text  # no picture in this run
 
 

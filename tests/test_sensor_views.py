@@ -82,6 +82,7 @@ def test_raw_viewmaker_run_saves_a_processor_that_makes_its_spectrograms(tmp_pat
     argv = [*SENSOR_TINY, *series, *views, "--viewmaker_input", "raw", "--max_steps", "1", "--output_dir", str(out)]
     run_in_process(pretrain.main, argv)
     assert json.loads((out / "train_results.json").read_text())["completed_steps"] == 1
+    assert "| viewmaker input | raw sensor windows (1-D viewmaker) |" in (out / "README.md").read_text()
     encoder_processor = SensorSpectrogramProcessor.from_pretrained(out / "encoder")
     viewmaker_processor = SensorSpectrogramProcessor.from_pretrained(out / "viewmaker")
     assert encoder_processor.standardize_windows and viewmaker_processor.to_dict() == encoder_processor.to_dict()

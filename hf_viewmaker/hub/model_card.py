@@ -372,7 +372,10 @@ def _pretraining_card(
         settings[5:5] = [
             ("distortion budget", f"{model.distortion_budget} ({model.budget_norm})"),
             ("viewmaker objective", objective.viewmaker_objective),
-            ("viewmaker input", model.viewmaker_input),
+            (
+                "viewmaker input",
+                "raw sensor windows (1-D viewmaker)" if model.viewmaker_input == "raw" else "the encoder's input",
+            ),
             ("viewmaker optimizer", f"Adam lr {optimization.viewmaker_learning_rate}"),
         ]
     processors = {part: _read_json(path / "preprocessor_config.json") for part, path in parts.items()}
