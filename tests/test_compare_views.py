@@ -136,6 +136,7 @@ def _record(method: str, seed: int, budget: float, top1: float, rankme: float, c
         "top1": top1,
         "transfer": {},
         "corruption_top1": corruption,
+        "corruptions": None if corruption is None else {"fog": corruption - 0.1, "contrast": corruption + 0.1},
         "rankme": rankme,
         "final_loss": 0.5,
         "pretrain_seconds": 60.0,
@@ -160,6 +161,21 @@ def test_tables_pair_seeds_and_choose_the_budget_of_highest_rankme():
     (choice,) = compare_views.budget_choice(records)
     assert (choice["chosen_by_rankme"], choice["best_by_top1"]) == (0.1, 0.2)
     assert choice["points_lost_by_choosing_without_labels"] == pytest.approx(4.0)
+
+
+def test_corruption_tables_pair_seeds_and_list_each_corruption():
+    records = [_record("expert", seed, 0.05, 0.8, 20.0, corruption=0.60 + seed / 100) for seed in range(3)]
+    records += [_record("viewmaker+expert", seed, 0.05, 0.8, 20.0, corruption=0.63 + seed / 100) for seed in range(3)]
+    records += [_record("viewmaker", seed, 0.05, 0.8, 20.0) for seed in range(3)]  # not evaluated on corruptions
+    (paired,) = compare_views.paired_table(records, "corruption_top1").splitlines()[2:]
+    assert paired == "| expert | viewmaker+expert | -3.0 ± 0.0 | 0 of 3 seeds | 0.250 |"
+    assert compare_views.corruption_table(records).splitlines() == [
+        "| corruption | expert top-1 (%) | viewmaker+expert (0.05) top-1 (%) |",
+        "|---|---|---|",
+        "| fog | 51.0 ± 1.0 | 54.0 ± 1.0 |",
+        "| contrast | 71.0 ± 1.0 | 74.0 ± 1.0 |",
+    ]
+    assert compare_views.corruption_table(records[6:]) == ""
 
 
 def test_a_domain_without_recipes_is_refused(tmp_path):

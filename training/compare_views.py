@@ -61,8 +61,9 @@ METHODS = {
     "viewmaker+expert_imu": ["--view_mode", "viewmaker+expert", "--expert_views", "imu"],
 }
 PAPER_METHODS = ["random", "viewmaker", "expert", "viewmaker+expert"]
-# Records of another format are rebuilt from their cell's files (2: RankMe, the final loss, transfer and corruptions).
-RECORD_FORMAT = 2
+# Records of another format are rebuilt from their cell's files (2: RankMe, the final loss, transfer and corruptions;
+# 3: the accuracy under each corruption).
+RECORD_FORMAT = 3
 
 
 @dataclass
@@ -251,7 +252,7 @@ def run_cell(
         "macro_f1": results.get("macro_f1"),
         "transfer": transfer,
         "corruption_top1": results["cifar10c"]["mean_accuracy"] if "cifar10c" in results else None,
-        "corruptions": results["cifar10c"].get("corruptions") if "cifar10c" in results else None,
+        "corruptions": results["cifar10c"]["per_corruption"] if "cifar10c" in results else None,
         "pretrain_knn_accuracy": trained.get("knn_accuracy"),
         "rankme": trained.get("rankme"),
         "rankme_max": trained.get("rankme_max"),
@@ -331,22 +332,44 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def paired_table(records: list[dict]) -> str:
-    """Markdown: every two trained methods compared seed by seed on linear top-1 (give one budget per method)."""
-    groups = {key: rows for key, rows in _groups(records).items() if key[0] != "random"}
+def paired_table(records: list[dict], metric: str = "top1") -> str:
+    """Markdown: every two trained methods compared seed by seed on `metric` (linear top-1, or `corruption_top1`:
+    the mean corruption accuracy); give one budget per method."""
+    groups = {
+        key: rows
+        for key, rows in _groups(records).items()
+        if key[0] != "random" and all(r.get(metric) is not None for r in rows)
+    }
     lines = [
         "| method A | method B | A − B (points, mean ± std over seeds) | A better on | sign-flip p |",
         "|---|---|---|---|---|",
     ]
     for (key_a, rows_a), (key_b, rows_b) in itertools.combinations(groups.items(), 2):
-        by_seed = {r["seed"]: r["top1"] for r in rows_b}
-        differences = [r["top1"] - by_seed[r["seed"]] for r in rows_a if r["seed"] in by_seed]
+        by_seed = {r["seed"]: r[metric] for r in rows_b}
+        differences = [r[metric] - by_seed[r["seed"]] for r in rows_a if r["seed"] in by_seed]
         if len(differences) < 2:
             continue
         lines.append(
             f"| {key_a[0]} | {key_b[0]} | {mean_std(differences)} | {sum(d > 0 for d in differences)} of "
             f"{len(differences)} seeds | {sign_flip_p_value(differences):.3f} |"
         )
+    return "\n".join(lines)
+
+
+def corruption_table(records: list[dict]) -> str:
+    """Markdown: the probe's top-1 under each corruption (mean over its severities), one column per method (and
+    budget) whose runs were all evaluated on the corruptions; empty if none was."""
+    groups = {
+        key: rows for key, rows in _groups(records).items() if all(r.get("corruptions") is not None for r in rows)
+    }
+    if not groups:
+        return ""
+    names = list(dict.fromkeys(name for rows in groups.values() for r in rows for name in r["corruptions"]))
+    columns = [method if not uses_viewmaker(method) else f"{method} ({budget:g})" for method, budget in groups]
+    lines = ["| corruption | " + " | ".join(f"{c} top-1 (%)" for c in columns) + " |", "|" + "---|" * (len(groups) + 1)]
+    for name in names:
+        cells = [mean_std([r["corruptions"][name] for r in rows]) for rows in groups.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -412,19 +435,23 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
                 records.append(record)
+    at_recipe_budget = [r for r in records if r["distortion_budget"] == recipe_budget or r["method"] == "random"]
     summary = {
         "domain": args.domain,
         "records": records,
         "table": table(records),
-        "paired": paired_table(
-            [r for r in records if r["distortion_budget"] == recipe_budget or r["method"] == "random"]
-        ),
+        "paired": paired_table(at_recipe_budget),
+        "paired_corruption_top1": paired_table(at_recipe_budget, "corruption_top1"),
+        "corruption_table": corruption_table(records),
         "budget_choice": budget_choice(records),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "run_seconds": round(sum(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in records), 1),
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(summary["table"], summary["paired"], sep="\n\n")
+    if summary["corruption_table"]:
+        corruption = ["Mean corruption top-1, paired:", summary["paired_corruption_top1"], summary["corruption_table"]]
+        print("", *corruption, sep="\n\n")
     for choice in summary["budget_choice"]:
         print(
             f"{choice['method']}: RankMe chooses budget {choice['chosen_by_rankme']:g} "
