@@ -568,7 +568,10 @@ class PretrainingArguments(_Arguments):
     )
     channels_last: bool = field(
         default=False,
-        metadata=_help("channels-last (NHWC) memory format for the model and its inputs (faster convolutions on GPUs)"),
+        metadata=_help(
+            "channels-last (NHWC) memory format for the model and its inputs (faster convolutions on GPUs, and "
+            "on CPUs: see benchmarks/RESULTS.md)"
+        ),
     )
     gradient_checkpointing: Literal["none", "selective", "full"] = field(
         default="none",
