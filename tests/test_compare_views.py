@@ -169,6 +169,10 @@ def test_corruption_tables_pair_seeds_and_list_each_corruption():
     records += [_record("viewmaker", seed, 0.05, 0.8, 20.0) for seed in range(3)]  # not evaluated on corruptions
     (paired,) = compare_views.paired_table(records, "corruption_top1").splitlines()[2:]
     assert paired == "| expert | viewmaker+expert | -3.0 ± 0.0 | 0 of 3 seeds | 0.250 |"
+    for seed, record in enumerate(records):
+        record["transfer"] = {"other": {"top1": 0.5 + (seed % 3) / 100 + (record["method"] == "viewmaker") / 10}}
+    expert_vs_viewmaker = compare_views.paired_table(records, "transfer:other").splitlines()[3]
+    assert expert_vs_viewmaker == "| expert | viewmaker | -10.0 ± 0.0 | 0 of 3 seeds | 0.250 |"
     assert compare_views.corruption_table(records).splitlines() == [
         "| corruption | expert top-1 (%) | viewmaker+expert (0.05) top-1 (%) |",
         "|---|---|---|",

@@ -332,21 +332,28 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _metric(record: dict, metric: str) -> float | None:
+    """A record's `metric`: a key (`top1`, `corruption_top1`) or `transfer:<task>` (that task's top-1)."""
+    if metric.startswith("transfer:"):
+        return record.get("transfer", {}).get(metric.removeprefix("transfer:"), {}).get("top1")
+    return record.get(metric)
+
+
 def paired_table(records: list[dict], metric: str = "top1") -> str:
-    """Markdown: every two trained methods compared seed by seed on `metric` (linear top-1, or `corruption_top1`:
-    the mean corruption accuracy); give one budget per method."""
+    """Markdown: every two trained methods compared seed by seed on `metric` (linear top-1, `corruption_top1`: the
+    mean corruption accuracy, or `transfer:<task>`: a transfer task's top-1); give one budget per method."""
     groups = {
         key: rows
         for key, rows in _groups(records).items()
-        if key[0] != "random" and all(r.get(metric) is not None for r in rows)
+        if key[0] != "random" and all(_metric(r, metric) is not None for r in rows)
     }
     lines = [
         "| method A | method B | A − B (points, mean ± std over seeds) | A better on | sign-flip p |",
         "|---|---|---|---|---|",
     ]
     for (key_a, rows_a), (key_b, rows_b) in itertools.combinations(groups.items(), 2):
-        by_seed = {r["seed"]: r[metric] for r in rows_b}
-        differences = [r[metric] - by_seed[r["seed"]] for r in rows_a if r["seed"] in by_seed]
+        by_seed = {r["seed"]: _metric(r, metric) for r in rows_b}
+        differences = [_metric(r, metric) - by_seed[r["seed"]] for r in rows_a if r["seed"] in by_seed]
         if len(differences) < 2:
             continue
         lines.append(
@@ -442,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         "table": table(records),
         "paired": paired_table(at_recipe_budget),
         "paired_corruption_top1": paired_table(at_recipe_budget, "corruption_top1"),
+        "paired_transfer": {task: paired_table(at_recipe_budget, f"transfer:{task}") for task in args.transfer_tasks},
         "corruption_table": corruption_table(records),
         "budget_choice": budget_choice(records),
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -449,6 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(summary["table"], summary["paired"], sep="\n\n")
+    for task, paired in summary["paired_transfer"].items():
+        print("", f"{task} top-1, paired:", paired, sep="\n\n")
     if summary["corruption_table"]:
         corruption = ["Mean corruption top-1, paired:", summary["paired_corruption_top1"], summary["corruption_table"]]
         print("", *corruption, sep="\n\n")
