@@ -300,6 +300,11 @@ def _mean_of(rows: list[dict], key: str, scale: float = 1, digits: int = 2) -> s
     return mean_std(values, scale, digits) if len(values) == len(rows) else "–"
 
 
+def _budget_text(method: str, budget: float | None) -> str:
+    """How a table shows a (method, budget) group's budget: only methods that train a viewmaker have one."""
+    return "–" if budget is None or not uses_viewmaker(method) else f"{budget:g}"
+
+
 def table(records: list[dict]) -> str:
     """Markdown: one row per method (and budget), in the order run."""
     tasks = list(dict.fromkeys(task for r in records for task in r.get("transfer", {})))
@@ -318,7 +323,7 @@ def table(records: list[dict]) -> str:
         minutes = statistics.mean(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in rows) / 60
         cells = [
             method,
-            "–" if budget is None or not uses_viewmaker(method) else f"{budget:g}",
+            _budget_text(method, budget),
             mean_std([r["top1"] for r in rows]),
             *transfer,
             *[_mean_of(rows, "corruption_top1", scale=100, digits=1)] * corrupted,
@@ -372,7 +377,10 @@ def corruption_table(records: list[dict]) -> str:
     if not groups:
         return ""
     names = list(dict.fromkeys(name for rows in groups.values() for r in rows for name in r["corruptions"]))
-    columns = [method if not uses_viewmaker(method) else f"{method} ({budget:g})" for method, budget in groups]
+    columns = [
+        method if _budget_text(method, budget) == "–" else f"{method} ({_budget_text(method, budget)})"
+        for method, budget in groups
+    ]
     lines = ["| corruption | " + " | ".join(f"{c} top-1 (%)" for c in columns) + " |", "|" + "---|" * (len(groups) + 1)]
     for name in names:
         cells = [mean_std([r["corruptions"][name] for r in rows]) for rows in groups.values()]
