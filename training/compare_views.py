@@ -295,8 +295,16 @@ def _groups(records: list[dict]) -> dict[tuple[str, float], list[dict]]:
     return groups
 
 
-def _mean_of(rows: list[dict], key: str, scale: float = 1, digits: int = 2) -> str:
-    values = [r[key] for r in rows if r.get(key) is not None]
+def _metric(record: dict, metric: str) -> float | None:
+    """A record's `metric`: a key (`top1`, `corruption_top1`) or `transfer:<task>` (that task's top-1)."""
+    if metric.startswith("transfer:"):
+        return record.get("transfer", {}).get(metric.removeprefix("transfer:"), {}).get("top1")
+    return record.get(metric)
+
+
+def _mean_of(rows: list[dict], metric: str, scale: float = 1, digits: int = 2) -> str:
+    """`mean ± std` of `metric` (as `_metric` reads it) over `rows`, or "–" where a row lacks it."""
+    values = [value for r in rows if (value := _metric(r, metric)) is not None]
     return mean_std(values, scale, digits) if len(values) == len(rows) else "–"
 
 
@@ -314,12 +322,7 @@ def table(records: list[dict]) -> str:
     header += ["RankMe", "final loss", "seeds", "pretraining steps", "minutes per seed (pretrain + eval)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (method, budget), rows in _groups(records).items():
-        transfer = [
-            mean_std([r["transfer"][task]["top1"] for r in rows])
-            if all(task in r.get("transfer", {}) for r in rows)
-            else "–"
-            for task in tasks
-        ]
+        transfer = [_mean_of(rows, f"transfer:{task}", scale=100, digits=1) for task in tasks]
         minutes = statistics.mean(r["pretrain_seconds"] + r["linear_eval_seconds"] for r in rows) / 60
         cells = [
             method,
@@ -335,13 +338,6 @@ def table(records: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _metric(record: dict, metric: str) -> float | None:
-    """A record's `metric`: a key (`top1`, `corruption_top1`) or `transfer:<task>` (that task's top-1)."""
-    if metric.startswith("transfer:"):
-        return record.get("transfer", {}).get(metric.removeprefix("transfer:"), {}).get("top1")
-    return record.get(metric)
 
 
 def paired_table(records: list[dict], metric: str = "top1") -> str:
@@ -378,8 +374,7 @@ def corruption_table(records: list[dict]) -> str:
         return ""
     names = list(dict.fromkeys(name for rows in groups.values() for r in rows for name in r["corruptions"]))
     columns = [
-        method if _budget_text(method, budget) == "–" else f"{method} ({_budget_text(method, budget)})"
-        for method, budget in groups
+        method if (text := _budget_text(method, budget)) == "–" else f"{method} ({text})" for method, budget in groups
     ]
     lines = ["| corruption | " + " | ".join(f"{c} top-1 (%)" for c in columns) + " |", "|" + "---|" * (len(groups) + 1)]
     for name in names:
